@@ -1,0 +1,1 @@
+"""The thin HTTP API: validate, write the job row, commit, enqueue by task name."""

@@ -1,0 +1,37 @@
+"""The FastAPI application: `uvicorn api.app:create_app --factory` (or `synthjobs api`)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routes import health, jobs, models
+from synthjobs import __version__
+from synthjobs.queue import make_sender
+from synthjobs.settings import Settings, get_settings
+from synthjobs.storage import open_storage
+
+DESCRIPTION = """
+Train class-conditional VAEs and bulk-generate labelled synthetic data as queued jobs.
+
+Submit a job (`POST /v1/jobs/train`, `POST /v1/jobs/sample`): the answer is `202` with the job id, and
+`GET /v1/jobs/{id}` follows it through `QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (default: from the environment)."""
+    settings = settings or get_settings()
+    settings.ensure_home()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.sender = make_sender(settings)
+    app.state.storage = open_storage(settings)
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,151 @@
+"""A small typed HTTP client for the synthjobs API, used by the CLI and by users' scripts.
+
+client = Client("http://127.0.0.1:8000")
+job = client.submit_train({"dataset": "digits", "hyperparameters": {"epochs": 30}})
+done = client.wait(job["id"], timeout=600)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from synthjobs.errors import SynthJobsError
+
+Job = dict[str, Any]
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+class ClientError(SynthJobsError):
+    """The API answered with an error status; `status` and `detail` say which and why."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class APIUnreachable(SynthJobsError):
+    """The API could not be reached at all."""
+
+
+class JobFailed(SynthJobsError):
+    """A waited-for job ended FAILED or CANCELLED; `job` holds its last state."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job['id']} ended {job['state']}: {job.get('error') or 'no error recorded'}")
+        self.job = job
+
+
+class WaitTimeout(SynthJobsError):
+    """A job did not finish within the time given to `wait`."""
+
+
+class Client:
+    """Talks to one synthjobs API over HTTP."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ClientError(response.status_code, detail)
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        """The API's view of its dependencies (raises ClientError with the checks when degraded)."""
+        result: dict[str, Any] = self._request("GET", "/healthz")
+        return result
+
+    def submit_train(self, body: dict[str, Any]) -> Job:
+        """Submit a training job; returns the QUEUED job."""
+        result: Job = self._request("POST", "/v1/jobs/train", json=body)
+        return result
+
+    def submit_sample(self, body: dict[str, Any]) -> Job:
+        """Submit a sampling job; returns the QUEUED job."""
+        result: Job = self._request("POST", "/v1/jobs/sample", json=body)
+        return result
+
+    def get(self, job_id: str) -> Job:
+        """The job's current state."""
+        result: Job = self._request("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """What happened to the job, oldest first."""
+        result: list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/events")
+        return result
+
+    def list(
+        self, *, state: str | None = None, kind: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of jobs, newest first."""
+        params = {
+            k: v for k, v in {"state": state, "kind": kind, "limit": limit, "cursor": cursor}.items() if v
+        }
+        result: dict[str, Any] = self._request("GET", "/v1/jobs", params=params)
+        return result
+
+    def models(self, *, name: str | None = None) -> list[dict[str, Any]]:
+        """Trained models, newest first."""
+        result = self._request("GET", "/v1/models", params={"name": name} if name else None)
+        return list(result["items"])
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """One trained model."""
+        result: dict[str, Any] = self._request("GET", f"/v1/models/{model_id}")
+        return result
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[Job], None] | None = None,
+        poll: float = 0.5,
+        max_poll: float = 5.0,
+    ) -> Job:
+        """Poll until the job finishes; return it on SUCCEEDED, raise JobFailed otherwise.
+
+        Polls back off from `poll` to `max_poll` seconds with jitter, so many waiting scripts do not
+        poll in lock-step; any change of progress resets the interval.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval, last = poll, None
+        while True:
+            job = self.get(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["state"] in TERMINAL:
+                if job["state"] != "SUCCEEDED":
+                    raise JobFailed(job)
+                return job
+            seen = (job["state"], job["progress"], job["phase"])
+            interval = poll if seen != last else min(interval * 1.5, max_poll)
+            last = seen
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise WaitTimeout(f"job {job_id} still {job['state']} after {timeout}s")
+            time.sleep(interval * random.uniform(0.8, 1.2))

@@ -1,0 +1,35 @@
+"""The domain errors the API maps to status codes and the worker maps to job outcomes."""
+
+from __future__ import annotations
+
+
+class SynthJobsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class JobNotFound(SynthJobsError):
+    """No job has that id."""
+
+
+class ModelNotFound(SynthJobsError):
+    """No trained model matches that reference."""
+
+
+class InvalidTransition(SynthJobsError):
+    """A job was asked to move between states the state machine does not connect."""
+
+
+class JobFailure(SynthJobsError):
+    """An expected, permanent failure of a job (bad data, diverged training): fail once, never retry."""
+
+
+class StorageError(SynthJobsError):
+    """Storage could not be reached or refused an operation."""
+
+
+class InvalidKey(StorageError, ValueError):
+    """An object key that could escape its root or is not one the service builds."""
+
+
+class ObjectNotFound(StorageError):
+    """No object is stored under that key."""

@@ -1,0 +1,186 @@
+"""The job state machine: the only module that changes job rows.
+
+Every change is a guarded `UPDATE ... WHERE state IN (...)` checked by its row count, so two processes racing
+on one job (a redelivered message, a cancel during a claim) can never both win, on SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from synthjobs.errors import InvalidTransition, JobNotFound
+from synthjobs.models import Job, JobEvent, JobKind, JobState, utcnow
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+# Which states each state may move to. Nothing leaves a terminal state.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    """Raise InvalidTransition unless the state machine connects `current` to `target`."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a {current.value} job cannot become {target.value}")
+
+
+def sources_of(target: JobState) -> list[str]:
+    """The states from which `target` can be reached."""
+    return [state.value for state, targets in TRANSITIONS.items() if target in targets]
+
+
+def create_job(session: Session, kind: JobKind, params: dict[str, Any]) -> Job:
+    """Add a QUEUED job; the caller commits before anything is enqueued, so no message outruns its row."""
+    job = Job(kind=kind.value, state=JobState.QUEUED.value, params=params, phase="queued")
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, "submitted", f"{kind.value} job submitted")
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    """The job with that id, read fresh from the database."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return job
+
+
+def claim_job(session: Session, job_id: str, worker: str, lease_seconds: float) -> bool:
+    """Move a QUEUED job to RUNNING for `worker`; False when someone else got it or it is no longer queued.
+
+    This is what makes a duplicate delivery harmless: only one UPDATE can match `state = 'QUEUED'`.
+    """
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .values(
+            state=JobState.RUNNING.value,
+            attempts=Job.attempts + 1,
+            worker=worker,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=now,
+            phase="starting",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed == 1:
+        add_event(session, job_id, "claimed", f"claimed by {worker}", {"worker": worker})
+    return claimed == 1
+
+
+def finish_job(
+    session: Session,
+    job_id: str,
+    target: JobState,
+    *,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    """Move a job into a terminal state, refusing transitions the state machine does not allow."""
+    values: dict[str, Any] = {"state": target.value, "finished_at": utcnow(), "updated_at": utcnow()}
+    values["phase"] = target.value.lower()
+    values["lease_expires_at"] = None
+    if target is JobState.SUCCEEDED:
+        values["progress"] = 1.0
+    if error is not None:
+        values["error"] = error[:10_000]
+    if result is not None:
+        values["result"] = result
+    _guarded_update(session, job_id, target, values)
+    message = error if error else target.value.lower()
+    add_event(session, job_id, target.value.lower(), message)
+
+
+def _guarded_update(session: Session, job_id: str, target: JobState, values: dict[str, Any]) -> None:
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(sources_of(target)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        current = JobState(get_job(session, job_id).state)
+        check_transition(current, target)
+        raise InvalidTransition(f"job {job_id} changed state concurrently (now {current.value})")
+
+
+def set_progress(session: Session, job_id: str, progress: float, phase: str) -> bool:
+    """Record how far a RUNNING job is; False when the job is no longer running (e.g. cancelled)."""
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+        .values(progress=min(max(progress, 0.0), 1.0), phase=phase[:200], updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return changed == 1
+
+
+def add_event(
+    session: Session, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None
+) -> None:
+    """Append an event to the job's history."""
+    session.add(JobEvent(job_id=job_id, kind=kind, message=message[:2000], data=data))
+
+
+def list_events(session: Session, job_id: str) -> Sequence[JobEvent]:
+    """The job's events, oldest first."""
+    get_job(session, job_id)
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    return session.scalars(query).all()
+
+
+def encode_cursor(job: Job) -> str:
+    """An opaque cursor pointing just after `job` in newest-first order."""
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Inverse of encode_cursor; ValueError on anything that is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("malformed cursor") from exc
+
+
+def list_jobs(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    kind: JobKind | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[Sequence[Job], str | None]:
+    """A page of jobs, newest first, and the cursor of the next page (None on the last).
+
+    Keyset pagination on (created_at, id): pages stay stable while new jobs arrive.
+    """
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if state is not None:
+        query = query.where(Job.state == state.value)
+    if kind is not None:
+        query = query.where(Job.kind == kind.value)
+    if cursor:
+        created, job_id = decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
+    jobs = session.scalars(query).all()
+    if len(jobs) > limit:
+        return jobs[:limit], encode_cursor(jobs[limit - 1])
+    return jobs, None

@@ -1,0 +1,84 @@
+"""Task names, payload shapes and Celery configuration shared by the API (sender) and the worker.
+
+The API enqueues by name (`send_task`) and never imports the worker or torch. A message carries only the
+job id: everything else is read from SQL, which stays the ledger even if a message is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from synthjobs.models import JobKind
+from synthjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TRAIN_TASK = "synthjobs.train"
+SAMPLE_TASK = "synthjobs.sample"
+TASK_FOR_KIND = {JobKind.TRAIN: TRAIN_TASK, JobKind.SAMPLE: SAMPLE_TASK}
+
+
+def task_payload(job_id: str) -> dict[str, Any]:
+    """The keyword arguments of every job task: the id and nothing else (no secrets in Redis or logs)."""
+    return {"job_id": job_id}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings both sides use; see README "Reliability" for why each is set."""
+    broker_url = settings.resolved_broker_url()
+    transport_options: dict[str, Any] = {}
+    if broker_url.startswith(("redis://", "rediss://")):
+        # Redis redelivers an unacked (late-ack) task after this many seconds: it must exceed the longest job.
+        transport_options["visibility_timeout"] = settings.visibility_timeout
+        transport_options["socket_connect_timeout"] = settings.enqueue_timeout
+        transport_options["socket_timeout"] = max(settings.enqueue_timeout, 10.0)
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.enqueue_timeout,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "task_default_queue": settings.queue,
+        "task_routes": {TRAIN_TASK: {"queue": settings.queue}, SAMPLE_TASK: {"queue": settings.queue}},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "enable_utc": True,
+    }
+
+
+def make_sender(settings: Settings) -> Celery:
+    """A Celery app used only to publish tasks by name (the API's side)."""
+    app = Celery("synthjobs-sender")
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def enqueue_job(app: Celery, job_id: str, kind: JobKind, settings: Settings) -> bool:
+    """Publish the job's task; False (logged) when the broker cannot take it right now.
+
+    The job row is already committed as QUEUED, so a failed publish loses nothing: the reconciler
+    re-enqueues queued jobs whose message never arrived.
+    """
+    try:
+        app.send_task(
+            TASK_FOR_KIND[kind],
+            kwargs=task_payload(job_id),
+            queue=settings.queue,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        )
+        return True
+    except Exception:  # noqa: BLE001 - any broker failure leaves the job QUEUED for the reconciler
+        log.exception("could not enqueue job %s; it stays QUEUED", job_id)
+        return False

@@ -1,0 +1,95 @@
+"""The model registry: trained models as numbered versions under a name.
+
+A model's id is derived from the id of the job that trained it, so a training task that is retried after
+writing its checkpoint registers (and uploads to) the same model instead of a second one.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from synthjobs.errors import ModelNotFound
+from synthjobs.models import Model
+
+_MODEL_NAMESPACE = uuid.UUID("5b1f0f9e-8d57-4f0c-9d2a-2f8f4e1f6a11")
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def model_id_for_job(job_id: str) -> str:
+    """The id of the model a training job produces: the same on every attempt of that job."""
+    return str(uuid.uuid5(_MODEL_NAMESPACE, job_id))
+
+
+def register_model(
+    session: Session,
+    *,
+    model_id: str,
+    name: str,
+    training_job_id: str | None,
+    checkpoint_uri: str,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, Any],
+    dataset: dict[str, Any],
+) -> Model:
+    """Add the next version of `name`, or return the model already registered under `model_id`."""
+    existing = session.get(Model, model_id)
+    if existing is not None:
+        return existing
+    for _ in range(5):
+        version = (session.scalar(select(func.max(Model.version)).where(Model.name == name)) or 0) + 1
+        model = Model(
+            id=model_id,
+            name=name,
+            version=version,
+            training_job_id=training_job_id,
+            checkpoint_uri=checkpoint_uri,
+            hyperparameters=hyperparameters,
+            metrics=metrics,
+            dataset=dataset,
+        )
+        try:
+            with session.begin_nested():
+                session.add(model)
+            return model
+        except IntegrityError:
+            # Another registration took that version number (or this id) first: look again.
+            existing = session.get(Model, model_id)
+            if existing is not None:
+                return existing
+    raise RuntimeError(f"could not allocate a version of model {name!r}")
+
+
+def get_model(session: Session, model_id: str) -> Model:
+    """The model with that id."""
+    model = session.get(Model, model_id) if _UUID.match(model_id) else None
+    if model is None:
+        raise ModelNotFound(f"no model with id {model_id}")
+    return model
+
+
+def resolve_model(session: Session, ref: str) -> Model:
+    """A model named by id or `name:version`, pinned to a concrete model at submit time."""
+    if _UUID.match(ref):
+        return get_model(session, ref)
+    name, sep, version = ref.rpartition(":")
+    if sep and version.isdigit():
+        model = session.scalar(select(Model).where(Model.name == name, Model.version == int(version)))
+        if model is not None:
+            return model
+    raise ModelNotFound(f"no model matches {ref!r} (use a model id or name:version)")
+
+
+def list_models(session: Session, *, name: str | None = None, limit: int = 100) -> Sequence[Model]:
+    """Models, newest first, optionally of one name."""
+    query = select(Model).order_by(Model.created_at.desc(), Model.version.desc()).limit(limit)
+    if name is not None:
+        query = query.where(Model.name == name)
+    return session.scalars(query).all()

@@ -1,0 +1,232 @@
+"""Object storage behind one small interface: S3 through boto3 (AWS, MinIO, moto) or a local folder.
+
+The backend is chosen by the URL scheme (`s3://bucket/prefix`, `file:///path`). Keys are built by the
+service from its own ids (`jobs/{job_id}/...`, `models/{model_id}/...`), so a retried task overwrites the
+same object; `validate_key` refuses anything that could leave the storage root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
+from synthjobs.settings import Settings
+
+_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def validate_key(key: str) -> str:
+    """Return `key` if it is a relative path of plain segments; raise InvalidKey otherwise."""
+    if not key or len(key) > 1024:
+        raise InvalidKey("object key must be 1-1024 characters")
+    segments = key.split("/")
+    for segment in segments:
+        if not _KEY_SEGMENT.match(segment) or segment in (".", ".."):
+            raise InvalidKey(f"invalid object key segment {segment!r} in {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    """What the service needs from a blob store."""
+
+    url: str
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Store `data` under `key` (overwriting) and return the object's URI."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """The object's content; ObjectNotFound when absent."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        ...
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted."""
+        ...
+
+    def uri(self, key: str) -> str:
+        """The URI that names the object under `key`."""
+        ...
+
+    def key_of(self, uri: str) -> str:
+        """The key of an object URI issued by this storage; InvalidKey for any other URI."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageError unless the store is reachable and writable (health check)."""
+        ...
+
+
+class LocalStorage:
+    """A folder on disk; writes are atomic (temp file + rename), so readers never see half an object."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / validate_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise InvalidKey(f"key {key!r} escapes the storage root")
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object {self.uri(key)}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix.strip("/") if prefix else self.root
+        if not base.resolve().is_relative_to(self.root):
+            raise InvalidKey(f"prefix {prefix!r} escapes the storage root")
+        if not base.exists():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
+
+    def uri(self, key: str) -> str:
+        return f"{self.url}/{validate_key(key)}"
+
+    def key_of(self, uri: str) -> str:
+        if not uri.startswith(self.url + "/"):
+            raise InvalidKey(f"{uri!r} is not in {self.url}")
+        return validate_key(uri[len(self.url) + 1 :])
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".healthcheck"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(f"local storage {self.root} is not writable: {exc}") from exc
+
+
+class S3Storage:
+    """A bucket and prefix on any S3-compatible endpoint, through boto3."""
+
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        credentials = {}
+        if settings.s3_access_key_id and settings.s3_secret_access_key:
+            credentials = {
+                "aws_access_key_id": settings.s3_access_key_id.get_secret_value(),
+                "aws_secret_access_key": settings.s3_secret_access_key.get_secret_value(),
+            }
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60
+            ),
+            **credentials,
+        )
+
+    def _full(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not write {self.uri(key)}: {exc}") from exc
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            return bytes(response["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectNotFound(f"no object {self.uri(key)}") from exc
+            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise StorageError(f"could not check {self.uri(key)}: {exc}") from exc
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                keys.append(key[len(self.prefix) + 1 :] if self.prefix else key)
+        return sorted(keys)
+
+    def uri(self, key: str) -> str:
+        return f"{self.url}/{validate_key(key)}"
+
+    def key_of(self, uri: str) -> str:
+        if not uri.startswith(self.url + "/"):
+            raise InvalidKey(f"{uri!r} is not in {self.url}")
+        return validate_key(uri[len(self.url) + 1 :])
+
+    def check(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {exc}") from exc
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The storage named by the settings' URL."""
+    url = settings.resolved_storage_url()
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStorage(Path(unquote(parsed.path)))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"storage URL {url!r} names no bucket")
+        return S3Storage(parsed.netloc, parsed.path, settings)
+    raise ValueError(f"unsupported storage URL {url!r}: use s3://bucket/prefix or file:///path")

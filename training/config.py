@@ -1,0 +1,83 @@
+"""The one frozen record of every hyperparameter of a training run.
+
+It is saved inside each checkpoint (as `to_dict()`), so a model can be rebuilt from the file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+CONDITIONINGS = ("concat", "additive")
+DATASETS = ("digits",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one CVAE training run; validated on construction.
+
+    `conditioning` picks how the label reaches the model: "concat" (Sohn et al. 2015, label concatenated to
+    the encoder input and to z) or "additive" (the course design, label projected and added to z).
+    `checkpoint_every` is in epochs.
+    """
+
+    dataset: str = "digits"
+    conditioning: str = "concat"
+    latent_dim: int = 8
+    hidden_dim: int = 256
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    beta: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(
+                f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"
+            )
+        for name in ("latent_dim", "hidden_dim", "epochs", "batch_size", "checkpoint_every"):
+            _require_int(name, getattr(self, name), minimum=1)
+        _require_int("seed", self.seed, minimum=0)
+        _require_number("learning_rate", self.learning_rate, positive=True)
+        _require_number("beta", self.beta, positive=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as JSON-able primitives (str, int, float)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config from `to_dict()` output.
+
+        Unknown keys raise rather than being dropped: a silently ignored hyperparameter would make a run
+        differ from what was asked for. Missing keys take their defaults.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def _require_int(name: str, value: Any, *, minimum: int) -> None:
+    # bool is an int subclass; True as an epoch count is a caller bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _require_number(name: str, value: Any, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if not positive and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")

@@ -1,0 +1,249 @@
+"""The CVAE training loop: progress, metrics, checkpoints and cancellation flow through callbacks.
+
+The loop knows nothing about its caller (minGPT's trainer): the worker passes callbacks that record
+progress, upload checkpoints and poll for cancellation.
+
+Determinism: initial weights come from `torch.manual_seed(cfg.seed)` inside a forked RNG, and every random
+draw during training (the shuffling permutation and the reparameterization noise) comes from one CPU
+`torch.Generator` seeded from `cfg.seed`. Its state at an epoch boundary, with the model and optimizer
+states, is therefore all that a resumed run needs to continue bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from training.config import TrainConfig
+from training.data import ImageDataset
+from training.model import CVAE, build_model, elbo_loss
+
+logger = logging.getLogger(__name__)
+
+# Seed of the fixed noise used to estimate the held-out ELBO, so the figure is comparable between epochs.
+HELDOUT_NOISE_SEED = 1234
+EVAL_BATCH = 1024
+
+
+class TrainingDiverged(Exception):
+    """The training loss became NaN or infinite; retrying with the same config will fail the same way."""
+
+
+@dataclass
+class EpochMetrics:
+    """Metrics after one epoch.
+
+    `heldout_neg_elbo` is the beta=1 negative ELBO (nats per image) on the held-out split, in eval mode,
+    estimated with one z sample per image drawn from a generator seeded with HELDOUT_NOISE_SEED: an
+    unbiased single-sample estimate (unlike z = mu) that is still identical for identical weights.
+    """
+
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float  # mean of the per-batch training losses (beta-weighted), nats per image
+    heldout_neg_elbo: float
+    seconds: float
+
+
+@dataclass
+class TrainState:
+    """Everything needed to resume training after `epoch` completed epochs (tensors on CPU)."""
+
+    epoch: int
+    model_state: dict
+    optimizer_state: dict
+    rng_state: torch.Tensor  # state of the CPU generator used for shuffling and reparameterization noise
+    history: list[dict]  # EpochMetrics as dicts
+
+
+@dataclass
+class TrainResult:
+    """The trained model and its metrics; `stopped` is True if `should_stop` ended training early."""
+
+    model: CVAE
+    history: list[EpochMetrics]
+    final: EpochMetrics
+    stopped: bool
+
+
+def train(
+    cfg: TrainConfig,
+    data: ImageDataset,
+    *,
+    device: str | torch.device = "cpu",
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    resume_from: TrainState | None = None,
+) -> TrainResult:
+    """Train a CVAE on `data.train_x` with Adam, deterministically for `cfg.seed`.
+
+    Args:
+        cfg: hyperparameters.
+        data: the dataset; the held-out split is used only for `heldout_neg_elbo`.
+        device: where to train.
+        on_epoch: called with each epoch's metrics.
+        on_batch: called after each batch with (step, total_steps), step 1-based over the whole run
+            (including epochs done before a resume).
+        should_stop: polled before each batch; when it returns True, training stops at once and the result
+            has `stopped=True`. No checkpoint is taken then (the last one is at an epoch boundary).
+        on_checkpoint: called with a TrainState every `cfg.checkpoint_every` epochs and after the last one.
+        resume_from: continue from this state; the final weights equal those of an uninterrupted run.
+
+    Returns:
+        A TrainResult. When stopped, `final` describes the model at the stop: `epoch` is the interrupted
+        epoch, `train_loss` covers the batches done in it (NaN if none), and it is not in `history`.
+
+    Raises:
+        TrainingDiverged: if a batch loss is NaN or infinite.
+    """
+    device = torch.device(device)
+    model, optimizer, rng, history = _setup(cfg, data, device, resume_from)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    batches = math.ceil(len(train_x) / cfg.batch_size)
+    total_steps = batches * cfg.epochs
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(train_x), generator=rng).to(device)
+        losses: list[float] = []
+        for b in range(batches):
+            if should_stop is not None and should_stop():
+                final = _measure(model, cfg, data, device, epoch, _mean(losses), started)
+                logger.info("training stopped during epoch %d after %d batches", epoch, b)
+                return TrainResult(model=model.eval(), history=history, final=final, stopped=True)
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            losses.append(_step(model, optimizer, cfg, train_x[idx], train_y[idx], rng, epoch, b))
+            if on_batch is not None:
+                on_batch((epoch - 1) * batches + b + 1, total_steps)
+        metrics = _measure(model, cfg, data, device, epoch, _mean(losses), started)
+        history.append(metrics)
+        logger.info("epoch %d/%d: %s", epoch, cfg.epochs, metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+        if on_checkpoint is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+            on_checkpoint(_snapshot(epoch, model, optimizer, rng, history))
+    return TrainResult(model=model.eval(), history=history, final=history[-1], stopped=False)
+
+
+def _setup(
+    cfg: TrainConfig, data: ImageDataset, device: torch.device, resume_from: TrainState | None
+) -> tuple[CVAE, torch.optim.Optimizer, torch.Generator, list[EpochMetrics]]:
+    # Build on CPU under a forked RNG: the weights depend on cfg.seed only, not on global state or device.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, data.input_dim, data.num_classes, image_shape=data.image_shape)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    history: list[EpochMetrics] = []
+    if resume_from is not None:
+        if not 0 <= resume_from.epoch <= cfg.epochs or len(resume_from.history) != resume_from.epoch:
+            raise ValueError(
+                f"cannot resume from epoch {resume_from.epoch} with {len(resume_from.history)} history "
+                f"entries for a {cfg.epochs}-epoch run"
+            )
+        model.load_state_dict(resume_from.model_state)
+        optimizer.load_state_dict(resume_from.optimizer_state)
+        rng.set_state(resume_from.rng_state)
+        history = [EpochMetrics(**h) for h in resume_from.history]
+    return model, optimizer, rng, history
+
+
+def _step(
+    model: CVAE,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rng: torch.Generator,
+    epoch: int,
+    batch: int,
+) -> float:
+    logits, mu, log_var = model(x, y, generator=rng)
+    loss, _, _ = elbo_loss(logits, x, mu, log_var, beta=cfg.beta)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"training loss became {value} at epoch {epoch}, batch {batch + 1}; "
+            f"try a lower learning_rate (now {cfg.learning_rate}) or check the data for NaN/inf"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
+
+
+@torch.no_grad()
+def heldout_neg_elbo(model: CVAE, data: ImageDataset, device: torch.device | str = "cpu") -> float:
+    """Return the beta=1 negative ELBO in nats per image on the held-out split (see EpochMetrics)."""
+    was_training = model.training
+    model.eval()
+    noise = torch.Generator().manual_seed(HELDOUT_NOISE_SEED)
+    total = 0.0
+    for start in range(0, len(data.test_x), EVAL_BATCH):
+        x = data.test_x[start : start + EVAL_BATCH].to(device)
+        y = data.test_y[start : start + EVAL_BATCH].to(device)
+        logits, mu, log_var = model(x, y, generator=noise)
+        loss, _, _ = elbo_loss(logits, x, mu, log_var, beta=1.0)
+        total += loss.item() * len(x)
+    model.train(was_training)
+    return total / len(data.test_x)
+
+
+def _measure(
+    model: CVAE,
+    cfg: TrainConfig,
+    data: ImageDataset,
+    device: torch.device,
+    epoch: int,
+    loss: float,
+    t0: float,
+) -> EpochMetrics:
+    return EpochMetrics(
+        epoch=epoch,
+        epochs=cfg.epochs,
+        train_loss=loss,
+        heldout_neg_elbo=heldout_neg_elbo(model, data, device),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _snapshot(
+    epoch: int,
+    model: CVAE,
+    optimizer: torch.optim.Optimizer,
+    rng: torch.Generator,
+    history: list[EpochMetrics],
+) -> TrainState:
+    # Deep copies on CPU: the caller may keep or serialise the state while training goes on.
+    return TrainState(
+        epoch=epoch,
+        model_state=_to_cpu(model.state_dict()),
+        optimizer_state=_to_cpu(optimizer.state_dict()),
+        rng_state=rng.get_state().clone(),
+        history=[dataclasses.asdict(m) for m in history],
+    )
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")

@@ -1,0 +1,36 @@
+"""The worker's Celery app: `celery -A worker.celery_app worker` (or `synthjobs worker`).
+
+Tasks run in the solo pool by default: one job at a time per process, no fork after CUDA is initialised.
+Run more processes (or machines) for more parallelism.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+from synthjobs.queue import celery_config
+from synthjobs.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+app = Celery("synthjobs-worker", include=["worker.tasks"])
+app.conf.update(celery_config(get_settings()))
+
+
+@worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    from worker.runtime import configure_torch
+
+    configure_torch(get_settings())
+
+
+@worker_ready.connect
+def _ready(**_: Any) -> None:
+    from worker.runtime import configure_torch
+
+    configure_torch(get_settings())
+    log.info("synthjobs worker ready")

@@ -1,0 +1,1 @@
+"""Turn a job row into calls to training/ and objects in storage."""

@@ -1,0 +1,35 @@
+"""Per-process runtime choices: torch threads and the compute device, each made once."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import torch
+
+from synthjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+_configured = False
+
+
+def configure_torch(settings: Settings) -> None:
+    """Set torch's intra-op threads from settings (once per process)."""
+    global _configured
+    if _configured:
+        return
+    threads = settings.resolved_torch_threads()
+    torch.set_num_threads(threads)
+    _configured = True
+    log.info("torch threads: %d, device: %s", threads, select_device(settings.device))
+
+
+@lru_cache
+def select_device(requested: str) -> torch.device:
+    """The device jobs run on: CUDA when present and asked for (`auto`), else CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"SYNTHJOBS_DEVICE={requested} but CUDA is not available")
+    return device
