@@ -1,0 +1,245 @@
+"""Fixtures for real services: PostgreSQL, Redis, an HTTP S3 endpoint (moto's server), and whole stacks.
+
+A test that needs a service skips with the reason when it is absent, unless SYNTHJOBS_REQUIRE_SERVICES=1
+(as in CI): then it fails, so a green CI run means the real stack was exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from synthjobs import processes
+from synthjobs.client import Client
+from synthjobs.migrate import upgrade_database
+
+REQUIRE_SERVICES = os.environ.get("SYNTHJOBS_REQUIRE_SERVICES") == "1"
+PG_HOST, PG_PORT = os.environ.get("SYNTHJOBS_TEST_PG_HOST", "127.0.0.1"), 5432
+PG_ADMIN_URL = os.environ.get("SYNTHJOBS_TEST_PG_URL", f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test")
+REDIS_URL = os.environ.get("SYNTHJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+S3_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip the test, or fail it when services are required."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (SYNTHJOBS_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A PostgreSQL server we may create databases on."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(PG_ADMIN_URL)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"synthjobs_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade_database(url)
+    yield url
+    from synthjobs.db import dispose_engines
+
+    dispose_engines()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite database file for one test."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+# --- Redis ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """A Redis server; skipped or failed when absent."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """A Redis database flushed before and after the test (db 9, kept apart from anyone's db 0)."""
+    import redis
+
+    url = f"{redis_server_url}/9"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+# --- S3 (moto's threaded HTTP server) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real HTTP S3 endpoint on 127.0.0.1, reached through boto3 as production reaches MinIO."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        service_unavailable(f"moto's server is not installed: {exc}")
+    os.environ.update(S3_TEST_ENV)
+    port = processes.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh bucket for one test."""
+    import boto3
+
+    name = f"synthjobs-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client on the test endpoint, to look at what the service stored."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+# --- Whole stacks: a real uvicorn API and a real Celery worker ------------------------------------------
+
+
+@dataclass
+class Stack:
+    """A running API and worker sharing one database, broker and storage."""
+
+    env: dict[str, str]
+    api_url: str
+    client: Client
+    logs: Path
+    api: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = processes.start_worker(self.env, self.logs / f"worker{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of every process log, for assertion messages."""
+        parts = []
+        for log in sorted(self.logs.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture
+def start_stack(tmp_path: Path) -> Iterator[StackFactory]:
+    """Start an API and a worker on the given URLs (defaults: the embedded default under tmp_path)."""
+    started: list[Stack] = []
+
+    def start(
+        *,
+        database_url: str | None = None,
+        broker_url: str | None = None,
+        storage_url: str | None = None,
+        s3_endpoint: str | None = None,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> Stack:
+        home = tmp_path / f"home{len(started)}"
+        logs = home / "logs"
+        logs.mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHJOBS_")}
+        env.update(S3_TEST_ENV)
+        env.update({"SYNTHJOBS_HOME": str(home), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+        env["SYNTHJOBS_QUEUE"] = f"gpu-{uuid.uuid4().hex[:8]}"
+        for key, value in {
+            "SYNTHJOBS_DATABASE_URL": database_url,
+            "SYNTHJOBS_BROKER_URL": broker_url,
+            "SYNTHJOBS_STORAGE_URL": storage_url,
+            "SYNTHJOBS_S3_ENDPOINT_URL": s3_endpoint,
+        }.items():
+            if value:
+                env[key] = value
+        env.update(extra_env or {})
+        port = processes.free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        api = processes.start_api(env, port, logs / "api.log")
+        stack = Stack(env=env, api_url=api_url, client=Client(api_url), logs=logs, api=api)
+        started.append(stack)
+        try:
+            processes.wait_for_api(api_url, api, timeout=60)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}\n{stack.log_tail()}")
+        for _ in range(workers):
+            stack.start_worker()
+        return stack
+
+    yield start
+    for stack in started:
+        for worker in stack.workers:
+            processes.stop(worker)
+        processes.stop(stack.api)
+        stack.client.close()
