@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from synthjobs.errors import InvalidKey, InvalidTransition, JobNotFound, ModelNotFound
+from synthjobs.errors import DatasetNotFound, InvalidKey, InvalidTransition, JobNotFound, ModelNotFound
 
 STATUS_FOR: dict[type[Exception], int] = {
     JobNotFound: 404,
     ModelNotFound: 404,
+    DatasetNotFound: 404,
     InvalidTransition: 409,
     InvalidKey: 422,
 }

@@ -8,9 +8,9 @@ than something silently ignored. Static bounds here are sanity limits; the deplo
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthjobs.registry import MODEL_NAME_PATTERN
 
@@ -35,6 +35,66 @@ class TrainHyperparameters(Request):
     batch_size: int = Field(default=64, ge=1, le=1_000_000)
     learning_rate: float = Field(default=1e-3, gt=0, le=1)
     beta: float = Field(default=1.0, ge=0, le=1000, description="Weight of the KL term.")
+    kl_warmup_epochs: int = Field(
+        default=0, ge=0, le=100_000, description="Epochs over which β ramps up from 0."
+    )
+    architecture: Literal["auto", "mlp", "conv"] = Field(
+        default="auto", description="auto: convolutional for images of 16x16 and larger, MLP below."
+    )
+    amp: bool = Field(default=False, description="bf16 autocast on CUDA (ignored on CPU).")
+    checkpoint_every: int = Field(default=1, ge=1, le=100_000, description="Checkpoint every N epochs.")
+
+
+def _check_local_path(value: str) -> str:
+    if "\x00" in value or not value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("must be an absolute path without '..' or NUL bytes")
+    return value
+
+
+class BuiltinDataset(Request):
+    """A dataset bundled with the service."""
+
+    kind: Literal["builtin"] = "builtin"
+    name: Literal["digits"] = "digits"
+
+
+class TorchvisionDataset(Request):
+    """A torchvision dataset read from a local root the workers can see (under a configured data root)."""
+
+    kind: Literal["torchvision"]
+    name: Literal["MNIST", "FashionMNIST", "CIFAR10"]
+    root: str = Field(max_length=1024)
+    download: bool = Field(default=False, description="Download into root if absent (needs network).")
+
+    _root = field_validator("root")(_check_local_path)
+
+
+class ImageFolderDataset(Request):
+    """Images under `<url>/<class_name>/<image>` (PNG/JPEG); class names sorted into label ids."""
+
+    kind: Literal["image_folder"]
+    url: str = Field(
+        max_length=2048, pattern=r"^(s3|file)://", description="s3://bucket/prefix or file:///path"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _safe_url(cls, value: str) -> str:
+        if "\x00" in value or ".." in value.split("/") or "%2e%2e" in value.lower():
+            raise ValueError("must not contain '..' or NUL bytes")
+        return value
+
+
+class UploadedDataset(Request):
+    """An .npz dataset uploaded with `POST /v1/datasets`."""
+
+    kind: Literal["uploaded"]
+    id: str = Field(pattern=r"^[0-9a-f-]{36}$")
+
+
+DatasetSpec = Annotated[
+    BuiltinDataset | TorchvisionDataset | ImageFolderDataset | UploadedDataset, Field(discriminator="kind")
+]
 
 
 class TrainRequest(Request):
@@ -45,30 +105,74 @@ class TrainRequest(Request):
         json_schema_extra={"examples": [{"dataset": "digits", "hyperparameters": {"epochs": 30}, "seed": 0}]},
     )
 
-    dataset: Literal["digits"] = Field(default="digits", description="digits: scikit-learn's 8x8 digits.")
+    dataset: Literal["digits"] | DatasetSpec = Field(
+        default="digits", description="'digits' (scikit-learn's 8x8 digits) or a dataset spec with a `kind`."
+    )
     model_name: str | None = Field(
         default=None, pattern=MODEL_NAME_PATTERN, description="Registry name; default '<dataset>-cvae'."
     )
     hyperparameters: TrainHyperparameters = Field(default_factory=TrainHyperparameters)
     seed: int = SEED
+    max_runtime_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop (keeping the last checkpoint) and fail past this; default from settings.",
+    )
 
 
 class SampleRequest(Request):
-    """Generate labelled samples from a trained model."""
+    """Generate labelled samples from a trained model: `per_class` counts, or a `total` and a distribution."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"model": "digits-cvae:1", "per_class": 1000, "seed": 0}]},
+        json_schema_extra={
+            "examples": [
+                {"model": "digits-cvae@champion", "per_class": 1000, "seed": 0},
+                {
+                    "model": "digits-cvae:2",
+                    "total": 1000000,
+                    "distribution": {"3": 0.5, "8": 0.5},
+                    "format": "webdataset",
+                    "shard_size": 50000,
+                    "seed": 7,
+                },
+            ]
+        },
     )
 
-    model: str = Field(min_length=1, max_length=200, description="A model id or name:version.")
-    per_class: int | dict[str, int] = Field(
-        description="Samples for every class, or a map of class name (or id) to count."
+    model: str = Field(min_length=1, max_length=200, description="A model id, name:version or name@alias.")
+    per_class: int | dict[str, int] | None = Field(
+        default=None, description="Samples for every class, or a map of class name (or id) to count."
+    )
+    total: int | None = Field(default=None, ge=1, description="Samples in all, split by `distribution`.")
+    distribution: Literal["uniform"] | dict[str, float] = Field(
+        default="uniform", description="With `total`: uniform, or a map of class name (or id) to proportion."
     )
     seed: int = SEED
     temperature: float = Field(default=1.0, gt=0, le=10, description="Scale of z ~ N(0, T² I).")
     shard_size: int | None = Field(default=None, ge=1, description="Samples per output shard.")
-    format: Literal["npz"] = Field(default="npz", description="npz: uint8 `images` and int64 `labels`.")
+    format: Literal["npz", "webdataset"] = Field(
+        default="npz",
+        description="npz: uint8 `images`, int64 `labels`. webdataset: tar of `{key}.png` + `{key}.cls`.",
+    )
+    quality: Literal["basic", "tstr"] = Field(
+        default="basic", description="basic: conditional accuracy of a subset; tstr: also TSTR on real data."
+    )
+    quality_samples: int = Field(default=2000, ge=0, le=100_000, description="Samples scored for quality.")
+
+
+class ShardOut(BaseModel):
+    """One shard of a sampling job; `key`, `sha256` and `bytes` are set once it is written."""
+
+    index: int
+    state: str
+    count: int
+    attempts: int
+    key: str | None
+    sha256: str | None
+    bytes: int | None
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class JobOut(BaseModel):
@@ -87,6 +191,13 @@ class JobOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    eta_seconds: float | None = Field(
+        default=None, description="Estimated seconds left, from the pace so far."
+    )
+    shards: list[ShardOut] | None = Field(
+        default=None,
+        description="Sampling jobs (GET of one job): every shard, with key and sha256 once written.",
+    )
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -120,6 +231,48 @@ class ModelOut(BaseModel):
     hyperparameters: dict[str, Any]
     metrics: dict[str, Any]
     dataset: dict[str, Any]
+    created_at: datetime
+    aliases: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AliasRequest(Request):
+    """Which version of the model name the alias should point at: by version number or model id."""
+
+    version: int | None = Field(default=None, ge=1)
+    model_id: str | None = Field(default=None, pattern=r"^[0-9a-f-]{36}$")
+    reason: str = Field(default="", max_length=1000)
+
+
+class AliasOut(BaseModel):
+    name: str
+    alias: str
+    model_id: str
+    version: int
+    updated_at: datetime
+
+
+class AliasEventOut(BaseModel):
+    from_model_id: str | None
+    to_model_id: str | None
+    actor: str
+    reason: str
+    at: datetime
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DatasetOut(BaseModel):
+    """An uploaded dataset."""
+
+    id: str
+    name: str
+    uri: str
+    bytes: int
+    sha256: str
+    num_images: int
+    image_shape: dict[str, Any]
     created_at: datetime
 
     model_config = ConfigDict(from_attributes=True)

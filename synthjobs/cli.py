@@ -76,6 +76,12 @@ def _add_service_commands(commands: Any) -> None:
     migrate = commands.add_parser("migrate", help="bring the database to the latest schema")
     migrate.set_defaults(handler=run_migrate)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="requeue jobs whose worker or message was lost (one pass)"
+    )
+    reconcile.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    reconcile.set_defaults(handler=run_reconcile)
+
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on this machine and print where results are"
     )
@@ -312,6 +318,17 @@ def run_migrate(args: argparse.Namespace) -> int:
     settings.ensure_home()
     upgrade_database(settings.resolved_database_url())
     print(f"database at the latest schema: {settings.resolved_database_url()}")
+    return EXIT_OK
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from synthjobs.queue import make_sender
+    from synthjobs.reconcile import reconcile
+
+    report = asdict(reconcile(get_settings(), make_sender(get_settings())))
+    emit(args, report, lambda r: "\n".join(f"{k}: {len(v)} {' '.join(v)}" for k, v in r.items()))
     return EXIT_OK
 
 

@@ -33,3 +33,7 @@ class InvalidKey(StorageError, ValueError):
 
 class ObjectNotFound(StorageError):
     """No object is stored under that key."""
+
+
+class DatasetNotFound(SynthJobsError):
+    """No uploaded dataset has that id."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import InvalidTransition, JobNotFound
@@ -23,7 +23,8 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 # Which states each state may move to. Nothing leaves a terminal state.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
+    # RUNNING → QUEUED only when the worker's lease expired (it died): the job is run again, resuming.
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.QUEUED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
@@ -58,29 +59,91 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def claim_job(session: Session, job_id: str, worker: str, lease_seconds: float) -> bool:
-    """Move a QUEUED job to RUNNING for `worker`; False when someone else got it or it is no longer queued.
+def claim_job(
+    session: Session, job_id: str, worker: str, lease_seconds: float, max_attempts: int = 5
+) -> bool:
+    """Move a job to RUNNING for `worker`; False when it is not ours to run.
 
-    This is what makes a duplicate delivery harmless: only one UPDATE can match `state = 'QUEUED'`.
+    A job is claimable when it is QUEUED, or RUNNING under a lease that expired (its worker died and the
+    broker redelivered the message). Only one UPDATE can match, so a duplicate delivery does nothing. A
+    job that has used up `max_attempts` is failed instead of being run again (a poison job must not loop).
     """
     now = utcnow()
+    claimable = or_(
+        Job.state == JobState.QUEUED.value,
+        and_(Job.state == JobState.RUNNING.value, Job.lease_expires_at < now),
+    )
     claimed = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .where(Job.id == job_id, claimable, Job.attempts < max_attempts)
         .values(
             state=JobState.RUNNING.value,
             attempts=Job.attempts + 1,
             worker=worker,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=now,
+            started_at=func.coalesce(Job.started_at, now),
             phase="starting",
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
     ).rowcount
     if claimed == 1:
-        add_event(session, job_id, "claimed", f"claimed by {worker}", {"worker": worker})
-    return claimed == 1
+        attempts = get_job(session, job_id).attempts
+        message = f"claimed by {worker}" + (f" (attempt {attempts})" if attempts > 1 else "")
+        add_event(session, job_id, "claimed", message, {"worker": worker, "attempt": attempts})
+        return True
+    exhausted = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.attempts >= max_attempts)
+        .values(
+            state=JobState.FAILED.value,
+            error=f"worker lost {max_attempts} times; giving up",
+            phase="failed",
+            finished_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if exhausted == 1:
+        add_event(session, job_id, "failed", f"worker lost {max_attempts} times; giving up")
+    return False
+
+
+def renew_lease(session: Session, job_id: str, worker: str, lease_seconds: float) -> bool:
+    """Extend `worker`'s lease on a RUNNING job; False when the job is no longer its to run."""
+    now = utcnow()
+    renewed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return renewed == 1
+
+
+def requeue_expired(session: Session, job_id: str, reason: str) -> bool:
+    """Move a RUNNING job whose lease expired back to QUEUED (the reconciler then re-enqueues it)."""
+    now = utcnow()
+    requeued = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_expires_at < now)
+        .values(state=JobState.QUEUED.value, phase=f"requeued: {reason}"[:200], worker=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if requeued == 1:
+        add_event(session, job_id, "requeued", reason)
+    return requeued == 1
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    """Cancel a QUEUED or RUNNING job; InvalidTransition (409) for a finished one.
+
+    A queued job will never run (its claim finds it CANCELLED); a running one stops at its next batch
+    boundary, when its worker notices, keeping its last checkpoint.
+    """
+    finish_job(session, job_id, JobState.CANCELLED, error=None)
+    return get_job(session, job_id)
 
 
 def finish_job(
@@ -90,8 +153,13 @@ def finish_job(
     *,
     error: str | None = None,
     result: dict[str, Any] | None = None,
+    worker: str | None = None,
 ) -> None:
-    """Move a job into a terminal state, refusing transitions the state machine does not allow."""
+    """Move a job into a terminal state, refusing transitions the state machine does not allow.
+
+    With `worker`, only while that worker still holds the job: a worker that lost its lease to another
+    must not overwrite the other's outcome.
+    """
     values: dict[str, Any] = {"state": target.value, "finished_at": utcnow(), "updated_at": utcnow()}
     values["phase"] = target.value.lower()
     values["lease_expires_at"] = None
@@ -101,18 +169,18 @@ def finish_job(
         values["error"] = error[:10_000]
     if result is not None:
         values["result"] = result
-    _guarded_update(session, job_id, target, values)
+    _guarded_update(session, job_id, target, values, worker)
     message = error if error else target.value.lower()
     add_event(session, job_id, target.value.lower(), message)
 
 
-def _guarded_update(session: Session, job_id: str, target: JobState, values: dict[str, Any]) -> None:
-    changed = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state.in_(sources_of(target)))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+def _guarded_update(
+    session: Session, job_id: str, target: JobState, values: dict[str, Any], worker: str | None = None
+) -> None:
+    query = update(Job).where(Job.id == job_id, Job.state.in_(sources_of(target)))
+    if worker is not None:
+        query = query.where(Job.worker == worker)
+    changed = session.execute(query.values(**values).execution_options(synchronize_session=False)).rowcount
     if changed != 1:
         current = JobState(get_job(session, job_id).state)
         check_transition(current, target)

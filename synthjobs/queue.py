@@ -17,8 +17,9 @@ from synthjobs.settings import Settings
 log = logging.getLogger(__name__)
 
 TRAIN_TASK = "synthjobs.train"
-SAMPLE_TASK = "synthjobs.sample"
-TASK_FOR_KIND = {JobKind.TRAIN: TRAIN_TASK, JobKind.SAMPLE: SAMPLE_TASK}
+SAMPLE_SHARD_TASK = "synthjobs.sample_shard"
+FINALIZE_TASK = "synthjobs.finalize_sample"
+ALL_TASKS = (TRAIN_TASK, SAMPLE_SHARD_TASK, FINALIZE_TASK)
 
 
 def task_payload(job_id: str) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         "task_default_queue": settings.queue,
-        "task_routes": {TRAIN_TASK: {"queue": settings.queue}, SAMPLE_TASK: {"queue": settings.queue}},
+        "task_routes": {name: {"queue": settings.queue} for name in ALL_TASKS},
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_send_task_events": False,
@@ -64,21 +65,62 @@ def make_sender(settings: Settings) -> Celery:
     return app
 
 
-def enqueue_job(app: Celery, job_id: str, kind: JobKind, settings: Settings) -> bool:
-    """Publish the job's task; False (logged) when the broker cannot take it right now.
+def enqueue_shards(
+    app: Celery, job_id: str, indexes: list[int], settings: Settings, countdown: float | None = None
+) -> bool:
+    """Publish one task per shard of a sampling job over one connection; False when the broker failed.
 
-    The job row is already committed as QUEUED, so a failed publish loses nothing: the reconciler
-    re-enqueues queued jobs whose message never arrived.
+    Shards not published stay PENDING in SQL; the reconciler publishes them again.
     """
     try:
+        with app.producer_or_acquire() as producer:
+            for index in indexes:
+                app.send_task(
+                    SAMPLE_SHARD_TASK,
+                    kwargs={"job_id": job_id, "shard": index},
+                    queue=settings.queue,
+                    producer=producer,
+                    countdown=countdown,
+                    retry=True,
+                    retry_policy={
+                        "max_retries": 1,
+                        "interval_start": 0.2,
+                        "interval_step": 0.5,
+                        "interval_max": 1,
+                    },
+                )
+        return True
+    except Exception:  # noqa: BLE001 - shards stay PENDING for the reconciler
+        log.exception("could not enqueue the shards of job %s; they stay PENDING", job_id)
+        return False
+
+
+def enqueue_job(app: Celery, job_id: str, kind: JobKind, settings: Settings) -> bool:
+    """Publish a training job's task; False (logged) when the broker cannot take it right now.
+
+    The job row is already committed as QUEUED, so a failed publish loses nothing: the reconciler
+    publishes queued jobs whose message never arrived again. (Sampling jobs publish their shards instead.)
+    """
+    if kind is not JobKind.TRAIN:
+        raise ValueError("only training jobs have a job-level task; publish sampling shards")
+    return _send(app, TRAIN_TASK, task_payload(job_id), settings, job_id)
+
+
+def enqueue_finalizer(app: Celery, job_id: str, settings: Settings) -> bool:
+    """Ask a worker to finalize a sampling job whose shards are done (the reconciler's repair)."""
+    return _send(app, FINALIZE_TASK, task_payload(job_id), settings, job_id)
+
+
+def _send(app: Celery, task: str, kwargs: dict[str, Any], settings: Settings, job_id: str) -> bool:
+    try:
         app.send_task(
-            TASK_FOR_KIND[kind],
-            kwargs=task_payload(job_id),
+            task,
+            kwargs=kwargs,
             queue=settings.queue,
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
         )
         return True
     except Exception:  # noqa: BLE001 - any broker failure leaves the job QUEUED for the reconciler
-        log.exception("could not enqueue job %s; it stays QUEUED", job_id)
+        log.exception("could not enqueue %s for job %s; SQL still holds it", task, job_id)
         return False

@@ -16,10 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import ModelNotFound
-from synthjobs.models import Model
+from synthjobs.models import AliasEvent, Model, ModelAlias, utcnow
 
 _MODEL_NAMESPACE = uuid.UUID("5b1f0f9e-8d57-4f0c-9d2a-2f8f4e1f6a11")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -76,15 +77,82 @@ def get_model(session: Session, model_id: str) -> Model:
 
 
 def resolve_model(session: Session, ref: str) -> Model:
-    """A model named by id or `name:version`, pinned to a concrete model at submit time."""
+    """A model named by id, `name:version` or `name@alias`, pinned to a concrete model at submit time."""
     if _UUID.match(ref):
         return get_model(session, ref)
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        row = session.get(ModelAlias, (name, alias))
+        if row is None:
+            raise ModelNotFound(f"model {name!r} has no alias {alias!r}")
+        return get_model(session, row.model_id)
     name, sep, version = ref.rpartition(":")
     if sep and version.isdigit():
         model = session.scalar(select(Model).where(Model.name == name, Model.version == int(version)))
         if model is not None:
             return model
-    raise ModelNotFound(f"no model matches {ref!r} (use a model id or name:version)")
+    raise ModelNotFound(f"no model matches {ref!r} (use a model id, name:version or name@alias)")
+
+
+def set_alias(
+    session: Session, name: str, alias: str, model: Model, *, actor: str = "api", reason: str = ""
+) -> ModelAlias:
+    """Point `name@alias` at `model` (a version of `name`), recording the move in the alias history."""
+    if model.name != name:
+        raise ModelNotFound(f"model {model.id} is a version of {model.name!r}, not of {name!r}")
+    row = session.get(ModelAlias, (name, alias), with_for_update=True)
+    previous = row.model_id if row is not None else None
+    if row is None:
+        row = ModelAlias(name=name, alias=alias, model_id=model.id)
+        session.add(row)
+    else:
+        row.model_id = model.id
+        row.updated_at = utcnow()
+    session.add(
+        AliasEvent(
+            name=name, alias=alias, from_model_id=previous, to_model_id=model.id, actor=actor, reason=reason
+        )
+    )
+    session.flush()
+    return row
+
+
+def delete_alias(session: Session, name: str, alias: str, *, actor: str = "api", reason: str = "") -> None:
+    """Remove `name@alias`; ModelNotFound when it is not set."""
+    row = session.get(ModelAlias, (name, alias), with_for_update=True)
+    if row is None:
+        raise ModelNotFound(f"model {name!r} has no alias {alias!r}")
+    session.add(
+        AliasEvent(
+            name=name, alias=alias, from_model_id=row.model_id, to_model_id=None, actor=actor, reason=reason
+        )
+    )
+    session.delete(row)
+    session.flush()
+
+
+def list_aliases(session: Session, name: str) -> Sequence[ModelAlias]:
+    """The aliases of one model name."""
+    return session.scalars(select(ModelAlias).where(ModelAlias.name == name).order_by(ModelAlias.alias)).all()
+
+
+def alias_history(session: Session, name: str, alias: str) -> Sequence[AliasEvent]:
+    """Every move of `name@alias`, newest first."""
+    query = select(AliasEvent).where(AliasEvent.name == name, AliasEvent.alias == alias)
+    return session.scalars(query.order_by(AliasEvent.id.desc())).all()
+
+
+def aliases_of(session: Session, model_id: str) -> list[str]:
+    """The alias names pointing at one model."""
+    return list(session.scalars(select(ModelAlias.alias).where(ModelAlias.model_id == model_id)).all())
+
+
+def find_version(session: Session, name: str, version: int) -> Model:
+    """Version `version` of `name`."""
+    model = session.scalar(select(Model).where(Model.name == name, Model.version == version))
+    if model is None:
+        raise ModelNotFound(f"model {name!r} has no version {version}")
+    return model
 
 
 def list_models(session: Session, *, name: str | None = None, limit: int = 100) -> Sequence[Model]:

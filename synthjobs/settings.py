@@ -42,6 +42,22 @@ class Settings(BaseSettings):
     )
     enqueue_timeout: float = Field(default=3.0, gt=0, description="Seconds the API waits for the broker.")
     progress_interval: float = Field(default=0.5, ge=0, description="Min seconds between progress writes.")
+    lease_seconds: float = Field(default=60, gt=0, description="A running job's lease, renewed every third.")
+    max_attempts: int = Field(default=5, ge=1, description="Runs of a job before 'worker lost N times'.")
+    max_runtime_seconds: int = Field(default=24 * 3600, ge=1, description="Default per-job runtime limit.")
+    reconcile_interval: float = Field(
+        default=30, ge=0, description="Seconds between reconciler passes; 0 off."
+    )
+    requeue_after: float = Field(
+        default=60, ge=0, description="Age of a QUEUED job presumed to lack a message."
+    )
+    checkpoint_min_interval: float = Field(
+        default=5.0, ge=0, description="Min seconds between training checkpoints (besides every N epochs)."
+    )
+    data_roots: list[Path] = Field(
+        default_factory=list, description="Local folders jobs may read datasets from (default: home/data)."
+    )
+    max_upload_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload accepted.")
 
     max_epochs: int = 1000
     max_batch_size: int = 4096
@@ -49,6 +65,7 @@ class Settings(BaseSettings):
     max_hidden_dim: int = 8192
     max_samples_per_job: int = 100_000_000
     max_shard_size: int = 1_000_000
+    max_shards: int = 10_000
     default_shard_size: int = 100_000
 
     def resolved_database_url(self) -> str:
@@ -74,6 +91,10 @@ class Settings(BaseSettings):
             return self.torch_threads
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return max(1, (cores - 1) // self.worker_processes)
+
+    def resolved_data_roots(self) -> list[Path]:
+        """Local folders a job may read a dataset from; nothing else on the worker's disk is reachable."""
+        return [root.resolve() for root in self.data_roots] or [(self.home / "data").resolve()]
 
     def ensure_home(self) -> None:
         """Create the embedded default's folder when any default path points into it."""

@@ -33,3 +33,16 @@ def plan_shards(counts: list[int], shard_size: int) -> list[list[int]]:
             plan[shard][cls] = base + (1 if (shard - offset) % shards < remainder else 0)
         offset = (offset + remainder) % shards
     return plan
+
+
+def split_total(total: int, weights: list[float]) -> list[int]:
+    """Counts proportional to `weights` that add up to `total` exactly (largest remainder method)."""
+    if total < 0 or not weights or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("total must be non-negative and weights non-negative with a positive sum")
+    scale = total / sum(weights)
+    exact = [w * scale for w in weights]
+    counts = [math.floor(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts

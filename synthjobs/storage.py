@@ -7,11 +7,13 @@ same object; `validate_key` refuses anything that could leave the storage root.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
@@ -40,6 +42,10 @@ class Storage(Protocol):
         """Store `data` under `key` (overwriting) and return the object's URI."""
         ...
 
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+        """Store a file-like object's content under `key` without holding it all in memory."""
+        ...
+
     def get_bytes(self, key: str) -> bytes:
         """The object's content; ObjectNotFound when absent."""
         ...
@@ -48,8 +54,16 @@ class Storage(Protocol):
         """Whether an object is stored under `key`."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object under `key`; absent is fine."""
+        ...
+
     def list_keys(self, prefix: str) -> list[str]:
         """Keys under `prefix`, sorted."""
+        ...
+
+    def size_and_sha256(self, key: str) -> tuple[int, str]:
+        """The stored object's size and sha256 (hex), as storage holds it now; ObjectNotFound if absent."""
         ...
 
     def uri(self, key: str) -> str:
@@ -91,11 +105,38 @@ class LocalStorage:
             raise
         return self.uri(key)
 
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                shutil.copyfileobj(stream, handle, 1 << 20)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.uri(key)
+
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"no object {self.uri(key)}") from exc
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def size_and_sha256(self, key: str) -> tuple[int, str]:
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._path(key).open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    size += len(chunk)
+                    digest.update(chunk)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object {self.uri(key)}") from exc
+        return size, digest.hexdigest()
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -168,6 +209,20 @@ class S3Storage:
             raise StorageError(f"could not write {self.uri(key)}: {exc}") from exc
         return self.uri(key)
 
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+        """Multipart upload for large objects (boto3's managed transfer), a single PUT for small ones."""
+        from boto3.s3.transfer import TransferConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
+        try:
+            self.client.upload_fileobj(
+                stream, self.bucket, self._full(key), ExtraArgs={"ContentType": content_type}, Config=config
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not write {self.uri(key)}: {exc}") from exc
+        return self.uri(key)
+
     def get_bytes(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -180,6 +235,43 @@ class S3Storage:
             raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+
+    def get_raw(self, key: str) -> bytes:
+        """A user's object under this prefix, by a key the service did not build (read-only datasets)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not read s3://{self.bucket}/{full}: {exc}") from exc
+
+    def size_and_sha256(self, key: str) -> tuple[int, str]:
+        """Reads the object back and hashes it: what is stored, not what we meant to store."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        digest, size = hashlib.sha256(), 0
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+            for chunk in body.iter_chunks(1 << 20):
+                size += len(chunk)
+                digest.update(chunk)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectNotFound(f"no object {self.uri(key)}") from exc
+            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+        return size, digest.hexdigest()
+
+    def delete(self, key: str) -> None:
+        """Remove the object under `key` (absent is fine)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not delete {self.uri(key)}: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -22,7 +22,9 @@ from synthjobs.migrate import upgrade_database
 
 REQUIRE_SERVICES = os.environ.get("SYNTHJOBS_REQUIRE_SERVICES") == "1"
 PG_HOST, PG_PORT = os.environ.get("SYNTHJOBS_TEST_PG_HOST", "127.0.0.1"), 5432
-PG_ADMIN_URL = os.environ.get("SYNTHJOBS_TEST_PG_URL", f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test")
+PG_ADMIN_URL = os.environ.get(
+    "SYNTHJOBS_TEST_PG_URL", f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
+)
 REDIS_URL = os.environ.get("SYNTHJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 S3_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

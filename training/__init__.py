@@ -6,16 +6,35 @@ torchvision, numpy and the stdlib (scikit-learn lazily, to read its bundled digi
 it and the API never has to.
 """
 
-from training.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    CheckpointError,
+    LoadedCheckpoint,
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+    save_train_state,
+)
 from training.config import TrainConfig
-from training.data import ImageDataset, load_dataset, load_digits_dataset
+from training.data import (
+    DatasetError,
+    ImageDataset,
+    dataset_from_arrays,
+    decode_image_folder,
+    fingerprint,
+    load_dataset,
+    load_digits_dataset,
+    load_torchvision_dataset,
+)
+from training.evaluate import build_classifier, conditional_accuracy, train_classifier, trtr, tstr
 from training.model import CVAE, build_model, elbo_loss
+from training.plots import loss_curve_png
 from training.sample import generate, grid_png, shard_generator
-from training.train import EpochMetrics, TrainingDiverged, TrainResult, TrainState, train
+from training.train import EpochMetrics, TrainingDiverged, TrainResult, TrainState, kl_weight, train
 
 __all__ = [
     "CVAE",
     "CheckpointError",
+    "DatasetError",
     "EpochMetrics",
     "ImageDataset",
     "LoadedCheckpoint",
@@ -23,14 +42,27 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "TrainingDiverged",
+    "build_classifier",
     "build_model",
+    "conditional_accuracy",
+    "dataset_from_arrays",
+    "decode_image_folder",
     "elbo_loss",
+    "fingerprint",
     "generate",
     "grid_png",
+    "kl_weight",
     "load_checkpoint",
     "load_dataset",
     "load_digits_dataset",
+    "load_torchvision_dataset",
+    "load_train_state",
+    "loss_curve_png",
     "save_checkpoint",
+    "save_train_state",
     "shard_generator",
     "train",
+    "train_classifier",
+    "trtr",
+    "tstr",
 ]

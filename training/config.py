@@ -10,15 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 CONDITIONINGS = ("concat", "additive")
-DATASETS = ("digits",)
+ARCHITECTURES = ("auto", "mlp", "conv")
+MAX_DATASET_LABEL = 200
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one CVAE training run; validated on construction.
 
-    `conditioning` picks how the label reaches the model: "concat" (Sohn et al. 2015, label concatenated to
-    the encoder input and to z) or "additive" (the course design, label projected and added to z).
+    `dataset` is a free-form label recorded with the model (the caller builds the ImageDataset and passes it
+    to `train`). `conditioning` picks how the label reaches the model: "concat" (Sohn et al. 2015, label
+    concatenated to the encoder input and to z) or "additive" (the course design, label projected and added
+    to z). `architecture` is "mlp", "conv" or "auto" (conv when H and W are both >= 16 and divisible by 4,
+    see `training.model.resolve_architecture`). `kl_warmup_epochs` ramps the KL weight from 0 to `beta`
+    (see `training.train.kl_weight`). `amp` trains in bf16 autocast on CUDA and is ignored on CPU.
     `checkpoint_every` is in epochs.
     """
 
@@ -32,10 +37,24 @@ class TrainConfig:
     beta: float = 1.0
     seed: int = 0
     checkpoint_every: int = 1
+    architecture: str = "auto"
+    kl_warmup_epochs: int = 0
+    amp: bool = False
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
+        if len(self.dataset) > MAX_DATASET_LABEL:
+            raise ValueError(
+                f"dataset must be at most {MAX_DATASET_LABEL} characters, got {len(self.dataset)}"
+            )
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
+            )
+        if not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be true or false, got {self.amp!r}")
+        _require_int("kl_warmup_epochs", self.kl_warmup_epochs, minimum=0)
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(
                 f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"

@@ -6,7 +6,13 @@ progress, upload checkpoints and poll for cancellation.
 Determinism: initial weights come from `torch.manual_seed(cfg.seed)` inside a forked RNG, and every random
 draw during training (the shuffling permutation and the reparameterization noise) comes from one CPU
 `torch.Generator` seeded from `cfg.seed`. Its state at an epoch boundary, with the model and optimizer
-states, is therefore all that a resumed run needs to continue bit-for-bit.
+states, is therefore all that a resumed run needs to continue bit-for-bit (the KL weight depends on the
+epoch number only).
+
+On CUDA the training split is copied to the device once when it takes under half the free device memory;
+otherwise each batch is gathered on the host and copied through pinned memory with `non_blocking=True`.
+`cfg.amp` runs the forward pass under bf16 autocast on CUDA (the loss is summed in float32; no gradient
+scaler is needed for bf16); it is ignored on CPU, and held-out evaluation is always float32.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from training.model import CVAE, build_model, elbo_loss
 
 logger = logging.getLogger(__name__)
 
+# Share of free device memory the training split may take before batches are streamed from the host.
+DEVICE_DATA_SHARE = 0.5
 # Seed of the fixed noise used to estimate the held-out ELBO, so the figure is comparable between epochs.
 HELDOUT_NOISE_SEED = 1234
 EVAL_BATCH = 1024
@@ -48,7 +56,7 @@ class EpochMetrics:
 
     epoch: int  # 1-based
     epochs: int
-    train_loss: float  # mean of the per-batch training losses (beta-weighted), nats per image
+    train_loss: float  # mean of the per-batch training losses (weighted by the epoch's KL weight), nats/image
     heldout_neg_elbo: float
     seconds: float
 
@@ -108,21 +116,21 @@ def train(
     """
     device = torch.device(device)
     model, optimizer, rng, history = _setup(cfg, data, device, resume_from)
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    batches = math.ceil(len(train_x) / cfg.batch_size)
+    split = _TrainSplit(data.train_x, data.train_y, device)
+    batches = math.ceil(len(data.train_y) / cfg.batch_size)
     total_steps = batches * cfg.epochs
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
-        perm = torch.randperm(len(train_x), generator=rng).to(device)
+        perm = split.permutation(rng)
         losses: list[float] = []
         for b in range(batches):
             if should_stop is not None and should_stop():
                 final = _measure(model, cfg, data, device, epoch, _mean(losses), started)
                 logger.info("training stopped during epoch %d after %d batches", epoch, b)
                 return TrainResult(model=model.eval(), history=history, final=final, stopped=True)
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            losses.append(_step(model, optimizer, cfg, train_x[idx], train_y[idx], rng, epoch, b))
+            x, y = split.batch(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            losses.append(_step(model, optimizer, cfg, x, y, rng, epoch, b))
             if on_batch is not None:
                 on_batch((epoch - 1) * batches + b + 1, total_steps)
         metrics = _measure(model, cfg, data, device, epoch, _mean(losses), started)
@@ -133,6 +141,51 @@ def train(
         if on_checkpoint is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
             on_checkpoint(_snapshot(epoch, model, optimizer, rng, history))
     return TrainResult(model=model.eval(), history=history, final=history[-1], stopped=False)
+
+
+def kl_weight(cfg: TrainConfig, epoch: int) -> float:
+    """Return the KL weight used throughout epoch `epoch` (1-based): the warm-up schedule.
+
+    With W = cfg.kl_warmup_epochs > 0 it is beta * min(1, (epoch - 1) / W): epoch 1 trains with 0 (pure
+    reconstruction), each later epoch adds beta / W, and epoch W + 1 onwards trains with the full beta.
+    With W = 0 every epoch uses beta. It is constant within an epoch, so a resumed run uses the same weights.
+    """
+    if cfg.kl_warmup_epochs == 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, (epoch - 1) / cfg.kl_warmup_epochs)
+
+
+class _TrainSplit:
+    """The training split, cut into batches on the training device.
+
+    On CUDA it is copied to the device once if it takes under DEVICE_DATA_SHARE of the free memory;
+    otherwise each batch is gathered on the host, pinned and copied with non_blocking=True (the caching
+    host allocator keeps the pinned block alive until the copy is done).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+        self.device = device
+        self.resident = device.type != "cuda" or _fits_on(device, x.nbytes + y.nbytes)
+        self.x, self.y = (x.to(device), y.to(device)) if self.resident else (x, y)
+        if not self.resident:
+            logger.info("training split (%d bytes) streams from pinned host memory", x.nbytes + y.nbytes)
+
+    def permutation(self, rng: torch.Generator) -> torch.Tensor:
+        perm = torch.randperm(len(self.y), generator=rng)  # on CPU: the same order on every device
+        return perm.to(self.device) if self.resident else perm
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.resident:
+            return self.x[idx], self.y[idx]
+        return (
+            self.x[idx].pin_memory().to(self.device, non_blocking=True),
+            self.y[idx].pin_memory().to(self.device, non_blocking=True),
+        )
+
+
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < DEVICE_DATA_SHARE * free
 
 
 def _setup(
@@ -169,8 +222,9 @@ def _step(
     epoch: int,
     batch: int,
 ) -> float:
-    logits, mu, log_var = model(x, y, generator=rng)
-    loss, _, _ = elbo_loss(logits, x, mu, log_var, beta=cfg.beta)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.amp and x.device.type == "cuda"):
+        logits, mu, log_var = model(x, y, generator=rng)
+    loss, _, _ = elbo_loss(logits, x, mu, log_var, beta=kl_weight(cfg, epoch))
     value = loss.item()
     if not math.isfinite(value):
         raise TrainingDiverged(

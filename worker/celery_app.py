@@ -30,7 +30,9 @@ def _init_process(**_: Any) -> None:
 
 @worker_ready.connect
 def _ready(**_: Any) -> None:
-    from worker.runtime import configure_torch
+    from worker.runtime import configure_torch, start_reconciler
 
-    configure_torch(get_settings())
+    settings = get_settings()
+    configure_torch(settings)
+    start_reconciler(settings, app)
     log.info("synthjobs worker ready")

@@ -1,20 +1,26 @@
-"""What a pipeline may do to its job while it runs: report progress, add events, notice cancellation.
+"""What a pipeline may do to its job while it runs: report progress, add events, learn when to stop.
 
 Writes are short transactions of their own (one session per call), so a long training run never holds a
-transaction open, and progress writes are throttled so a fast loop does not hammer the database.
+transaction open, and progress writes are throttled so a fast loop does not hammer the database. A
+heartbeat thread renews the job's lease; when renewal fails (the job was cancelled, or another worker took
+it over after this one stalled) the pipeline is told to stop at its next batch boundary.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from sqlalchemy.orm import Session
 
 from synthjobs import jobs
 from synthjobs.db import session_scope
+from synthjobs.errors import JobFailure
 from synthjobs.models import JobState
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
@@ -26,6 +32,40 @@ class JobCancelled(Exception):
     """Raised by a pipeline that noticed its job was cancelled, to end it CANCELLED."""
 
 
+class LeaseLost(Exception):
+    """This worker no longer holds the job (another took it over): stop without recording anything."""
+
+
+class LeaseKeeper:
+    """Renews a lease every third of its length in a daemon thread, while the `with` block runs.
+
+    `renew(session)` returns False when the work is no longer ours; `lost` then becomes True.
+    """
+
+    def __init__(self, settings: Settings, renew: Callable[[Session], bool]) -> None:
+        self.settings, self.renew = settings, renew
+        self.lost = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.settings.lease_seconds / 3):
+            try:
+                with session_scope(self.settings.resolved_database_url()) as session:
+                    if not self.renew(session):
+                        self.lost = True
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease has slack
+                log.warning("could not renew a lease", exc_info=True)
+
+
 @dataclass
 class JobContext:
     """One running job, as seen by a pipeline."""
@@ -35,8 +75,13 @@ class JobContext:
     settings: Settings
     storage: Storage
     device: torch.device
+    worker: str = "worker"
+    attempt: int = 1
+    max_runtime_seconds: float = float("inf")
+    _started: float = field(default_factory=time.monotonic, repr=False)
     _last_write: float = field(default=0.0, repr=False)
-    _cancelled: bool = field(default=False, repr=False)
+    _stop_reason: str | None = field(default=None, repr=False)
+    _lease: LeaseKeeper | None = field(default=None, repr=False)
 
     @property
     def database_url(self) -> str:
@@ -50,7 +95,7 @@ class JobContext:
         self._last_write = now
         with session_scope(self.database_url) as session:
             if not jobs.set_progress(session, self.job_id, fraction, phase):
-                self._cancelled = self._cancelled or self._state_is(session, JobState.CANCELLED)
+                self._note_not_running(session)
         log.info("job %s: %s (%.0f%%)", self.job_id, phase, 100 * fraction)
 
     def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -58,9 +103,40 @@ class JobContext:
         with session_scope(self.database_url) as session:
             jobs.add_event(session, self.job_id, kind, message, data)
 
-    def cancelled(self) -> bool:
-        """Whether the job was cancelled; what progress writes learned, so it costs no query."""
-        return self._cancelled
+    def should_stop(self) -> bool:
+        """True once the job was cancelled, ran past its runtime limit, or was taken over."""
+        if self._stop_reason is None and time.monotonic() - self._started > self.max_runtime_seconds:
+            self._stop_reason = "max runtime exceeded"
+        return self._stop_reason is not None
 
-    def _state_is(self, session: Any, state: JobState) -> bool:
-        return jobs.get_job(session, self.job_id).state == state.value
+    def raise_if_stopped(self) -> None:
+        """Turn a stop into the exception that ends the job the right way."""
+        if not self.should_stop():
+            return
+        if self._stop_reason == "cancelled":
+            raise JobCancelled()
+        if self._stop_reason == "lease lost":
+            raise LeaseLost()
+        raise JobFailure(f"{self._stop_reason} ({self.max_runtime_seconds:.0f}s); last checkpoint kept")
+
+    def _note_not_running(self, session: Session) -> None:
+        job = jobs.get_job(session, self.job_id)
+        if job.state == JobState.CANCELLED.value:
+            self._stop_reason = "cancelled"
+        elif job.worker != self.worker or job.state != JobState.RUNNING.value:
+            self._stop_reason = self._stop_reason or "lease lost"
+
+    def start_heartbeat(self) -> None:
+        """Renew the job's lease until `stop_heartbeat`; a failed renewal tells the pipeline to stop."""
+
+        def renew(session: Session) -> bool:
+            if jobs.renew_lease(session, self.job_id, self.worker, self.settings.lease_seconds):
+                return True
+            self._note_not_running(session)
+            return False
+
+        self._lease = LeaseKeeper(self.settings, renew).__enter__()
+
+    def stop_heartbeat(self) -> None:
+        if self._lease is not None:
+            self._lease.__exit__()

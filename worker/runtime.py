@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from functools import lru_cache
 
 import torch
+from celery import Celery
 
+from synthjobs.reconcile import reconcile
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,3 +36,24 @@ def select_device(requested: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"SYNTHJOBS_DEVICE={requested} but CUDA is not available")
     return device
+
+
+def start_reconciler(settings: Settings, app: Celery) -> threading.Thread | None:
+    """Run the reconciler every `reconcile_interval` seconds in a daemon thread of this worker.
+
+    Every worker runs one, so a deployment needs no extra process for it; passes are safe to overlap.
+    """
+    if settings.reconcile_interval <= 0:
+        return None
+
+    def loop() -> None:
+        stop = threading.Event()
+        while not stop.wait(settings.reconcile_interval):
+            try:
+                reconcile(settings, app)
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.warning("reconciler pass failed", exc_info=True)
+
+    thread = threading.Thread(target=loop, name="reconciler", daemon=True)
+    thread.start()
+    return thread

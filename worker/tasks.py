@@ -12,15 +12,15 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from synthjobs import jobs
+from synthjobs import jobs, shards
 from synthjobs.db import session_scope
 from synthjobs.errors import InvalidTransition, JobFailure, ModelNotFound, ObjectNotFound
 from synthjobs.models import JobState
-from synthjobs.queue import SAMPLE_TASK, TRAIN_TASK
+from synthjobs.queue import FINALIZE_TASK, SAMPLE_SHARD_TASK, TRAIN_TASK, enqueue_shards
 from synthjobs.settings import get_settings
 from synthjobs.storage import open_storage
 from worker.celery_app import app
-from worker.context import JobCancelled, JobContext
+from worker.context import JobCancelled, JobContext, LeaseKeeper, LeaseLost
 from worker.pipelines import sample as sample_pipeline
 from worker.pipelines import train as train_pipeline
 from worker.runtime import configure_torch, select_device
@@ -49,9 +49,15 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def _training_failures() -> tuple[type[BaseException], ...]:
+    from training.checkpoint import CheckpointError
+    from training.data import DatasetError
     from training.train import TrainingDiverged
 
-    return (TrainingDiverged,)
+    return (TrainingDiverged, CheckpointError, DatasetError)
+
+
+def _is_expected(exc: BaseException) -> bool:
+    return isinstance(exc, EXPECTED_FAILURES + _training_failures())
 
 
 def run_job(job_id: str, pipeline: Pipeline) -> None:
@@ -59,29 +65,46 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
     settings = get_settings()
     configure_torch(settings)
     url = settings.resolved_database_url()
+    worker = worker_name()
     with session_scope(url) as session:
-        if not jobs.claim_job(session, job_id, worker_name(), settings.visibility_timeout):
-            log.info("job %s was not QUEUED; this delivery does nothing", job_id)
+        if not jobs.claim_job(session, job_id, worker, settings.lease_seconds, settings.max_attempts):
+            log.info("job %s is not claimable; this delivery does nothing", job_id)
             return
-        params = dict(jobs.get_job(session, job_id).params)
-    ctx = JobContext(job_id, params, settings, open_storage(settings), select_device(settings.device))
+        job = jobs.get_job(session, job_id)
+        params, attempt = dict(job.params), job.attempts
+    ctx = JobContext(
+        job_id,
+        params,
+        settings,
+        open_storage(settings),
+        select_device(settings.device),
+        worker=worker,
+        attempt=attempt,
+        max_runtime_seconds=float(params.get("max_runtime_seconds") or settings.max_runtime_seconds),
+    )
+    ctx.start_heartbeat()
     try:
         result = pipeline(ctx)
+    except LeaseLost:
+        log.warning("job %s was taken over by another worker; leaving it to them", job_id)
     except JobCancelled:
-        _finish(url, job_id, JobState.CANCELLED)
+        ctx.event("stopped", "the worker stopped at a batch boundary after the cancel; last checkpoint kept")
+        _finish(url, job_id, worker, JobState.CANCELLED)
     except Exception as exc:  # noqa: BLE001 - a failing job must never take the worker down
         log.exception("job %s failed", job_id)
-        _finish(url, job_id, JobState.FAILED, error=describe_failure(exc))
+        _finish(url, job_id, worker, JobState.FAILED, error=describe_failure(exc))
     else:
-        _finish(url, job_id, JobState.SUCCEEDED, result=result)
+        _finish(url, job_id, worker, JobState.SUCCEEDED, result=result)
+    finally:
+        ctx.stop_heartbeat()
 
 
-def _finish(url: str, job_id: str, state: JobState, **outcome: Any) -> None:
+def _finish(url: str, job_id: str, worker: str | None, state: JobState, **outcome: Any) -> None:
     try:
         with session_scope(url) as session:
-            jobs.finish_job(session, job_id, state, **outcome)
+            jobs.finish_job(session, job_id, state, worker=worker, **outcome)
     except InvalidTransition as exc:
-        # Cancelled while the last step ran: the cancel stands.
+        # Cancelled (or taken over) while the last step ran: that outcome stands.
         log.info("job %s not moved to %s: %s", job_id, state.value, exc)
 
 
@@ -91,7 +114,65 @@ def train_job(job_id: str) -> None:
     run_job(job_id, train_pipeline.run)
 
 
-@app.task(name=SAMPLE_TASK, ignore_result=True)
-def sample_job(job_id: str) -> None:
-    """Generate labelled samples for a sampling job."""
-    run_job(job_id, sample_pipeline.run)
+@app.task(name=SAMPLE_SHARD_TASK, ignore_result=True)
+def sample_shard(job_id: str, shard: int) -> None:
+    """Generate one shard of a sampling job; the worker finishing the last shard finalizes the job."""
+    settings = get_settings()
+    configure_torch(settings)
+    url, worker = settings.resolved_database_url(), worker_name()
+    with session_scope(url) as session:
+        row = shards.claim_shard(
+            session, job_id, shard, worker, settings.lease_seconds, settings.max_attempts
+        )
+        if row is None:
+            log.info("shard %s of job %s is not claimable; this delivery does nothing", shard, job_id)
+            return
+        params = dict(jobs.get_job(session, job_id).params)
+        session.expunge(row)
+    storage, device = open_storage(settings), select_device(settings.device)
+    lease = LeaseKeeper(
+        settings, lambda s: shards.renew_shard_lease(s, job_id, shard, worker, settings.lease_seconds)
+    )
+    try:
+        with lease:
+            outcome = sample_pipeline.run_shard(row, params, settings, storage, device)
+    except Exception as exc:  # noqa: BLE001 - a failing shard must never take the worker down
+        _shard_failed(settings, job_id, shard, worker, row.attempts, exc)
+        return
+    with session_scope(url) as session:
+        recorded = shards.complete_shard(session, job_id, shard, worker, **outcome)
+    if recorded:
+        finalize_sample(job_id)
+
+
+def _shard_failed(settings: Any, job_id: str, shard: int, worker: str, attempts: int, exc: Exception) -> None:
+    """Expected failures fail the job at once; others are retried with backoff up to max_attempts."""
+    reason = describe_failure(exc)
+    log.warning("shard %s of job %s failed (attempt %s): %s", shard, job_id, attempts, reason)
+    with session_scope(settings.resolved_database_url()) as session:
+        if _is_expected(exc) or attempts >= settings.max_attempts:
+            suffix = "" if _is_expected(exc) else f" (after {attempts} attempts)"
+            shards.fail_shard(session, job_id, shard, reason + suffix)
+            return
+        released = shards.release_shard(session, job_id, shard, worker, reason)
+    if released:
+        enqueue_shards(app, job_id, [shard], settings, countdown=min(60.0, 2.0**attempts))
+
+
+@app.task(name=FINALIZE_TASK, ignore_result=True)
+def finalize_sample(job_id: str) -> None:
+    """Finalize a sampling job whose shards are all done: exactly once, whoever asks."""
+    settings = get_settings()
+    url, worker = settings.resolved_database_url(), worker_name()
+    with session_scope(url) as session:
+        if not shards.claim_finalizer(session, job_id, worker, settings.lease_seconds):
+            return
+    try:
+        result = sample_pipeline.finalize(
+            job_id, settings, open_storage(settings), select_device(settings.device)
+        )
+    except Exception as exc:  # noqa: BLE001
+        log.exception("finalizing job %s failed", job_id)
+        _finish(url, job_id, None, JobState.FAILED, error=f"finalizing failed: {describe_failure(exc)}")
+        return
+    _finish(url, job_id, None, JobState.SUCCEEDED, result=result)

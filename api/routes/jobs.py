@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import SenderDep, SessionDep, SettingsDep
 from api.errors import field_error
-from api.schemas import EventOut, JobOut, JobPage, SampleRequest, TrainRequest
-from synthjobs import jobs
-from synthjobs.errors import ModelNotFound
-from synthjobs.models import Job, JobKind, JobState
-from synthjobs.queue import enqueue_job
+from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
+from synthjobs import datasets, jobs, shards
+from synthjobs.errors import DatasetNotFound, ModelNotFound
+from synthjobs.models import Job, JobKind, JobState, utcnow
+from synthjobs.queue import enqueue_job, enqueue_shards
 from synthjobs.registry import resolve_model
 from synthjobs.settings import Settings
+from synthjobs.sharding import plan_shards, shard_count, split_total
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -22,12 +24,48 @@ NOT_FOUND = {404: {"description": "No job with that id."}}
 
 
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def submit_train(body: TrainRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep) -> Job:
+def submit_train(body: TrainRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep) -> JobOut:
     """Submit a training job."""
     check_train_limits(body, settings)
-    config = {"dataset": body.dataset, "seed": body.seed, **body.hyperparameters.model_dump()}
-    params = {"model_name": body.model_name or f"{body.dataset}-cvae", "config": config}
+    spec = dataset_spec(body, session, settings)
+    config = {"seed": body.seed, **body.hyperparameters.model_dump()}
+    params = {
+        "model_name": body.model_name or default_model_name(spec),
+        "dataset": spec,
+        "config": config,
+        "max_runtime_seconds": body.max_runtime_seconds or settings.max_runtime_seconds,
+    }
     return _submit(session, sender, settings, JobKind.TRAIN, params)
+
+
+def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings) -> dict[str, Any]:
+    """The request's dataset as a normalised spec; 422 for a path outside the data roots or an unknown id."""
+    if isinstance(body.dataset, str):
+        return {"kind": "builtin", "name": body.dataset}
+    spec = body.dataset.model_dump()
+    local = spec.get("root") or (
+        spec.get("url", "")[len("file://") :] if spec.get("url", "").startswith("file://") else None
+    )
+    if local is not None:
+        resolved = Path(local).resolve()
+        roots = settings.resolved_data_roots()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            field = "root" if "root" in spec else "url"
+            message = f"{local} is not under a data root ({', '.join(map(str, roots))})"
+            raise HTTPException(422, field_error(("dataset", field), message))
+    if spec["kind"] == "uploaded":
+        try:
+            spec["uri"] = datasets.get_dataset(session, spec["id"]).uri
+        except DatasetNotFound as exc:
+            raise HTTPException(422, field_error(("dataset", "id"), str(exc), "not_found")) from exc
+    return spec
+
+
+def default_model_name(spec: dict[str, Any]) -> str:
+    """`<dataset>-cvae`, e.g. digits-cvae, mnist-cvae; `cvae` for folders and uploads."""
+    if spec["kind"] in ("builtin", "torchvision"):
+        return f"{spec['name'].lower()}-cvae"
+    return f"{spec['kind'].replace('_', '-')}-cvae"
 
 
 @router.post(
@@ -36,14 +74,16 @@ def submit_train(body: TrainRequest, session: SessionDep, sender: SenderDep, set
     response_model=JobOut,
     responses={422: {"description": "Invalid request, unknown model or class, or a limit exceeded."}},
 )
-def submit_sample(body: SampleRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep) -> Job:
+def submit_sample(
+    body: SampleRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep
+) -> JobOut:
     """Submit a bulk-sampling job from a trained model."""
     try:
         model = resolve_model(session, body.model)
     except ModelNotFound as exc:
         raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
     class_names = list(model.dataset.get("class_names", []))
-    counts = resolve_counts(body.per_class, class_names)
+    counts = requested_counts(body, class_names)
     shard_size = body.shard_size or settings.default_shard_size
     check_sample_limits(sum(counts), shard_size, settings)
     params = {
@@ -54,17 +94,46 @@ def submit_sample(body: SampleRequest, session: SessionDep, sender: SenderDep, s
         "temperature": body.temperature,
         "shard_size": shard_size,
         "format": body.format,
+        "quality": body.quality,
+        "quality_samples": body.quality_samples,
     }
-    return _submit(session, sender, settings, JobKind.SAMPLE, params)
+    job = jobs.create_job(session, JobKind.SAMPLE, params)
+    plan = plan_shards(counts, shard_size)
+    shards.create_shards(session, job.id, plan)
+    session.commit()  # the job and its shards exist before any message names them
+    enqueue_shards(sender, job.id, list(range(len(plan))), settings)
+    return job_out(job)
+
+
+def requested_counts(body: SampleRequest, class_names: list[str]) -> list[int]:
+    """Per-class counts in label order; 422 unless exactly one of per_class and total is given."""
+    if (body.per_class is None) == (body.total is None):
+        raise HTTPException(422, field_error(("per_class",), "give exactly one of per_class and total"))
+    if body.per_class is not None:
+        return resolve_counts(body.per_class, class_names)
+    assert body.total is not None
+    if body.distribution == "uniform":
+        weights = [1.0] * len(class_names)
+    else:
+        weights = [0.0] * len(class_names)
+        for key, weight in body.distribution.items():
+            if weight < 0:
+                raise HTTPException(
+                    422, field_error(("distribution", key), "proportion must not be negative")
+                )
+            weights[_class_index(key, class_names, "distribution")] = weight
+        if sum(weights) <= 0:
+            raise HTTPException(422, field_error(("distribution",), "proportions must not all be zero"))
+    return split_total(body.total, weights)
 
 
 def _submit(
     session: SessionDep, sender: SenderDep, settings: Settings, kind: JobKind, params: dict[str, Any]
-) -> Job:
+) -> JobOut:
     job = jobs.create_job(session, kind, params)
     session.commit()  # the row exists before any message can name it
     enqueue_job(sender, job.id, kind, settings)
-    return job
+    return job_out(job)
 
 
 def check_train_limits(body: TrainRequest, settings: Settings) -> None:
@@ -99,17 +168,21 @@ def resolve_counts(per_class: int | dict[str, int], class_names: list[str]) -> l
     return counts
 
 
-def _class_index(key: str, class_names: list[str]) -> int:
+def _class_index(key: str, class_names: list[str], field: str = "per_class") -> int:
     if key in class_names:
         return class_names.index(key)
     if key.isdigit() and int(key) < len(class_names):
         return int(key)
     known = ", ".join(class_names)
-    raise HTTPException(422, field_error(("per_class", key), f"unknown class {key!r}; the model has {known}"))
+    raise HTTPException(422, field_error((field, key), f"unknown class {key!r}; the model has {known}"))
 
 
 def check_sample_limits(total: int, shard_size: int, settings: Settings) -> None:
     """422 naming the limit a sampling request exceeds."""
+    shards_needed = shard_count(total, shard_size)
+    if shards_needed > settings.max_shards:
+        message = f"{shards_needed} shards is above this deployment's limit of {settings.max_shards}"
+        raise HTTPException(422, field_error(("shard_size",), message, "limit"))
     if total > settings.max_samples_per_job:
         message = (
             f"{total} samples is above this deployment's limit of {settings.max_samples_per_job} per job"
@@ -121,9 +194,33 @@ def check_sample_limits(total: int, shard_size: int, settings: Settings) -> None
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep) -> Job:
-    """Read a job's state, phase, progress, error and result."""
-    return jobs.get_job(session, job_id)
+def get_job(job_id: str, session: SessionDep) -> JobOut:
+    """Read a job's state, phase, progress, ETA, error and result (and a sampling job's shards)."""
+    job = job_out(jobs.get_job(session, job_id))
+    if job.kind == JobKind.SAMPLE.value:
+        job.shards = [ShardOut.model_validate(s) for s in shards.list_shards(session, job_id)]
+    return job
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses={**NOT_FOUND, 409: {"description": "The job has already finished."}},
+)
+def cancel_job(job_id: str, session: SessionDep) -> JobOut:
+    """Cancel a queued or running job; a running one stops at its next batch boundary."""
+    job = jobs.cancel_job(session, job_id)
+    session.commit()
+    return job_out(job)
+
+
+def job_out(job: Job) -> JobOut:
+    """The API's view of a job, with an ETA from its pace so far while it runs."""
+    out = JobOut.model_validate(job)
+    if job.state == JobState.RUNNING.value and job.started_at is not None and 0.02 < job.progress < 1:
+        elapsed = (utcnow() - job.started_at).total_seconds()
+        out.eta_seconds = round(elapsed * (1 - job.progress) / job.progress, 1)
+    return out
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
@@ -147,4 +244,4 @@ def list_jobs(
         raise HTTPException(
             422, [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
         ) from exc
-    return JobPage(items=[JobOut.model_validate(job) for job in page], next_cursor=next_cursor)
+    return JobPage(items=[job_out(job) for job in page], next_cursor=next_cursor)

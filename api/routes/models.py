@@ -1,18 +1,29 @@
-"""Read the model registry."""
+"""The model registry: versions under a name, and aliases (`digits-cvae@champion`) that point at one."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from api.deps import SessionDep
-from api.schemas import ModelList, ModelOut
+from api.errors import field_error
+from api.schemas import AliasEventOut, AliasOut, AliasRequest, ModelList, ModelOut
 from synthjobs import registry
-from synthjobs.models import Model
-from synthjobs.registry import MODEL_NAME_PATTERN
+from synthjobs.models import Model, ModelAlias
+from synthjobs.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN)]
+AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN)]
+NOT_FOUND = {404: {"description": "No such model or alias."}}
+
+
+def model_out(session: SessionDep, model: Model) -> ModelOut:
+    out = ModelOut.model_validate(model)
+    out.aliases = registry.aliases_of(session, model.id)
+    return out
 
 
 @router.get("", response_model=ModelList)
@@ -23,10 +34,49 @@ def list_models(
 ) -> ModelList:
     """List trained models, newest first, optionally of one name."""
     models = registry.list_models(session, name=name, limit=limit)
-    return ModelList(items=[ModelOut.model_validate(m) for m in models])
+    return ModelList(items=[model_out(session, m) for m in models])
 
 
-@router.get("/{model_id}", response_model=ModelOut, responses={404: {"description": "No such model."}})
-def get_model(model_id: str, session: SessionDep) -> Model:
-    """Read one model: hyperparameters, metrics and checkpoint URI."""
-    return registry.get_model(session, model_id)
+@router.get("/{model_id}", response_model=ModelOut, responses=NOT_FOUND)
+def get_model(model_id: str, session: SessionDep) -> ModelOut:
+    """Read one model by id, `name:version` or `name@alias`: hyperparameters, metrics, checkpoint URI."""
+    return model_out(session, registry.resolve_model(session, model_id))
+
+
+@router.put("/{name}/aliases/{alias}", response_model=AliasOut, responses=NOT_FOUND)
+def set_alias(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep) -> AliasOut:
+    """Point an alias of a model name (e.g. `champion`) at one of its versions."""
+    if (body.version is None) == (body.model_id is None):
+        raise HTTPException(422, field_error(("version",), "give exactly one of version or model_id"))
+    if body.version is not None:
+        model = registry.find_version(session, name, body.version)
+    else:
+        model = registry.get_model(session, str(body.model_id))
+    row = registry.set_alias(session, name, alias, model, actor="api", reason=body.reason)
+    session.commit()
+    return alias_out(row, model)
+
+
+@router.delete(
+    "/{name}/aliases/{alias}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=NOT_FOUND,
+)
+def delete_alias(name: ModelName, alias: AliasName, session: SessionDep) -> Response:
+    """Remove an alias; sampling jobs already submitted keep the model they were pinned to."""
+    registry.delete_alias(session, name, alias, actor="api")
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{name}/aliases/{alias}/history", response_model=list[AliasEventOut])
+def list_alias_history(name: ModelName, alias: AliasName, session: SessionDep) -> list[AliasEventOut]:
+    """Every move of an alias, newest first: from which model to which, by whom, why."""
+    return [AliasEventOut.model_validate(e) for e in registry.alias_history(session, name, alias)]
+
+
+def alias_out(row: ModelAlias, model: Model) -> AliasOut:
+    return AliasOut(
+        name=row.name, alias=row.alias, model_id=model.id, version=model.version, updated_at=row.updated_at
+    )

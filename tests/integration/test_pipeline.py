@@ -51,10 +51,15 @@ def _check_shards(manifest: dict[str, Any], read: Any, per_class: int) -> None:
     assert manifest["produced_per_class"] == manifest["requested_per_class"] == [per_class] * 10
 
 
-def test_train_then_sample_on_redis_and_s3(start_stack, database_url, redis_url, s3_endpoint, s3_bucket,
-                                           s3_client) -> None:
-    stack = start_stack(database_url=database_url, broker_url=redis_url,
-                        storage_url=f"s3://{s3_bucket}/runs", s3_endpoint=s3_endpoint)
+def test_train_then_sample_on_redis_and_s3(
+    start_stack, database_url, redis_url, s3_endpoint, s3_bucket, s3_client
+) -> None:
+    stack = start_stack(
+        database_url=database_url,
+        broker_url=redis_url,
+        storage_url=f"s3://{s3_bucket}/runs",
+        s3_endpoint=s3_endpoint,
+    )
     trained, sampled = _train_and_sample(stack)
 
     model = stack.client.model(trained["result"]["model_id"])

@@ -1,155 +1,207 @@
-"""A sampling job: load the pinned model, generate shard after shard, store them, write a manifest.
+"""Sampling jobs, shard by shard: each shard is its own task; the last one done triggers the finalizer.
 
-Shard `i` is generated from a random stream seeded by (job seed, i) alone and stored under
-`jobs/{job_id}/shard-{i:05d}.npz`, so a retried shard overwrites the same key with the same bytes.
+Shard `i` draws from a random stream seeded by (job seed, i) alone and is stored under
+`jobs/{job_id}/shard-{i:05d}.{npz|tar}`, written deterministically: a shard retried after a crash overwrites
+the same key with the same bytes. A worker holds at most one shard in memory (plus its encoded file,
+spooled to disk past 64 MB), so memory is bounded by the shard size, not the job size.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from typing import Any
+import logging
+import math
+import tempfile
+import time
+from collections import OrderedDict
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
+from synthjobs import jobs, shards
 from synthjobs.db import session_scope
+from synthjobs.models import JobShard
 from synthjobs.registry import get_model
-from synthjobs.sharding import plan_shards
+from synthjobs.settings import Settings
+from synthjobs.storage import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
-from training.evaluate import conditional_accuracy
+from training.evaluate import predict
 from training.sample import generate, grid_png, shard_generator
-from worker.context import JobCancelled, JobContext
+from worker.formats import EXTENSIONS, write_shard
 
-QUALITY_SAMPLES = 2000
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
-    """Generate every shard of a sampling job and return the job's result (the manifest's summary)."""
-    ctx.progress(0.0, "loading model", force=True)
-    loaded = _load_model(ctx)
-    counts: list[int] = list(ctx.params["counts"])
-    if len(counts) != len(loaded.class_names):
-        raise ValueError(
-            f"request has {len(counts)} class counts, model has {len(loaded.class_names)} classes"
-        )
-    plan = plan_shards(counts, int(ctx.params["shard_size"]))
-    shards: list[dict[str, Any]] = []
-    quality_images: list[np.ndarray] = []
-    quality_labels: list[np.ndarray] = []
-    for index, shard_counts in enumerate(plan):
-        if ctx.cancelled():
-            raise JobCancelled()
-        images, labels = _generate_shard(ctx, loaded, index, shard_counts)
-        shards.append(_store_shard(ctx, index, images, labels, shard_counts))
-        picks = np.linspace(0, len(labels) - 1, num=min(len(labels), -(-QUALITY_SAMPLES // len(plan))))
-        quality_images.append(images[picks.astype(np.int64)])
-        quality_labels.append(labels[picks.astype(np.int64)])
-        ctx.progress((index + 1) / len(plan), f"shard {index + 1}/{len(plan)}", force=index + 1 == len(plan))
-    ctx.progress(1.0, "finalizing", force=True)
-    quality = _quality(loaded, np.concatenate(quality_images), np.concatenate(quality_labels))
-    return _finalize(ctx, loaded, counts, shards, quality)
+log = logging.getLogger(__name__)
+SPOOL_BYTES = 64 << 20
+_models: OrderedDict[tuple[str, str], LoadedCheckpoint] = OrderedDict()
 
 
-def _load_model(ctx: JobContext) -> LoadedCheckpoint:
-    with session_scope(ctx.database_url) as session:
-        model = get_model(session, ctx.params["model_id"])
-        checkpoint_uri = model.checkpoint_uri
-    data = ctx.storage.get_bytes(ctx.storage.key_of(checkpoint_uri))
-    return load_checkpoint(data, device=ctx.device)
+def load_model(settings: Settings, storage: Storage, model_id: str, device: torch.device) -> LoadedCheckpoint:
+    """The model's checkpoint, loaded once per worker process (the two most recent are kept)."""
+    key = (model_id, str(device))
+    if key not in _models:
+        with session_scope(settings.resolved_database_url()) as session:
+            checkpoint_uri = get_model(session, model_id).checkpoint_uri
+        _models[key] = load_checkpoint(storage.get_bytes(storage.key_of(checkpoint_uri)), device=device)
+        while len(_models) > 2:
+            _models.popitem(last=False)
+    _models.move_to_end(key)
+    return _models[key]
 
 
-def _generate_shard(
-    ctx: JobContext, loaded: LoadedCheckpoint, index: int, shard_counts: list[int]
+def generate_shard(
+    loaded: LoadedCheckpoint, params: dict[str, Any], index: int, counts: list[int], device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    labels = torch.repeat_interleave(torch.arange(len(shard_counts)), torch.tensor(shard_counts))
+    """The images and labels of shard `index`: labels in class order, latents from (seed, index)."""
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
     images = generate(
         loaded.model,
         labels,
-        generator=shard_generator(int(ctx.params["seed"]), index),
-        temperature=float(ctx.params.get("temperature", 1.0)),
-        device=ctx.device,
+        generator=shard_generator(int(params["seed"]), index),
+        temperature=float(params.get("temperature", 1.0)),
+        device=device,
     )
     return images, labels.numpy().astype(np.int64)
 
 
-def _store_shard(
-    ctx: JobContext, index: int, images: np.ndarray, labels: np.ndarray, shard_counts: list[int]
+def score_subset(
+    loaded: LoadedCheckpoint, images: np.ndarray, labels: np.ndarray, wanted: int, num_classes: int
 ) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    np.savez(buffer, images=images, labels=labels)
-    payload = buffer.getvalue()
-    key = f"jobs/{ctx.job_id}/shard-{index:05d}.npz"
-    uri = ctx.storage.put_bytes(key, payload)
+    """Per-class (scored, correct) counts of an evenly spaced subset, scored by the evaluation classifier."""
+    scored, correct = [0] * num_classes, [0] * num_classes
+    if loaded.classifier is not None and wanted > 0 and len(labels):
+        picks = np.linspace(0, len(labels) - 1, num=min(wanted, len(labels))).round().astype(np.int64)
+        pixels = torch.from_numpy(images[picks].reshape(len(picks), -1).astype(np.float32) / 255.0)
+        predicted = (
+            predict(loaded.classifier, pixels.to(next(loaded.classifier.parameters()).device)).cpu().numpy()
+        )
+        truth = labels[picks]
+        for cls in range(num_classes):
+            mask = truth == cls
+            scored[cls], correct[cls] = int(mask.sum()), int((predicted[mask] == cls).sum())
+    return {"scored": scored, "correct": correct}
+
+
+def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> tuple[BinaryIO, int, str]:
+    """The shard file (spooled to disk past 64 MB), its size and sha256."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned to the caller
+    write_shard(spool, fmt, images, labels, prefix)
+    spool.seek(0)
+    digest, size = hashlib.sha256(), 0
+    while chunk := spool.read(1 << 20):
+        size += len(chunk)
+        digest.update(chunk)
+    spool.seek(0)
+    return spool, size, digest.hexdigest()
+
+
+def run_shard(
+    shard: JobShard, params: dict[str, Any], settings: Settings, storage: Storage, device: torch.device
+) -> dict[str, Any]:
+    """Generate, encode and store one shard; return what `shards.complete_shard` records."""
+    started = time.monotonic()
+    loaded = load_model(settings, storage, params["model_id"], device)
+    counts = list(shard.per_class["counts"])
+    images, labels = generate_shard(loaded, params, shard.index, counts, device)
+    total = sum(params["counts"])
+    wanted = math.ceil(int(params.get("quality_samples", 2000)) * shard.count / total) if total else 0
+    quality = score_subset(loaded, images, labels, wanted, len(counts))
+    fmt = params.get("format", "npz")
+    key = shards.shard_key(shard.job_id, shard.index, EXTENSIONS[fmt])
+    spool, size, sha256 = encode_shard(fmt, images, labels, f"{shard.job_id[:8]}-{shard.index:05d}")
+    with spool:
+        storage.put_stream(key, spool)
     return {
-        "index": index,
         "key": key,
-        "uri": uri,
-        "count": int(len(labels)),
-        "per_class": list(shard_counts),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "bytes": len(payload),
+        "sha256": sha256,
+        "size": size,
+        "seconds": time.monotonic() - started,
+        "quality": quality,
     }
 
 
-def _quality(loaded: LoadedCheckpoint, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    if loaded.classifier is None:
-        return {"conditional_accuracy": None, "reason": "model has no evaluation classifier"}
-    pixels = torch.from_numpy(images.reshape(len(labels), -1).astype(np.float32) / 255.0)
-    scores = conditional_accuracy(loaded.classifier.cpu(), pixels, torch.from_numpy(labels))
-    return {
-        "conditional_accuracy": scores["overall"],
-        "per_class": scores["per_class"],
-        "scored": len(labels),
-    }
+def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.device) -> dict[str, Any]:
+    """Check every shard in storage, write the manifest and preview grid; return the job's result.
 
-
-def _finalize(
-    ctx: JobContext,
-    loaded: LoadedCheckpoint,
-    counts: list[int],
-    shards: list[dict[str, Any]],
-    quality: dict[str, Any],
-) -> dict[str, Any]:
-    produced = [sum(s["per_class"][c] for s in shards) for c in range(len(counts))]
-    preview = min(10, max(counts))
-    labels = torch.arange(len(counts)).repeat_interleave(preview)
-    grid = generate(
-        loaded.model,
-        labels,
-        generator=shard_generator(int(ctx.params["seed"]), -1),
-        temperature=float(ctx.params.get("temperature", 1.0)),
-        device=ctx.device,
-    )
-    grid_uri = ctx.storage.put_bytes(
-        f"jobs/{ctx.job_id}/grid.png",
-        grid_png(grid, labels.numpy(), len(counts), per_class=preview),
-        "image/png",
-    )
+    Raises ObjectNotFound / ValueError naming the shard when one is missing or differs from its record.
+    """
+    with session_scope(settings.resolved_database_url()) as session:
+        job = jobs.get_job(session, job_id)
+        params = dict(job.params)
+        rows = [_shard_record(s) for s in shards.list_shards(session, job_id)]
+    for row in rows:
+        size, sha256 = storage.size_and_sha256(row["key"])
+        if (size, sha256) != (row["bytes"], row["sha256"]):
+            raise ValueError(f"shard {row['index']} in storage ({size} bytes) differs from its record")
+    loaded = load_model(settings, storage, params["model_id"], device)
+    names = list(loaded.class_names)
+    produced = [sum(r["per_class"][c] for r in rows) for c in range(len(names))]
+    quality = _quality(rows, names)
+    grid_uri = storage.put_bytes(f"jobs/{job_id}/grid.png", _preview(loaded, params, device), "image/png")
     manifest = {
-        "job_id": ctx.job_id,
-        "format": "npz",
-        "model_id": ctx.params["model_id"],
-        "seed": ctx.params["seed"],
-        "temperature": ctx.params.get("temperature", 1.0),
-        "class_names": list(loaded.class_names),
+        "job_id": job_id,
+        "format": params.get("format", "npz"),
+        "model_id": params["model_id"],
+        "model": params.get("model"),
+        "seed": params["seed"],
+        "temperature": params.get("temperature", 1.0),
+        "class_names": names,
         "image_shape": list(loaded.image_shape),
-        "requested_per_class": counts,
+        "requested_per_class": params["counts"],
         "produced_per_class": produced,
         "total": sum(produced),
-        "shards": [{k: v for k, v in s.items() if k != "index"} for s in shards],
+        "bytes": sum(r["bytes"] for r in rows),
         "quality": quality,
+        "shards": [{k: v for k, v in r.items() if k != "index"} for r in rows],
     }
-    manifest_uri = ctx.storage.put_bytes(
-        f"jobs/{ctx.job_id}/manifest.json", json.dumps(manifest, indent=2).encode(), "application/json"
+    manifest_uri = storage.put_bytes(
+        f"jobs/{job_id}/manifest.json", json.dumps(manifest, indent=2).encode(), "application/json"
     )
     return {
-        "model_id": ctx.params["model_id"],
+        "model_id": params["model_id"],
         "manifest_uri": manifest_uri,
         "grid_uri": grid_uri,
-        "output_uris": [s["uri"] for s in shards],
+        "output_uris": [storage.uri(r["key"]) for r in rows],
         "total": sum(produced),
-        "per_class": dict(zip(loaded.class_names, produced, strict=True)),
+        "per_class": dict(zip(names, produced, strict=True)),
         "quality": quality,
+        "format": manifest["format"],
     }
+
+
+def _shard_record(shard: JobShard) -> dict[str, Any]:
+    return {
+        "index": shard.index,
+        "key": shard.key,
+        "count": shard.count,
+        "per_class": shard.per_class["counts"],
+        "sha256": shard.sha256,
+        "bytes": shard.bytes,
+        "quality": shard.quality,
+    }
+
+
+def _quality(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    scored = np.sum([r["quality"]["scored"] for r in rows], axis=0)
+    correct = np.sum([r["quality"]["correct"] for r in rows], axis=0)
+    if scored.sum() == 0:
+        return {"conditional_accuracy": None, "scored": 0}
+    per_class = {names[c]: round(float(correct[c] / scored[c]), 4) for c in range(len(names)) if scored[c]}
+    return {
+        "conditional_accuracy": round(float(correct.sum() / scored.sum()), 4),
+        "per_class": per_class,
+        "scored": int(scored.sum()),
+    }
+
+
+def _preview(loaded: LoadedCheckpoint, params: dict[str, Any], device: torch.device) -> bytes:
+    classes = [c for c, n in enumerate(params["counts"]) if n > 0]
+    labels = torch.tensor(classes).repeat_interleave(10)
+    images = generate(
+        loaded.model,
+        labels,
+        generator=shard_generator(int(params["seed"]), -1),
+        temperature=float(params.get("temperature", 1.0)),
+        device=device,
+    )
+    return grid_png(images, labels.numpy(), len(params["counts"]), per_class=10)

@@ -1,7 +1,8 @@
-"""A training job: job row → TrainConfig → training/ → checkpoint, metrics and grid in storage → model row.
+"""A training job: job row → dataset + TrainConfig → training/ → artifacts in storage → model version.
 
-Object keys come from the model id, which is derived from the job id, so a retried job overwrites its own
-objects and registers the same model rather than a second one.
+The full training state is checkpointed to `jobs/{job_id}/train-state/` as training goes; a job run again
+after its worker died resumes from there. Object keys come from the model id, itself derived from the job
+id, so a retried job overwrites its own objects and registers the same model instead of a second one.
 """
 
 from __future__ import annotations
@@ -14,37 +15,104 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthjobs import __version__
 from synthjobs.db import session_scope
 from synthjobs.registry import model_id_for_job, register_model
-from training.checkpoint import save_checkpoint
+from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
-from training.data import ImageDataset, load_dataset
+from training.data import ImageDataset, fingerprint
 from training.evaluate import conditional_accuracy, train_classifier
+from training.plots import loss_curve_png
 from training.sample import generate, grid_png, shard_generator
-from training.train import EpochMetrics, TrainResult, train
-from worker.context import JobCancelled, JobContext
+from training.train import EpochMetrics, TrainResult, TrainState, train
+from worker.context import JobContext
+from worker.pipelines.datasets import describe, load_training_data
 
 # Share of the progress bar given to the epochs; the rest is evaluation and upload.
 TRAIN_SHARE = 0.9
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    """Train, evaluate, store and register the model of a training job; return the job's result."""
-    cfg = TrainConfig.from_dict(ctx.params["config"])
+    """Train (or resume), evaluate, store and register the model of a training job; return its result."""
     ctx.progress(0.0, "loading data", force=True)
-    data = load_dataset(cfg.dataset)
-    ctx.event("data", f"loaded {cfg.dataset}: {len(data.train_y)} train, {len(data.test_y)} held-out images")
-    outcome = _train(ctx, cfg, data)
-    if outcome.stopped:
-        raise JobCancelled()
+    spec = ctx.params["dataset"]
+    data = load_training_data(spec, ctx.settings, ctx.storage)
+    cfg = TrainConfig.from_dict({**ctx.params["config"], "dataset": describe(spec)})
+    digest = fingerprint(data)
+    ctx.event(
+        "data",
+        f"loaded {describe(spec)}: {len(data.train_y)} train, {len(data.test_y)} held-out images",
+        {"fingerprint": digest, "image_shape": list(data.image_shape), "classes": len(data.class_names)},
+    )
+    outcome = _train(ctx, cfg, data, Checkpoints(ctx, cfg, data))
+    ctx.raise_if_stopped()
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
     classifier = train_classifier(data, seed=cfg.seed, device=ctx.device)
     metrics = _metrics(ctx, outcome, classifier, data, cfg)
     ctx.progress(0.95, "uploading", force=True)
-    return _store(ctx, cfg, data, outcome, classifier, metrics)
+    ctx.raise_if_stopped()
+    return _store(ctx, cfg, data, digest, outcome, classifier, metrics)
 
 
-def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset) -> TrainResult:
+class Checkpoints:
+    """The job's training-state checkpoints: written as training goes, read back on a re-run.
+
+    Each checkpoint is a new object (`epoch-00012.pt`); only then is the `latest.json` pointer moved to it,
+    so a crash mid-write never leaves a corrupt "latest". Older checkpoints are removed after the move.
+    """
+
+    def __init__(self, ctx: JobContext, cfg: TrainConfig, data: ImageDataset) -> None:
+        self.ctx, self.cfg, self.data = ctx, cfg, data
+        self.prefix = f"jobs/{ctx.job_id}/train-state"
+        self._last_saved = time.monotonic()
+        self._previous: str | None = None
+
+    def load_latest(self) -> TrainState | None:
+        """The last checkpoint of an earlier attempt, or None (first attempt, or nothing usable)."""
+        pointer_key = f"{self.prefix}/latest.json"
+        if not self.ctx.storage.exists(pointer_key):
+            return None
+        pointer = json.loads(self.ctx.storage.get_bytes(pointer_key))
+        try:
+            state, saved_cfg = load_train_state(self.ctx.storage.get_bytes(pointer["key"]))
+        except CheckpointError as exc:
+            self.ctx.event("resume", f"checkpoint {pointer['key']} unreadable ({exc}); starting over")
+            return None
+        if saved_cfg.to_dict() != self.cfg.to_dict():
+            self.ctx.event("resume", "checkpoint belongs to other hyperparameters; starting over")
+            return None
+        self._previous = pointer["key"]
+        return state
+
+    def save(self, state: TrainState) -> None:
+        """Store `state` if N epochs and the minimum interval have passed (always at the last epoch)."""
+        final = state.epoch >= self.cfg.epochs
+        if not final and time.monotonic() - self._last_saved < self.ctx.settings.checkpoint_min_interval:
+            return
+        key = f"{self.prefix}/epoch-{state.epoch:05d}.pt"
+        payload = save_train_state(
+            state, self.cfg, image_shape=self.data.image_shape, class_names=self.data.class_names
+        )
+        self.ctx.storage.put_bytes(key, payload)
+        pointer = {"key": key, "epoch": state.epoch, "bytes": len(payload)}
+        self.ctx.storage.put_bytes(
+            f"{self.prefix}/latest.json", json.dumps(pointer).encode(), "application/json"
+        )
+        if self._previous and self._previous != key:
+            self.ctx.storage.delete(self._previous)
+        self._previous = key
+        self._last_saved = time.monotonic()
+
+
+def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset, checkpoints: Checkpoints) -> TrainResult:
+    resume = checkpoints.load_latest()
+    if resume is not None:
+        ctx.event(
+            "resumed",
+            f"resuming from the checkpoint of epoch {resume.epoch}/{cfg.epochs} (attempt {ctx.attempt})",
+            {"epoch": resume.epoch, "attempt": ctx.attempt},
+        )
+
     def on_epoch(m: EpochMetrics) -> None:
         phase = f"epoch {m.epoch}/{m.epochs}"
         ctx.progress(TRAIN_SHARE * m.epoch / m.epochs, phase, force=True)
@@ -59,7 +127,14 @@ def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset) -> TrainResult
         ctx.progress(TRAIN_SHARE * step / total_steps, f"epoch {epoch}/{cfg.epochs}")
 
     return train(
-        cfg, data, device=ctx.device, on_epoch=on_epoch, on_batch=on_batch, should_stop=ctx.cancelled
+        cfg,
+        data,
+        device=ctx.device,
+        on_epoch=on_epoch,
+        on_batch=on_batch,
+        should_stop=ctx.should_stop,
+        on_checkpoint=checkpoints.save,
+        resume_from=resume,
     )
 
 
@@ -78,6 +153,10 @@ def _metrics(
         "conditional_accuracy": accuracy["overall"],
         "conditional_accuracy_per_class": accuracy["per_class"],
         "eval_samples_per_class": per_class,
+        "seconds_per_epoch": float(np.mean([m.seconds for m in outcome.history]))
+        if outcome.history
+        else None,
+        "device": str(ctx.device),
         "history": [asdict(m) for m in outcome.history],
     }
 
@@ -86,12 +165,23 @@ def _store(
     ctx: JobContext,
     cfg: TrainConfig,
     data: ImageDataset,
+    digest: str,
     outcome: TrainResult,
     classifier: torch.nn.Module,
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
     model_id = model_id_for_job(ctx.job_id)
     summary = {k: v for k, v in metrics.items() if k != "history"}
+    dataset = {
+        "name": cfg.dataset,
+        "spec": ctx.params["dataset"],
+        "fingerprint": digest,
+        "class_names": list(data.class_names),
+        "image_shape": list(data.image_shape),
+        "train_size": len(data.train_y),
+        "heldout_size": len(data.test_y),
+    }
+    started = time.monotonic()
     checkpoint = save_checkpoint(
         outcome.model,
         cfg,
@@ -100,46 +190,52 @@ def _store(
         metrics=summary,
         classifier=classifier,
     )
-    started = time.monotonic()
-    checkpoint_uri = ctx.storage.put_bytes(f"models/{model_id}/checkpoint.pt", checkpoint)
-    metrics_uri = ctx.storage.put_bytes(
-        f"models/{model_id}/metrics.json", json.dumps(metrics, indent=2).encode(), "application/json"
-    )
-    labels = torch.arange(data.num_classes).repeat_interleave(10)
-    grid = generate(outcome.model, labels, generator=shard_generator(cfg.seed, 1), device=ctx.device)
-    grid_uri = ctx.storage.put_bytes(
-        f"models/{model_id}/samples.png", grid_png(grid, labels.numpy(), data.num_classes), "image/png"
-    )
+    put = ctx.storage.put_bytes
+    uris = {
+        "checkpoint_uri": put(f"models/{model_id}/checkpoint.pt", checkpoint),
+        "metrics_uri": put(f"models/{model_id}/metrics.json", _json(metrics), "application/json"),
+        "loss_curve_uri": put(
+            f"models/{model_id}/loss-curve.png", loss_curve_png(outcome.history), "image/png"
+        ),
+        "grid_uri": put(f"models/{model_id}/samples.png", _grid(ctx, outcome, data, cfg), "image/png"),
+    }
+    card = {
+        "model_id": model_id,
+        "model_name": ctx.params["model_name"],
+        "training_job_id": ctx.job_id,
+        "hyperparameters": cfg.to_dict(),
+        "dataset": dataset,
+        "metrics": summary,
+        "synthjobs_version": __version__,
+        "torch_version": torch.__version__,
+        **uris,
+    }
+    uris["model_card_uri"] = put(f"models/{model_id}/model-card.json", _json(card), "application/json")
     ctx.event(
         "uploaded",
         f"model artifacts stored in {time.monotonic() - started:.2f}s",
-        {"checkpoint_uri": checkpoint_uri, "bytes": len(checkpoint)},
+        {"checkpoint_uri": uris["checkpoint_uri"], "bytes": len(checkpoint)},
     )
-    dataset = {
-        "name": cfg.dataset,
-        "class_names": list(data.class_names),
-        "image_shape": list(data.image_shape),
-        "train_size": len(data.train_y),
-        "heldout_size": len(data.test_y),
-    }
     with session_scope(ctx.database_url) as session:
         model = register_model(
             session,
             model_id=model_id,
             name=ctx.params["model_name"],
             training_job_id=ctx.job_id,
-            checkpoint_uri=checkpoint_uri,
+            checkpoint_uri=uris["checkpoint_uri"],
             hyperparameters=cfg.to_dict(),
             metrics=summary,
             dataset=dataset,
         )
         name, version = model.name, model.version
-    return {
-        "model_id": model_id,
-        "model_name": name,
-        "model_version": version,
-        "checkpoint_uri": checkpoint_uri,
-        "metrics_uri": metrics_uri,
-        "grid_uri": grid_uri,
-        "metrics": summary,
-    }
+    return {"model_id": model_id, "model_name": name, "model_version": version, **uris, "metrics": summary}
+
+
+def _grid(ctx: JobContext, outcome: TrainResult, data: ImageDataset, cfg: TrainConfig) -> bytes:
+    labels = torch.arange(data.num_classes).repeat_interleave(10)
+    images = generate(outcome.model, labels, generator=shard_generator(cfg.seed, 1), device=ctx.device)
+    return grid_png(images, labels.numpy(), data.num_classes)
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, indent=2, default=str).encode()

@@ -1,0 +1,157 @@
+"""The reconciler: finds jobs the queue lost track of and puts them back on it.
+
+SQL is the ledger and Redis only carries messages, so every repair starts from SQL: a RUNNING job whose
+lease expired (its worker died) is requeued — or failed once it has used up its attempts — and a QUEUED
+job that has waited past a threshold is published again in case its message was lost. Each action is a
+guarded update plus an event on the job, so any number of reconcilers can run at once; a duplicate message
+is harmless because only one claim can succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from celery import Celery
+from sqlalchemy import or_, select, update
+
+from synthjobs import jobs, shards
+from synthjobs.db import session_scope
+from synthjobs.errors import InvalidTransition
+from synthjobs.models import Job, JobKind, JobShard, JobState, ShardState, utcnow
+from synthjobs.queue import enqueue_finalizer, enqueue_job, enqueue_shards
+from synthjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did, by job id (shards as `job_id#index`)."""
+
+    requeued: list[str] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    shards_requeued: list[str] = field(default_factory=list)
+    finalizers: list[str] = field(default_factory=list)
+
+
+def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
+    """One pass over the ledger; safe to run concurrently from several processes."""
+    report = ReconcileReport()
+    _requeue_lost_workers(settings, report)
+    _requeue_lost_shards(settings, report)
+    _republish_stale_queued(settings, sender, report)
+    _republish_stale_shards(settings, sender, report)
+    _finalize_forgotten(settings, sender, report)
+    if any(asdict(report).values()):
+        log.info("reconciler: %s", report)
+    return report
+
+
+def _requeue_lost_workers(settings: Settings, report: ReconcileReport) -> None:
+    url = settings.resolved_database_url()
+    with session_scope(url) as session:
+        expired = session.scalars(
+            select(Job.id).where(
+                Job.kind == JobKind.TRAIN.value,
+                Job.state == JobState.RUNNING.value,
+                Job.lease_expires_at < utcnow(),
+            )
+        ).all()
+    for job_id in expired:
+        with session_scope(url) as session:
+            job = jobs.get_job(session, job_id)
+            if job.attempts >= settings.max_attempts:
+                reason = f"worker lost {job.attempts} times; giving up"
+                try:
+                    jobs.finish_job(session, job_id, JobState.FAILED, error=reason)
+                    report.failed.append(job_id)
+                except InvalidTransition:
+                    pass
+            elif jobs.requeue_expired(session, job_id, f"worker {job.worker} lost (lease expired)"):
+                report.requeued.append(job_id)
+
+
+def _requeue_lost_shards(settings: Settings, report: ReconcileReport) -> None:
+    """Shards whose worker died go back to PENDING; the stale-shard pass publishes them again."""
+    with session_scope(settings.resolved_database_url()) as session:
+        for shard in shards.lost_shards(session):
+            if shards.release_shard(session, shard.job_id, shard.index, shard.worker or "", "worker lost"):
+                jobs.add_event(
+                    session, shard.job_id, "requeued", f"shard {shard.index}: worker {shard.worker} lost"
+                )
+                report.shards_requeued.append(f"{shard.job_id}#{shard.index}")
+
+
+def _republish_stale_queued(settings: Settings, sender: Celery, report: ReconcileReport) -> None:
+    url = settings.resolved_database_url()
+    cutoff = utcnow() - timedelta(seconds=settings.requeue_after)
+    fresh = set(report.requeued)
+    with session_scope(url) as session:
+        stale = session.scalars(
+            select(Job.id).where(
+                Job.kind == JobKind.TRAIN.value,
+                Job.state == JobState.QUEUED.value,
+                or_(Job.updated_at < cutoff, Job.id.in_(fresh)),
+            )
+        ).all()
+    for job_id in stale:
+        if not enqueue_job(sender, job_id, JobKind.TRAIN, settings):
+            continue
+        with session_scope(url) as session:
+            touched = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+                .values(updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if touched and job_id not in fresh:
+                jobs.add_event(
+                    session, job_id, "republished", "no worker took it in time; message published again"
+                )
+                report.republished.append(job_id)
+
+
+def _republish_stale_shards(settings: Settings, sender: Celery, report: ReconcileReport) -> None:
+    """PENDING shards of live jobs not touched for `requeue_after` (or just released) are published again."""
+    url = settings.resolved_database_url()
+    cutoff = utcnow() - timedelta(seconds=settings.requeue_after)
+    released = {tuple(s.split("#")) for s in report.shards_requeued}
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(JobShard.job_id, JobShard.index, JobShard.updated_at)
+            .join(Job, Job.id == JobShard.job_id)
+            .where(
+                JobShard.state == ShardState.PENDING.value,
+                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+            )
+        ).all()
+    by_job: dict[str, list[int]] = {}
+    for job_id, index, updated_at in rows:
+        if updated_at < cutoff or (job_id, str(index)) in released:
+            by_job.setdefault(job_id, []).append(index)
+    for job_id, indexes in by_job.items():
+        if enqueue_shards(sender, job_id, indexes, settings):
+            with session_scope(url) as session:
+                session.execute(
+                    update(JobShard)
+                    .where(
+                        JobShard.job_id == job_id,
+                        JobShard.index.in_(indexes),
+                        JobShard.state == ShardState.PENDING.value,
+                    )
+                    .values(updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+            report.republished.extend(f"{job_id}#{i}" for i in indexes)
+
+
+def _finalize_forgotten(settings: Settings, sender: Celery, report: ReconcileReport) -> None:
+    """Sampling jobs whose shards are all done but whose finalizer never ran (or died) get one."""
+    with session_scope(settings.resolved_database_url()) as session:
+        waiting = shards.unfinalized_jobs(session)
+    for job_id in waiting:
+        if enqueue_finalizer(sender, job_id, settings):
+            report.finalizers.append(job_id)

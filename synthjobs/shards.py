@@ -1,0 +1,269 @@
+"""Shards of sampling jobs: each its own task, tracked in SQL (not by a Celery chord).
+
+A shard is claimed with a guarded update like a job; when the last shard is done, whichever worker finished
+it claims the job's finalizer (`jobs.finalizer IS NULL` and no shard left undone), so the finalizer runs
+exactly once however shards were retried or redelivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from synthjobs import jobs
+from synthjobs.models import Job, JobShard, JobState, ShardState, utcnow
+
+
+def create_shards(session: Session, job_id: str, plan: list[list[int]]) -> None:
+    """Add one PENDING shard per row of `plan` (per-class counts)."""
+    rows = [
+        {
+            "job_id": job_id,
+            "index": index,
+            "state": ShardState.PENDING.value,
+            "count": sum(counts),
+            "per_class": {"counts": counts},
+            "attempts": 0,
+            "updated_at": utcnow(),
+        }
+        for index, counts in enumerate(plan)
+    ]
+    for start in range(0, len(rows), 1000):
+        session.execute(insert(JobShard), rows[start : start + 1000])
+
+
+def shard_key(job_id: str, index: int, extension: str) -> str:
+    """A shard's object key: from the job id and shard index only, so a retry overwrites."""
+    return f"jobs/{job_id}/shard-{index:05d}.{extension}"
+
+
+def claim_shard(
+    session: Session, job_id: str, index: int, worker: str, lease_seconds: float, max_attempts: int
+) -> JobShard | None:
+    """Take shard `index` for `worker`; None when the job is not running or the shard is not ours to run.
+
+    The first shard claimed moves the job from QUEUED to RUNNING.
+    """
+    job = jobs.get_job(session, job_id)
+    if job.state == JobState.QUEUED.value:
+        _start_job(session, job_id, worker)
+    elif job.state != JobState.RUNNING.value:
+        return None
+    now = utcnow()
+    claimable = or_(
+        JobShard.state == ShardState.PENDING.value,
+        and_(JobShard.state == ShardState.RUNNING.value, JobShard.lease_expires_at < now),
+    )
+    claimed = session.execute(
+        update(JobShard)
+        .where(
+            JobShard.job_id == job_id, JobShard.index == index, claimable, JobShard.attempts < max_attempts
+        )
+        .values(
+            state=ShardState.RUNNING.value,
+            attempts=JobShard.attempts + 1,
+            worker=worker,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        return None
+    return session.get(JobShard, (job_id, index), populate_existing=True)
+
+
+def _start_job(session: Session, job_id: str, worker: str) -> None:
+    now = utcnow()
+    started = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .values(
+            state=JobState.RUNNING.value,
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, now),
+            phase="sampling",
+            worker=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if started:
+        jobs.add_event(session, job_id, "started", f"first shard claimed by {worker}", {"worker": worker})
+
+
+def renew_shard_lease(session: Session, job_id: str, index: int, worker: str, lease_seconds: float) -> bool:
+    """Extend `worker`'s lease on a running shard; False when the shard is no longer its to run."""
+    renewed = session.execute(
+        update(JobShard)
+        .where(
+            JobShard.job_id == job_id,
+            JobShard.index == index,
+            JobShard.worker == worker,
+            JobShard.state == ShardState.RUNNING.value,
+        )
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return renewed == 1
+
+
+def complete_shard(
+    session: Session,
+    job_id: str,
+    index: int,
+    worker: str,
+    *,
+    key: str,
+    sha256: str,
+    size: int,
+    seconds: float,
+    quality: dict[str, Any],
+) -> bool:
+    """Record a written shard; False if this worker lost the shard meanwhile (its twin's record stands)."""
+    done = session.execute(
+        update(JobShard)
+        .where(
+            JobShard.job_id == job_id,
+            JobShard.index == index,
+            JobShard.worker == worker,
+            JobShard.state == ShardState.RUNNING.value,
+        )
+        .values(
+            state=ShardState.DONE.value,
+            key=key,
+            sha256=sha256,
+            bytes=size,
+            seconds=seconds,
+            quality=quality,
+            lease_expires_at=None,
+            error=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done != 1:
+        return False
+    _update_progress(session, job_id)
+    return True
+
+
+def release_shard(session: Session, job_id: str, index: int, worker: str, error: str) -> bool:
+    """Give a shard back (transient failure): PENDING again for another try. False if not ours."""
+    released = session.execute(
+        update(JobShard)
+        .where(
+            JobShard.job_id == job_id,
+            JobShard.index == index,
+            JobShard.worker == worker,
+            JobShard.state == ShardState.RUNNING.value,
+        )
+        .values(
+            state=ShardState.PENDING.value,
+            worker=None,
+            lease_expires_at=None,
+            error=error[:2000],
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return released == 1
+
+
+def fail_shard(session: Session, job_id: str, index: int, error: str) -> None:
+    """Mark a shard failed for good and fail its job, naming the shard and the reason."""
+    session.execute(
+        update(JobShard)
+        .where(JobShard.job_id == job_id, JobShard.index == index)
+        .values(state=ShardState.FAILED.value, error=error[:2000], lease_expires_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        jobs.finish_job(session, job_id, JobState.FAILED, error=f"shard {index} failed: {error}")
+    except jobs.InvalidTransition:
+        pass  # already finished (cancelled, or failed by another shard)
+
+
+def _update_progress(session: Session, job_id: str) -> None:
+    done, total = shard_counts(session, job_id)
+    jobs.set_progress(session, job_id, done / total if total else 1.0, f"{done}/{total} shards")
+
+
+def shard_counts(session: Session, job_id: str) -> tuple[int, int]:
+    """(shards done, shards in all) of a job."""
+    rows = session.execute(
+        select(JobShard.state, func.count()).where(JobShard.job_id == job_id).group_by(JobShard.state)
+    ).all()
+    counts = {state: n for state, n in rows}
+    return counts.get(ShardState.DONE.value, 0), sum(counts.values())
+
+
+def claim_finalizer(session: Session, job_id: str, worker: str, lease_seconds: float) -> bool:
+    """Take the right to finalize a job whose shards are all done; exactly one caller ever gets it.
+
+    A finalizer whose lease expired (it died) can be taken over; the reconciler triggers that.
+    """
+    now = utcnow()
+    undone = (
+        select(func.count())
+        .select_from(JobShard)
+        .where(JobShard.job_id == job_id, JobShard.state != ShardState.DONE.value)
+        .scalar_subquery()
+    )
+    free = or_(Job.finalizer.is_(None), Job.lease_expires_at < now)
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value, free, undone == 0)
+        .values(
+            finalizer=worker,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            phase="finalizing",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed == 1:
+        jobs.add_event(session, job_id, "finalizing", f"all shards done; finalizer {worker}")
+    return claimed == 1
+
+
+def list_shards(session: Session, job_id: str) -> Sequence[JobShard]:
+    """A job's shards in index order."""
+    return session.scalars(select(JobShard).where(JobShard.job_id == job_id).order_by(JobShard.index)).all()
+
+
+def lost_shards(session: Session) -> Sequence[JobShard]:
+    """Running shards whose worker's lease expired."""
+    query = select(JobShard).where(
+        JobShard.state == ShardState.RUNNING.value, JobShard.lease_expires_at < utcnow()
+    )
+    return session.scalars(query).all()
+
+
+def pending_shards(session: Session, job_id: str) -> list[int]:
+    """Indexes of a job's shards that wait for a worker."""
+    query = select(JobShard.index).where(
+        JobShard.job_id == job_id, JobShard.state == ShardState.PENDING.value
+    )
+    return list(session.scalars(query.order_by(JobShard.index)).all())
+
+
+def unfinalized_jobs(session: Session) -> list[str]:
+    """Running sampling jobs whose shards are all done but whose finalizer never ran or died."""
+    undone = (
+        select(func.count())
+        .select_from(JobShard)
+        .where(JobShard.job_id == Job.id, JobShard.state != ShardState.DONE.value)
+        .scalar_subquery()
+    )
+    has_shards = select(func.count()).select_from(JobShard).where(JobShard.job_id == Job.id).scalar_subquery()
+    free = or_(Job.finalizer.is_(None), Job.lease_expires_at < utcnow())
+    query = select(Job.id).where(
+        Job.state == JobState.RUNNING.value, Job.kind == "sample", undone == 0, has_shards > 0, free
+    )
+    return list(session.scalars(query).all())
