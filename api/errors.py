@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from synthjobs.errors import DatasetNotFound, InvalidKey, InvalidTransition, JobNotFound, ModelNotFound
@@ -23,8 +25,28 @@ def field_error(loc: tuple[str | int, ...], message: str, kind: str = "value_err
     return [{"loc": ["body", *loc], "msg": message, "type": kind}]
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with NaN/inf and other non-JSON values as strings, so a 422 can echo any input back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+async def handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 shape, but never a 500 for an input (NaN, bytes) that JSON cannot carry."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": json_safe(list(exc.errors()))})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map each domain error to its status code with its message as `detail`."""
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
 
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=STATUS_FOR[type(exc)], content={"detail": str(exc)})

@@ -21,9 +21,10 @@ import time
 
 import torch
 
-from training.config import CONDITIONINGS, TrainConfig
+from training.config import ARCHITECTURES, CONDITIONINGS, TrainConfig
 from training.data import ImageDataset, load_digits_dataset
 from training.evaluate import conditional_accuracy, train_classifier, trtr, tstr
+from training.model import resolve_architecture
 from training.sample import generate, shard_generator
 from training.train import train
 
@@ -36,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--kl-warmup-epochs", type=int, default=0)
     p.add_argument("--size", type=int, default=8, help="upscale digits to size x size (8 = as bundled)")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="auto")
     p.add_argument("--conditioning", choices=CONDITIONINGS, nargs="+", default=list(CONDITIONINGS))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -90,13 +92,14 @@ def main() -> None:
             epochs=args.epochs,
             seed=args.seed,
             kl_warmup_epochs=args.kl_warmup_epochs,
+            architecture=args.architecture,
         )
         m = measure(cfg, data, args, classifier)
-        arch = "conv" if min(data.image_shape[1:]) >= 16 else "mlp"
+        arch = resolve_architecture(cfg.architecture, data.image_shape)
         print(
-            f"{conditioning:<12} {arch:<5} {m['elbo']:7.2f} {100 * m['acc']:7.2f}% {100 * m['min_class']:8.2f}% "
-            f"{100 * m['tstr']:5.1f}% {100 * real:5.1f}% {100 * (m['tstr'] - real):+8.1f}  "
-            f"{m['seconds']:8.1f} {m['per_epoch']:8.3f}"
+            f"{conditioning:<12} {arch:<5} {m['elbo']:7.2f} {100 * m['acc']:7.2f}% "
+            f"{100 * m['min_class']:8.2f}% {100 * m['tstr']:5.1f}% {100 * real:5.1f}% "
+            f"{100 * (m['tstr'] - real):+8.1f}  {m['seconds']:8.1f} {m['per_epoch']:8.3f}"
         )
 
 

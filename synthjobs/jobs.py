@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -160,6 +161,8 @@ def finish_job(
     With `worker`, only while that worker still holds the job: a worker that lost its lease to another
     must not overwrite the other's outcome.
     """
+    if target not in TERMINAL_STATES:
+        raise InvalidTransition(f"{target.value} is not a final state")
     values: dict[str, Any] = {"state": target.value, "finished_at": utcnow(), "updated_at": utcnow()}
     values["phase"] = target.value.lower()
     values["lease_expires_at"] = None
@@ -192,7 +195,11 @@ def set_progress(session: Session, job_id: str, progress: float, phase: str) -> 
     changed = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
-        .values(progress=min(max(progress, 0.0), 1.0), phase=phase[:200], updated_at=utcnow())
+        .values(
+            progress=min(max(progress, 0.0), 1.0) if math.isfinite(progress) else 0.0,
+            phase=phase[:200],
+            updated_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     return changed == 1
@@ -223,9 +230,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
+        when = datetime.fromisoformat(created)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError("malformed cursor") from exc
+    if when.tzinfo is None:
+        raise ValueError("malformed cursor")
+    return when, job_id
 
 
 def list_jobs(

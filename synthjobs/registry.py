@@ -87,7 +87,7 @@ def resolve_model(session: Session, ref: str) -> Model:
             raise ModelNotFound(f"model {name!r} has no alias {alias!r}")
         return get_model(session, row.model_id)
     name, sep, version = ref.rpartition(":")
-    if sep and version.isdigit():
+    if sep and version.isascii() and version.isdigit():
         model = session.scalar(select(Model).where(Model.name == name, Model.version == int(version)))
         if model is not None:
             return model

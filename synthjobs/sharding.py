@@ -37,8 +37,10 @@ def plan_shards(counts: list[int], shard_size: int) -> list[list[int]]:
 
 def split_total(total: int, weights: list[float]) -> list[int]:
     """Counts proportional to `weights` that add up to `total` exactly (largest remainder method)."""
-    if total < 0 or not weights or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("total must be non-negative and weights non-negative with a positive sum")
+    if total < 0 or not weights or any(not math.isfinite(w) or w < 0 for w in weights) or max(weights) <= 0:
+        raise ValueError("total must be non-negative and weights finite, non-negative, not all zero")
+    top = max(weights)
+    weights = [w / top for w in weights]  # so the sum cannot overflow
     scale = total / sum(weights)
     exact = [w * scale for w in weights]
     counts = [math.floor(x) for x in exact]

@@ -28,7 +28,7 @@ def validate_key(key: str) -> str:
         raise InvalidKey("object key must be 1-1024 characters")
     segments = key.split("/")
     for segment in segments:
-        if not _KEY_SEGMENT.match(segment) or segment in (".", ".."):
+        if not _KEY_SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise InvalidKey(f"invalid object key segment {segment!r} in {key!r}")
     return key
 
@@ -121,7 +121,7 @@ class LocalStorage:
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {self.uri(key)}") from exc
 
     def delete(self, key: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,12 +117,11 @@ def requested_counts(body: SampleRequest, class_names: list[str]) -> list[int]:
         weights = [1.0] * len(class_names)
     else:
         weights = [0.0] * len(class_names)
-        for key, weight in body.distribution.items():
-            if weight < 0:
-                raise HTTPException(
-                    422, field_error(("distribution", key), "proportion must not be negative")
-                )
-            weights[_class_index(key, class_names, "distribution")] = weight
+        for index, weight in _by_class(body.distribution, class_names, "distribution").items():
+            if not math.isfinite(weight) or weight < 0:
+                message = "proportion must be a finite number, not negative"
+                raise HTTPException(422, field_error(("distribution", class_names[index]), message))
+            weights[index] = weight
         if sum(weights) <= 0:
             raise HTTPException(422, field_error(("distribution",), "proportions must not all be zero"))
     return split_total(body.total, weights)
@@ -158,20 +158,30 @@ def resolve_counts(per_class: int | dict[str, int], class_names: list[str]) -> l
             raise HTTPException(422, field_error(("per_class",), "must be at least 1"))
         return [per_class] * len(class_names)
     counts = [0] * len(class_names)
-    for key, count in per_class.items():
-        index = _class_index(key, class_names)
+    for index, count in _by_class(per_class, class_names, "per_class").items():
         if count < 0:
-            raise HTTPException(422, field_error(("per_class", key), "count must not be negative"))
+            raise HTTPException(422, field_error(("per_class", str(index)), "count must not be negative"))
         counts[index] = count
     if sum(counts) == 0:
         raise HTTPException(422, field_error(("per_class",), "asks for no samples at all"))
     return counts
 
 
-def _class_index(key: str, class_names: list[str], field: str = "per_class") -> int:
+def _by_class(mapping: dict[str, Any], class_names: list[str], field: str) -> dict[int, Any]:
+    """A map keyed by class name or id, re-keyed by label index; 422 for an unknown or repeated class."""
+    by_index: dict[int, Any] = {}
+    for key, value in mapping.items():
+        index = _class_index(key, class_names, field)
+        if index in by_index:
+            raise HTTPException(422, field_error((field, key), f"names class {class_names[index]!r} twice"))
+        by_index[index] = value
+    return by_index
+
+
+def _class_index(key: str, class_names: list[str], field: str) -> int:
     if key in class_names:
         return class_names.index(key)
-    if key.isdigit() and int(key) < len(class_names):
+    if key.isascii() and key.isdigit() and int(key) < len(class_names):
         return int(key)
     known = ", ".join(class_names)
     raise HTTPException(422, field_error((field, key), f"unknown class {key!r}; the model has {known}"))

@@ -187,11 +187,6 @@ def test_invalid_list_query_is_refused(api: TestClient, params: dict[str, Any], 
     assert _only_error(api.get("/v1/jobs", params=params))["loc"] == loc
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cursor holding a naive timestamp escapes decode_cursor and fails in SQLAlchemy's bind "
-    "step as StatementError, which the route does not catch: 500 instead of 422",
-)
 def test_cursor_with_a_naive_timestamp_is_refused(make_api: Callable[..., TestClient]) -> None:
     api = make_api(raise_server_exceptions=False)
     cursor = base64.urlsafe_b64encode(b"2024-05-01T12:00:00|abc").decode().rstrip("=")

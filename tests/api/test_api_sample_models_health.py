@@ -174,11 +174,6 @@ def test_invalid_distribution_is_refused(
     assert loc in [error["loc"][: len(loc)] for error in response.json()["detail"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: distribution proportions accept NaN/Infinity (pydantic floats allow them and the JSON "
-    "parser reads them); split_total then calls math.floor(nan): 500 instead of 422",
-)
 @pytest.mark.parametrize("weight", ["NaN", "Infinity"])
 def test_non_finite_distribution_is_refused(
     make_api: Callable[..., TestClient], add_model: AddModel, weight: str
@@ -191,11 +186,6 @@ def test_non_finite_distribution_is_refused(
     assert response.status_code == 422
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _class_index (api/routes/jobs.py) checks str.isdigit, true for '²', then int('²') raises "
-    "ValueError: 500 instead of a 422 naming the class",
-)
 def test_per_class_with_a_unicode_digit_key_is_refused(
     make_api: Callable[..., TestClient], add_model: AddModel
 ) -> None:
@@ -205,11 +195,6 @@ def test_per_class_with_a_unicode_digit_key_is_refused(
     assert _only_error(api.post("/v1/jobs/sample", json=body))["loc"] == ["body", "per_class", "\u00b2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_model (synthjobs/registry.py) checks str.isdigit, true for '²', then int('²') "
-    "raises ValueError: 500 instead of a 422 on the model field",
-)
 def test_sample_with_a_unicode_digit_version_is_refused(
     make_api: Callable[..., TestClient], add_model: AddModel
 ) -> None:
@@ -219,11 +204,6 @@ def test_sample_with_a_unicode_digit_version_is_refused(
     assert _only_error(api.post("/v1/jobs/sample", json=body))["loc"] == ["body", "model"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_counts (api/routes/jobs.py) assigns counts[index] = count, so two keys naming one "
-    "class ('3' and '03') silently keep only the last count: 2 samples queued where 7 were asked for",
-)
 def test_per_class_naming_one_class_twice_does_not_drop_samples(api: TestClient, add_model: AddModel) -> None:
     add_model(api)
     response = api.post("/v1/jobs/sample", json={"model": "digits-cvae:1", "per_class": {"3": 5, "03": 2}})

@@ -116,11 +116,6 @@ def test_malformed_cursor_raises_value_error(database_url: str) -> None:
             jobs.list_jobs(session, cursor=cursor)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cursor holding a naive timestamp passes decode_cursor and fails later in the UTC column's "
-    "bind processor as sqlalchemy StatementError, not ValueError (the API answers 500)",
-)
 def test_cursor_with_a_naive_timestamp_raises_value_error(database_url: str) -> None:
     cursor = base64.urlsafe_b64encode(b"2024-05-01T12:00:00|abc").decode()
     with session_scope(database_url) as session, pytest.raises(ValueError):

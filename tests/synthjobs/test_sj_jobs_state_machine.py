@@ -207,10 +207,6 @@ def test_finish_job_refuses_an_illegal_transition_and_leaves_the_row_unchanged(d
         assert _event_kinds(database_url, job_id) == events, (start, target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: finish_job accepts a non-terminal target (QUEUED→RUNNING) and marks a running job finished",
-)
 def test_finish_job_refuses_a_non_terminal_target(database_url: str) -> None:
     job_id = _new_job(database_url)
     with pytest.raises((InvalidTransition, ValueError)), session_scope(database_url) as session:
@@ -231,7 +227,6 @@ def test_set_progress_clamps_to_the_unit_interval(database_url: str) -> None:
         assert (row["progress"], row["phase"]) == (stored, f"at {given}")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: set_progress lets NaN through its clamp (min/max keep NaN)")
 def test_set_progress_keeps_nan_out_of_the_ledger(database_url: str) -> None:
     job_id = _job_in(database_url, JobState.RUNNING)
     with session_scope(database_url) as session:

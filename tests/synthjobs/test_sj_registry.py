@@ -131,11 +131,6 @@ def test_resolve_of_an_unknown_reference_raises_model_not_found(database_url: st
             registry.resolve_model(session, ref)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_model checks the version with str.isdigit, which accepts '²', then int() raises "
-    "ValueError instead of ModelNotFound (the API answers 500)",
-)
 def test_resolve_of_a_unicode_digit_version_raises_model_not_found(sqlite_url: str) -> None:
     _register(sqlite_url, "digits-cvae")
     with session_scope(sqlite_url) as session, pytest.raises(ModelNotFound):

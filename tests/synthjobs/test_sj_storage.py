@@ -105,11 +105,6 @@ def test_check_passes_on_a_reachable_store(storage: Storage) -> None:
     assert storage.list_keys("") == []  # the health probe leaves nothing behind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LocalStorage.get_bytes lets IsADirectoryError/NotADirectoryError escape for a key that "
-    "names a folder or runs through a file; S3 raises ObjectNotFound for the same keys",
-)
 @pytest.mark.parametrize("storage", ["local"], indirect=True)
 def test_get_of_a_key_that_is_only_a_prefix_raises_object_not_found(storage: Storage) -> None:
     storage.put_bytes("jobs/a/b", b"x")
@@ -241,11 +236,6 @@ def test_validate_key_refuses_keys_that_could_leave_the_root(key: str) -> None:
         validate_key(key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validate_key matches segments with re.match and `$`, which also matches before a trailing "
-    "newline, so 'jobs/x\\n' is accepted",
-)
 def test_validate_key_refuses_a_trailing_newline() -> None:
     with pytest.raises(InvalidKey):
         validate_key("jobs/x\n")

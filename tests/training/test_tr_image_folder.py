@@ -114,3 +114,10 @@ def test_animated_gif_is_refused() -> None:
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
     with pytest.raises(DatasetError, match="cat/anim.gif: animated images are not supported"):
         decode_image_folder([*_grey_folder(), ("cat", "anim.gif", buffer.getvalue())])
+
+
+def test_a_filename_given_as_a_path_is_named_as_given() -> None:
+    files = [(c, f"{c}/{f}", raw) for c, f, raw in _grey_folder()]
+    assert fingerprint(decode_image_folder(files)) == fingerprint(decode_image_folder(_grey_folder()))
+    with pytest.raises(DatasetError, match=r"^cat/bad.png: not a decodable image"):
+        decode_image_folder([*files, ("cat", "cat/bad.png", b"nope")])

@@ -21,6 +21,8 @@ _PNG_PALETTE = 3  # IHDR colour type of an indexed-colour PNG
 def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset:
     """Decode (class_name, filename, raw bytes) items into an ImageDataset.
 
+    Messages name a file as `class_name/filename`, or as `filename` alone if it already holds a "/" (a
+    path such as "cat/0.png").
     Items are sorted by (class_name, filename) first, so the result (and its `fingerprint`) does not depend
     on listing order; labels index the sorted class names. Images are converted as follows:
 
@@ -45,7 +47,7 @@ def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset
     first = ""
     previous: tuple[str, str] | None = None
     for class_name, filename, raw in items:
-        path = f"{class_name}/{filename}"
+        path = filename if "/" in filename else f"{class_name}/{filename}"  # a name with "/" is a path
         if not class_name or not filename:
             raise DatasetError(f"{path!r}: images must sit in <class_name>/<image>")
         if (class_name, filename) == previous:
