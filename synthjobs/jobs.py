@@ -137,6 +137,25 @@ def requeue_expired(session: Session, job_id: str, reason: str) -> bool:
     return requeued == 1
 
 
+def release_job(session: Session, job_id: str, worker: str, reason: str) -> bool:
+    """Hand a RUNNING job held by `worker` back to QUEUED (graceful shutdown); it resumes elsewhere."""
+    released = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
+        .values(
+            state=JobState.QUEUED.value,
+            phase=f"requeued: {reason}"[:200],
+            worker=None,
+            lease_expires_at=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if released == 1:
+        add_event(session, job_id, "requeued", reason)
+    return released == 1
+
+
 def cancel_job(session: Session, job_id: str) -> Job:
     """Cancel a QUEUED or RUNNING job; InvalidTransition (409) for a finished one.
 

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from synthjobs.queue import celery_config
 from synthjobs.settings import get_settings
@@ -26,6 +26,14 @@ def _init_process(**_: Any) -> None:
     from worker.runtime import configure_torch
 
     configure_torch(get_settings())
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    from worker.runtime import SHUTTING_DOWN
+
+    log.info("shutdown requested: running jobs will checkpoint and be handed back")
+    SHUTTING_DOWN.set()
 
 
 @worker_ready.connect

@@ -24,6 +24,7 @@ from synthjobs.errors import JobFailure
 from synthjobs.models import JobState
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
+from worker.runtime import SHUTTING_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ class JobCancelled(Exception):
 
 class LeaseLost(Exception):
     """This worker no longer holds the job (another took it over): stop without recording anything."""
+
+
+class HandBack(Exception):
+    """The worker is shutting down: the job was checkpointed and goes back to the queue to resume."""
 
 
 class LeaseKeeper:
@@ -104,9 +109,11 @@ class JobContext:
             jobs.add_event(session, self.job_id, kind, message, data)
 
     def should_stop(self) -> bool:
-        """True once the job was cancelled, ran past its runtime limit, or was taken over."""
+        """True once the job was cancelled, ran out of time, was taken over, or the worker is stopping."""
         if self._stop_reason is None and time.monotonic() - self._started > self.max_runtime_seconds:
             self._stop_reason = "max runtime exceeded"
+        if self._stop_reason is None and SHUTTING_DOWN.is_set():
+            self._stop_reason = "worker shutting down"
         return self._stop_reason is not None
 
     def raise_if_stopped(self) -> None:
@@ -117,6 +124,8 @@ class JobContext:
             raise JobCancelled()
         if self._stop_reason == "lease lost":
             raise LeaseLost()
+        if self._stop_reason == "worker shutting down":
+            raise HandBack()
         raise JobFailure(f"{self._stop_reason} ({self.max_runtime_seconds:.0f}s); last checkpoint kept")
 
     def _note_not_running(self, session: Session) -> None:

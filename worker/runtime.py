@@ -15,6 +15,9 @@ from synthjobs.settings import Settings
 log = logging.getLogger(__name__)
 _configured = False
 
+# Set when the worker was told to shut down (SIGTERM): running jobs checkpoint and hand themselves back.
+SHUTTING_DOWN = threading.Event()
+
 
 def configure_torch(settings: Settings) -> None:
     """Set torch's intra-op threads from settings (once per process)."""

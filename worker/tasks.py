@@ -12,18 +12,20 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from celery.exceptions import Reject
+
 from synthjobs import jobs, shards
 from synthjobs.db import session_scope
 from synthjobs.errors import InvalidTransition, JobFailure, ModelNotFound, ObjectNotFound
-from synthjobs.models import JobState
-from synthjobs.queue import FINALIZE_TASK, SAMPLE_SHARD_TASK, TRAIN_TASK, enqueue_shards
+from synthjobs.models import JobKind, JobState
+from synthjobs.queue import FINALIZE_TASK, SAMPLE_SHARD_TASK, TRAIN_TASK, enqueue_job, enqueue_shards
 from synthjobs.settings import get_settings
 from synthjobs.storage import open_storage
 from worker.celery_app import app
-from worker.context import JobCancelled, JobContext, LeaseKeeper, LeaseLost
+from worker.context import HandBack, JobCancelled, JobContext, LeaseKeeper, LeaseLost
 from worker.pipelines import sample as sample_pipeline
 from worker.pipelines import train as train_pipeline
-from worker.runtime import configure_torch, select_device
+from worker.runtime import SHUTTING_DOWN, configure_torch, select_device
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,15 @@ def _is_expected(exc: BaseException) -> bool:
     return isinstance(exc, EXPECTED_FAILURES + _training_failures())
 
 
+def refuse_if_shutting_down() -> None:
+    """A worker that is shutting down puts new messages back instead of claiming their work."""
+    if SHUTTING_DOWN.is_set():
+        raise Reject("worker shutting down", requeue=True)
+
+
 def run_job(job_id: str, pipeline: Pipeline) -> None:
     """Claim `job_id`, run `pipeline` on it and record SUCCEEDED, FAILED or CANCELLED."""
+    refuse_if_shutting_down()
     settings = get_settings()
     configure_torch(settings)
     url = settings.resolved_database_url()
@@ -87,6 +96,8 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
         result = pipeline(ctx)
     except LeaseLost:
         log.warning("job %s was taken over by another worker; leaving it to them", job_id)
+    except HandBack:
+        _hand_back(url, job_id, worker, settings)
     except JobCancelled:
         ctx.event("stopped", "the worker stopped at a batch boundary after the cancel; last checkpoint kept")
         _finish(url, job_id, worker, JobState.CANCELLED)
@@ -97,6 +108,14 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
         _finish(url, job_id, worker, JobState.SUCCEEDED, result=result)
     finally:
         ctx.stop_heartbeat()
+
+
+def _hand_back(url: str, job_id: str, worker: str, settings: Any) -> None:
+    """Put a checkpointed job back on the queue so another worker resumes it (graceful shutdown)."""
+    with session_scope(url) as session:
+        released = jobs.release_job(session, job_id, worker, "worker shutting down; checkpoint kept")
+    if released:
+        enqueue_job(app, job_id, JobKind.TRAIN, settings)
 
 
 def _finish(url: str, job_id: str, worker: str | None, state: JobState, **outcome: Any) -> None:
@@ -117,6 +136,7 @@ def train_job(job_id: str) -> None:
 @app.task(name=SAMPLE_SHARD_TASK, ignore_result=True)
 def sample_shard(job_id: str, shard: int) -> None:
     """Generate one shard of a sampling job; the worker finishing the last shard finalizes the job."""
+    refuse_if_shutting_down()
     settings = get_settings()
     configure_torch(settings)
     url, worker = settings.resolved_database_url(), worker_name()

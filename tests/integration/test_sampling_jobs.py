@@ -68,6 +68,17 @@ def test_same_request_twice_gives_byte_identical_shards_and_exact_counts(start_s
     assert [s["sha256"] for s in shards] == [s["sha256"] for s in a["shards"]]
 
 
+def test_tstr_quality_is_reported_next_to_trtr(start_stack) -> None:
+    stack = start_stack()
+    model_id = _trained_model(stack)
+    job = _succeeded(
+        stack, stack.client.submit_sample({"model": model_id, "per_class": 20, "quality": "tstr"})["id"]
+    )
+    quality = job["result"]["quality"]
+    assert 0 < quality["tstr"] <= 1 and 0.9 < quality["trtr"] <= 1
+    assert _manifest(stack, job)["quality"]["tstr"] == quality["tstr"]
+
+
 def test_webdataset_shards_read_with_tarfile_and_pil(start_stack) -> None:
     from PIL import Image
 

@@ -222,3 +222,20 @@ def test_image_folder_in_s3_trains_and_a_corrupt_image_is_named(
     with pytest.raises(JobFailed) as failed:
         stack.client.wait(stack.client.submit_train(body)["id"], timeout=120, poll=0.2)
     assert "square/broken.png" in failed.value.job["error"]
+
+
+def test_sigterm_checkpoints_the_job_and_another_worker_resumes_it(start_stack) -> None:
+    stack = start_stack(extra_env={**FAST_RECOVERY, "SYNTHJOBS_CHECKPOINT_MIN_INTERVAL": "30"})
+    job = stack.client.submit_train(_train_body(epochs=400))
+    _wait_for(lambda: _epoch_of(stack.client.get(job["id"])) >= 10, stack, what="epoch 10")
+    started = time.monotonic()
+    assert processes.stop(stack.workers[0], timeout=30) == 0
+    assert time.monotonic() - started < 15, "a warm shutdown must not wait for the whole job"
+    handed_back = stack.client.get(job["id"])
+    assert handed_back["state"] == "QUEUED"
+
+    stack.start_worker()
+    done = _succeeded(stack, job["id"])
+    assert done["attempts"] == 2
+    resumed = [e for e in stack.client.events(job["id"]) if e["kind"] == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["data"]["epoch"] >= 10, "the checkpoint at the stop was kept"

@@ -27,12 +27,14 @@ from synthjobs.registry import get_model
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
-from training.evaluate import predict
+from training.evaluate import predict, trtr, tstr
 from training.sample import generate, grid_png, shard_generator
 from worker.formats import EXTENSIONS, write_shard
+from worker.pipelines.datasets import load_training_data
 
 log = logging.getLogger(__name__)
 SPOOL_BYTES = 64 << 20
+TSTR_PER_CLASS = 500  # generated samples per class the TSTR classifier trains on
 _models: OrderedDict[tuple[str, str], LoadedCheckpoint] = OrderedDict()
 
 
@@ -137,6 +139,8 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
     names = list(loaded.class_names)
     produced = [sum(r["per_class"][c] for r in rows) for c in range(len(names))]
     quality = _quality(rows, names)
+    if params.get("quality") == "tstr":
+        quality.update(_tstr(settings, storage, loaded, params, device))
     grid_uri = storage.put_bytes(f"jobs/{job_id}/grid.png", _preview(loaded, params, device), "image/png")
     manifest = {
         "job_id": job_id,
@@ -191,6 +195,35 @@ def _quality(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
         "conditional_accuracy": round(float(correct.sum() / scored.sum()), 4),
         "per_class": per_class,
         "scored": int(scored.sum()),
+    }
+
+
+def _tstr(
+    settings: Settings,
+    storage: Storage,
+    loaded: LoadedCheckpoint,
+    params: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class."""
+    with session_scope(settings.resolved_database_url()) as session:
+        spec = get_model(session, params["model_id"]).dataset.get("spec") or {
+            "kind": "builtin",
+            "name": "digits",
+        }
+    data = load_training_data(spec, settings, storage)
+    labels = torch.arange(len(loaded.class_names)).repeat_interleave(TSTR_PER_CLASS)
+    images = generate(
+        loaded.model,
+        labels,
+        generator=shard_generator(int(params["seed"]), -2),
+        temperature=float(params.get("temperature", 1.0)),
+        device=device,
+    )
+    return {
+        "tstr": round(tstr(images, labels, data, seed=0, device=device), 4),
+        "trtr": round(trtr(data, seed=0, device=device), 4),
+        "tstr_samples_per_class": TSTR_PER_CLASS,
     }
 
 

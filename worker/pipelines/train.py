@@ -44,7 +44,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         f"loaded {describe(spec)}: {len(data.train_y)} train, {len(data.test_y)} held-out images",
         {"fingerprint": digest, "image_shape": list(data.image_shape), "classes": len(data.class_names)},
     )
-    outcome = _train(ctx, cfg, data, Checkpoints(ctx, cfg, data))
+    checkpoints = Checkpoints(ctx, cfg, data)
+    outcome = _train(ctx, cfg, data, checkpoints)
+    if outcome.stopped:
+        checkpoints.flush()  # keep the last completed epoch, whatever stopped us
     ctx.raise_if_stopped()
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
     classifier = train_classifier(data, seed=cfg.seed, device=ctx.device)
@@ -66,6 +69,7 @@ class Checkpoints:
         self.prefix = f"jobs/{ctx.job_id}/train-state"
         self._last_saved = time.monotonic()
         self._previous: str | None = None
+        self._unsaved: TrainState | None = None
 
     def load_latest(self) -> TrainState | None:
         """The last checkpoint of an earlier attempt, or None (first attempt, or nothing usable)."""
@@ -88,7 +92,17 @@ class Checkpoints:
         """Store `state` if N epochs and the minimum interval have passed (always at the last epoch)."""
         final = state.epoch >= self.cfg.epochs
         if not final and time.monotonic() - self._last_saved < self.ctx.settings.checkpoint_min_interval:
+            self._unsaved = state
             return
+        self._write(state)
+
+    def flush(self) -> None:
+        """Store the last state offered but skipped by the minimum interval (on a stop)."""
+        if self._unsaved is not None:
+            self._write(self._unsaved)
+
+    def _write(self, state: TrainState) -> None:
+        self._unsaved = None
         key = f"{self.prefix}/epoch-{state.epoch:05d}.pt"
         payload = save_train_state(
             state, self.cfg, image_shape=self.data.image_shape, class_names=self.data.class_names

@@ -1,0 +1,333 @@
+"""Shared helpers of the throughput benchmarks: a real stack in a temp dir, process memory, timing, tables.
+
+A stack is what an operator runs: `synthjobs api` (uvicorn) and `synthjobs worker` (Celery, solo pool)
+processes started through `synthjobs.processes`, on the embedded default (SQLite jobs, kombu's SQLAlchemy
+transport on SQLite as the broker, a local folder as storage) unless URLs are given. Every process gets one
+torch/OpenMP thread by default: on 2-vCPU machines two threads measured 2-27x slower than one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthjobs import processes
+from synthjobs.client import Client
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def limit_threads(threads: int = 1) -> None:
+    """One intra-op thread in this process (and in any child that inherits the environment)."""
+    import torch
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def stack_env(
+    home: Path,
+    *,
+    device: str = "cpu",
+    threads: int = 1,
+    database_url: str | None = None,
+    broker_url: str | None = None,
+    storage_url: str | None = None,
+    s3_endpoint: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of every process of one stack: its own home, queue and URLs, `threads` threads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHJOBS_")}
+    env.update(
+        {
+            "SYNTHJOBS_HOME": str(home),
+            "SYNTHJOBS_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+            "SYNTHJOBS_DEVICE": device,
+            "SYNTHJOBS_TORCH_THREADS": str(threads),
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    urls = {
+        "SYNTHJOBS_DATABASE_URL": database_url,
+        "SYNTHJOBS_BROKER_URL": broker_url,
+        "SYNTHJOBS_STORAGE_URL": storage_url,
+        "SYNTHJOBS_S3_ENDPOINT_URL": s3_endpoint,
+    }
+    env.update({k: v for k, v in urls.items() if v})
+    if s3_endpoint:
+        env.update(S3_ENV)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Stack:
+    """A running API and its workers, sharing one database, broker and storage."""
+
+    home: Path
+    env: dict[str, str]
+    api_url: str
+    client: Client
+    api: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _started: int = 0
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def start_worker(self, extra_env: dict[str, str] | None = None, timeout: float = 120) -> int:
+        """Start one worker and wait until Celery says it is ready; return its pid (the task-running one).
+
+        `synthjobs worker` execs into `celery worker --pool solo`, so the pid of the started process is the
+        one that runs tasks (checked against the job's claims by the benchmarks).
+        """
+        log = self.logs / f"worker{self._started}.log"
+        self._started += 1
+        worker = processes.start_worker({**self.env, **(extra_env or {})}, log)
+        self.workers.append(worker)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.returncode}:\n{tail(log)}")
+            if log.exists() and "synthjobs worker ready" in log.read_text(errors="replace"):
+                return worker.pid
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{tail(log)}")
+
+    def stop_workers(self) -> None:
+        """Warm-stop every worker (SIGTERM, then SIGKILL if it lingers)."""
+        for worker in self.workers:
+            processes.stop(worker)
+        self.workers.clear()
+
+    def close(self) -> None:
+        self.stop_workers()
+        processes.stop(self.api)
+        self.client.close()
+
+    def storage_path(self, uri: str) -> Path:
+        """The local path of a file:// URI written by this stack."""
+        return Path(uri.removeprefix("file://"))
+
+
+def start_stack(home: Path, workers: int = 1, **env_options: Any) -> Stack:
+    """Start an API (and `workers` workers) with `stack_env(home, **env_options)`; see `stack_env`."""
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    env = stack_env(home, **env_options)
+    port = processes.free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    api = processes.start_api(env, port, home / "logs" / "api.log")
+    stack = Stack(home=home, env=env, api_url=api_url, client=Client(api_url, timeout=120), api=api)
+    try:
+        processes.wait_for_api(api_url, api, timeout=90)
+        for _ in range(workers):
+            stack.start_worker()
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+@contextmanager
+def running_stack(home: Path, workers: int = 1, **env_options: Any) -> Iterator[Stack]:
+    """`start_stack` as a context manager that always stops what it started."""
+    stack = start_stack(home, workers, **env_options)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@contextmanager
+def s3_server(bucket: str = "bench") -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (threads of this process) with `bucket` created; yields its URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    os.environ.update(S3_ENV)
+    port = processes.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=bucket)
+        yield url
+    finally:
+        server.stop()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The end of a log file, for error messages."""
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- jobs -----------------------------------------------------------------------------------------------
+
+
+def wait_job(stack: Stack, job_id: str, timeout: float = 3600) -> dict[str, Any]:
+    """Wait for a job to succeed; RuntimeError with the worker logs otherwise."""
+    try:
+        return stack.client.wait(job_id, timeout=timeout, poll=0.2, max_poll=1.0)
+    except Exception as exc:
+        logs = "\n".join(f"--- {p.name}\n{tail(p)}" for p in sorted(stack.logs.glob("*.log")))
+        raise RuntimeError(f"job {job_id} did not succeed: {exc}\n{logs}") from exc
+
+
+def parse_time(value: str) -> datetime:
+    """An API timestamp (ISO 8601) as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def job_seconds(job: dict[str, Any]) -> float:
+    """The job's own wall time: finished_at - started_at (queueing before the first claim excluded)."""
+    return (parse_time(job["finished_at"]) - parse_time(job["started_at"])).total_seconds()
+
+
+def claimed_pids(stack: Stack, job_id: str) -> set[int]:
+    """Pids named by the job's claim events (`host:pid` workers): the processes that ran its tasks."""
+    pids = set()
+    for event in stack.client.events(job_id):
+        worker = (event.get("data") or {}).get("worker")
+        if isinstance(worker, str) and ":" in worker:
+            pids.add(int(worker.rsplit(":", 1)[1]))
+    return pids
+
+
+def upload_npz(stack: Stack, images: np.ndarray, labels: np.ndarray) -> str:
+    """Upload a dataset with `POST /v1/datasets` (multipart field `file`); return its id."""
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, labels=labels)
+    response = stack.client._http.post(
+        "/v1/datasets", files={"file": ("data.npz", buffer.getvalue(), "application/octet-stream")}
+    )
+    if response.status_code != 201:
+        raise RuntimeError(f"upload refused: HTTP {response.status_code}: {response.text}")
+    return str(response.json()["id"])
+
+
+def digits_upscaled(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits upscaled bilinearly to size x size: uint8 (N, size, size), int64 (N,)."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
+    up = F.interpolate(images, size=(size, size), mode="bilinear").clamp_(0.0, 1.0)[:, 0]  # (N, size, size)
+    pixels = torch.round(up * 255).to(torch.uint8).numpy()
+    return pixels, np.asarray(bunch.target, dtype=np.int64)
+
+
+# --- processes ------------------------------------------------------------------------------------------
+
+
+def _status_kib(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field_name}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field_name}")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a live process, in MiB."""
+    return _status_kib(pid, "VmHWM") / 1024
+
+
+def rss_mib(pid: int) -> float:
+    """Current resident memory (VmRSS) of a live process, in MiB."""
+    return _status_kib(pid, "VmRSS") / 1024
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a live process (all its threads' children)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(c) for c in text]
+    return children
+
+
+# --- timing ---------------------------------------------------------------------------------------------
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so wall-clock timings include it."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, Any]:
+    """(seconds, result) of one call, GPU work included."""
+    synchronize(device)
+    started = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return time.perf_counter() - started, result
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def describe_device(device: str) -> str:
+    """The device in words, for the header of a table."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    cores = len(os.sched_getaffinity(0))
+    return f"cpu ({cores} cores visible, {torch.get_num_threads()} torch thread(s))"
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A table cell: thousands separators for big numbers, `digits` decimals for small ones."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    """Print rows as a Markdown table with aligned columns (pasteable into bench/README.md)."""
+    cells = [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    if title:
+        print(f"\n{title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    print(flush=True)
