@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # 2 threads measured 2-27x slower than 1 on the 2-vCPU CI machines (OpenMP spin-waiting).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test lint unit integration install clean
+.PHONY: demo test lint unit integration faults install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/synthjobs demo
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -m "not faults"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,10 +28,14 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -m "not integration and not faults"
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q -m integration
+
+# Fault injection on the real stack (kills, restarts, proxies); prints a recovery table at the end.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m faults tests/faults
 
 clean:
 	rm -rf .synthjobs .pytest_cache .ruff_cache .import_linter_cache

@@ -259,6 +259,12 @@ def rss_mib(pid: int) -> float:
     return _status_kib(pid, "VmRSS") / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of a live process (all its threads' children)."""
     children: list[int] = []

@@ -24,7 +24,11 @@ class JobFailure(SynthJobsError):
 
 
 class StorageError(SynthJobsError):
-    """Storage could not be reached or refused an operation."""
+    """Storage could not be reached or refused an operation; `transient` when a retry may succeed."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class InvalidKey(StorageError, ValueError):

@@ -206,7 +206,7 @@ class S3Storage:
                 Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type
             )
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"could not write {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not write {self.uri(key)}", exc) from exc
         return self.uri(key)
 
     def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
@@ -220,7 +220,7 @@ class S3Storage:
                 stream, self.bucket, self._full(key), ExtraArgs={"ContentType": content_type}, Config=config
             )
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"could not write {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not write {self.uri(key)}", exc) from exc
         return self.uri(key)
 
     def get_bytes(self, key: str) -> bytes:
@@ -232,9 +232,9 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise ObjectNotFound(f"no object {self.uri(key)}") from exc
-            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
         except BotoCoreError as exc:
-            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
 
     def get_raw(self, key: str) -> bytes:
         """A user's object under this prefix, by a key the service did not build (read-only datasets)."""
@@ -244,7 +244,7 @@ class S3Storage:
         try:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"could not read s3://{self.bucket}/{full}: {exc}") from exc
+            raise s3_error(f"could not read s3://{self.bucket}/{full}", exc) from exc
 
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         """Reads the object back and hashes it: what is stored, not what we meant to store."""
@@ -259,9 +259,9 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise ObjectNotFound(f"no object {self.uri(key)}") from exc
-            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
         except BotoCoreError as exc:
-            raise StorageError(f"could not read {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
         return size, digest.hexdigest()
 
     def delete(self, key: str) -> None:
@@ -271,7 +271,7 @@ class S3Storage:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"could not delete {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not delete {self.uri(key)}", exc) from exc
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -282,7 +282,7 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return False
-            raise StorageError(f"could not check {self.uri(key)}: {exc}") from exc
+            raise s3_error(f"could not check {self.uri(key)}", exc) from exc
 
     def list_keys(self, prefix: str) -> list[str]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
@@ -308,7 +308,40 @@ class S3Storage:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {exc}") from exc
+            raise s3_error(f"S3 bucket {self.bucket!r} is not reachable", exc) from exc
+
+
+PERMANENT_S3_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "AccountProblem",
+        "InvalidObjectState",
+        "MethodNotAllowed",
+    }
+)
+
+
+def s3_error(message: str, exc: Exception) -> StorageError:
+    """A StorageError for a boto3 failure, transient unless S3 said something a retry cannot change."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        transient = code not in PERMANENT_S3_CODES and (
+            status >= 500
+            or status in (0, 408, 429)
+            or "Slow" in code
+            or "Throttl" in code
+            or "Timeout" in code
+        )
+        return StorageError(f"{message}: {exc}", transient=transient)
+    return StorageError(f"{message}: {exc}", transient=True)  # connection refused, reset, timeouts
 
 
 def open_storage(settings: Settings) -> Storage:

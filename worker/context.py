@@ -22,6 +22,7 @@ from synthjobs import jobs
 from synthjobs.db import session_scope
 from synthjobs.errors import JobFailure
 from synthjobs.models import JobState
+from synthjobs.retry import in_transaction
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
 from worker.runtime import SHUTTING_DOWN
@@ -98,15 +99,21 @@ class JobContext:
         if not force and now - self._last_write < self.settings.progress_interval:
             return
         self._last_write = now
-        with session_scope(self.database_url) as session:
+
+        def write(session: Session) -> None:
             if not jobs.set_progress(session, self.job_id, fraction, phase):
                 self._note_not_running(session)
+
+        in_transaction(self.database_url, write, what=f"recording progress of {self.job_id}")
         log.info("job %s: %s (%.0f%%)", self.job_id, phase, 100 * fraction)
 
     def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Append an event to the job's history."""
-        with session_scope(self.database_url) as session:
-            jobs.add_event(session, self.job_id, kind, message, data)
+        in_transaction(
+            self.database_url,
+            lambda s: jobs.add_event(s, self.job_id, kind, message, data),
+            what="adding an event",
+        )
 
     def should_stop(self) -> bool:
         """True once the job was cancelled, ran out of time, was taken over, or the worker is stopping."""

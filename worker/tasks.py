@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.exceptions import Reject
+from sqlalchemy.orm import Session
 
 from synthjobs import jobs, shards
-from synthjobs.db import session_scope
 from synthjobs.errors import InvalidTransition, JobFailure, ModelNotFound, ObjectNotFound
-from synthjobs.models import JobKind, JobState
+from synthjobs.models import JobKind, JobShard, JobState
 from synthjobs.queue import FINALIZE_TASK, SAMPLE_SHARD_TASK, TRAIN_TASK, enqueue_job, enqueue_shards
-from synthjobs.settings import get_settings
+from synthjobs.retry import RetryingStorage, in_transaction, is_transient
+from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
 from worker.celery_app import app
 from worker.context import HandBack, JobCancelled, JobContext, LeaseKeeper, LeaseLost
@@ -73,19 +74,19 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
     refuse_if_shutting_down()
     settings = get_settings()
     configure_torch(settings)
-    url = settings.resolved_database_url()
-    worker = worker_name()
-    with session_scope(url) as session:
-        if not jobs.claim_job(session, job_id, worker, settings.lease_seconds, settings.max_attempts):
-            log.info("job %s is not claimable; this delivery does nothing", job_id)
-            return
-        job = jobs.get_job(session, job_id)
-        params, attempt = dict(job.params), job.attempts
+    url, worker = settings.resolved_database_url(), worker_name()
+    claimed = in_transaction(
+        url, lambda s: _claim(s, job_id, worker, settings), what=f"claiming job {job_id}"
+    )
+    if claimed is None:
+        log.info("job %s is not claimable; this delivery does nothing", job_id)
+        return
+    params, attempt = claimed
     ctx = JobContext(
         job_id,
         params,
         settings,
-        open_storage(settings),
+        RetryingStorage(open_storage(settings)),
         select_device(settings.device),
         worker=worker,
         attempt=attempt,
@@ -102,28 +103,45 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
         ctx.event("stopped", "the worker stopped at a batch boundary after the cancel; last checkpoint kept")
         _finish(url, job_id, worker, JobState.CANCELLED)
     except Exception as exc:  # noqa: BLE001 - a failing job must never take the worker down
-        log.exception("job %s failed", job_id)
-        _finish(url, job_id, worker, JobState.FAILED, error=describe_failure(exc))
+        if is_transient(exc):
+            # Infrastructure still down after the retries: leave the job to its lease; the reconciler
+            # requeues it once the lease expires and it resumes from its checkpoint.
+            log.exception("job %s hit a lasting infrastructure error; left for the reconciler", job_id)
+        else:
+            log.exception("job %s failed", job_id)
+            _finish(url, job_id, worker, JobState.FAILED, error=describe_failure(exc))
     else:
         _finish(url, job_id, worker, JobState.SUCCEEDED, result=result)
     finally:
         ctx.stop_heartbeat()
 
 
-def _hand_back(url: str, job_id: str, worker: str, settings: Any) -> None:
+def _claim(
+    session: Session, job_id: str, worker: str, settings: Settings
+) -> tuple[dict[str, Any], int] | None:
+    if not jobs.claim_job(session, job_id, worker, settings.lease_seconds, settings.max_attempts):
+        return None
+    job = jobs.get_job(session, job_id)
+    return dict(job.params), job.attempts
+
+
+def _hand_back(url: str, job_id: str, worker: str, settings: Settings) -> None:
     """Put a checkpointed job back on the queue so another worker resumes it (graceful shutdown)."""
-    with session_scope(url) as session:
-        released = jobs.release_job(session, job_id, worker, "worker shutting down; checkpoint kept")
-    if released:
+    reason = "worker shutting down; checkpoint kept"
+    if in_transaction(url, lambda s: jobs.release_job(s, job_id, worker, reason), what="handing back"):
         enqueue_job(app, job_id, JobKind.TRAIN, settings)
 
 
 def _finish(url: str, job_id: str, worker: str | None, state: JobState, **outcome: Any) -> None:
     try:
-        with session_scope(url) as session:
-            jobs.finish_job(session, job_id, state, worker=worker, **outcome)
+        in_transaction(
+            url,
+            lambda s: jobs.finish_job(s, job_id, state, worker=worker, **outcome),
+            what=f"recording job {job_id} {state.value}",
+        )
     except InvalidTransition as exc:
-        # Cancelled (or taken over) while the last step ran: that outcome stands.
+        # Cancelled (or taken over) while the last step ran, or a retry after a commit whose answer
+        # was lost: the outcome already recorded stands.
         log.info("job %s not moved to %s: %s", job_id, state.value, exc)
 
 
@@ -140,42 +158,59 @@ def sample_shard(job_id: str, shard: int) -> None:
     settings = get_settings()
     configure_torch(settings)
     url, worker = settings.resolved_database_url(), worker_name()
-    with session_scope(url) as session:
-        row = shards.claim_shard(
-            session, job_id, shard, worker, settings.lease_seconds, settings.max_attempts
-        )
-        if row is None:
-            log.info("shard %s of job %s is not claimable; this delivery does nothing", shard, job_id)
-            return
-        params = dict(jobs.get_job(session, job_id).params)
-        session.expunge(row)
-    storage, device = open_storage(settings), select_device(settings.device)
+    claimed = in_transaction(
+        url, lambda s: _claim_shard(s, job_id, shard, worker, settings), what=f"claiming shard {shard}"
+    )
+    if claimed is None:
+        log.info("shard %s of job %s is not claimable; this delivery does nothing", shard, job_id)
+        return
+    row, params = claimed
+    storage, device = RetryingStorage(open_storage(settings)), select_device(settings.device)
     lease = LeaseKeeper(
         settings, lambda s: shards.renew_shard_lease(s, job_id, shard, worker, settings.lease_seconds)
     )
     try:
         with lease:
             outcome = sample_pipeline.run_shard(row, params, settings, storage, device)
+        recorded = in_transaction(
+            url,
+            lambda s: shards.complete_shard(s, job_id, shard, worker, **outcome),
+            what="recording a shard",
+        )
     except Exception as exc:  # noqa: BLE001 - a failing shard must never take the worker down
         _shard_failed(settings, job_id, shard, worker, row.attempts, exc)
         return
-    with session_scope(url) as session:
-        recorded = shards.complete_shard(session, job_id, shard, worker, **outcome)
     if recorded:
         finalize_sample(job_id)
 
 
-def _shard_failed(settings: Any, job_id: str, shard: int, worker: str, attempts: int, exc: Exception) -> None:
+def _claim_shard(
+    session: Session, job_id: str, shard: int, worker: str, settings: Settings
+) -> tuple[JobShard, dict[str, Any]] | None:
+    row = shards.claim_shard(session, job_id, shard, worker, settings.lease_seconds, settings.max_attempts)
+    if row is None:
+        return None
+    params = dict(jobs.get_job(session, job_id).params)
+    session.expunge(row)
+    return row, params
+
+
+def _shard_failed(
+    settings: Settings, job_id: str, shard: int, worker: str, attempts: int, exc: Exception
+) -> None:
     """Expected failures fail the job at once; others are retried with backoff up to max_attempts."""
     reason = describe_failure(exc)
     log.warning("shard %s of job %s failed (attempt %s): %s", shard, job_id, attempts, reason)
-    with session_scope(settings.resolved_database_url()) as session:
-        if _is_expected(exc) or attempts >= settings.max_attempts:
+    final = _is_expected(exc) or attempts >= settings.max_attempts
+
+    def record(session: Session) -> bool:
+        if final:
             suffix = "" if _is_expected(exc) else f" (after {attempts} attempts)"
             shards.fail_shard(session, job_id, shard, reason + suffix)
-            return
-        released = shards.release_shard(session, job_id, shard, worker, reason)
-    if released:
+            return False
+        return shards.release_shard(session, job_id, shard, worker, reason)
+
+    if in_transaction(settings.resolved_database_url(), record, what=f"recording shard {shard} failure"):
         enqueue_shards(app, job_id, [shard], settings, countdown=min(60.0, 2.0**attempts))
 
 
@@ -184,14 +219,18 @@ def finalize_sample(job_id: str) -> None:
     """Finalize a sampling job whose shards are all done: exactly once, whoever asks."""
     settings = get_settings()
     url, worker = settings.resolved_database_url(), worker_name()
-    with session_scope(url) as session:
-        if not shards.claim_finalizer(session, job_id, worker, settings.lease_seconds):
-            return
+    claim = lambda s: shards.claim_finalizer(s, job_id, worker, settings.lease_seconds)  # noqa: E731
+    if not in_transaction(url, claim, what=f"claiming the finalizer of {job_id}"):
+        return
+    storage = RetryingStorage(open_storage(settings))
     try:
-        result = sample_pipeline.finalize(
-            job_id, settings, open_storage(settings), select_device(settings.device)
-        )
+        result = sample_pipeline.finalize(job_id, settings, storage, select_device(settings.device))
     except Exception as exc:  # noqa: BLE001
+        if is_transient(exc):
+            log.exception(
+                "finalizing job %s hit a lasting infrastructure error; left for the reconciler", job_id
+            )
+            return
         log.exception("finalizing job %s failed", job_id)
         _finish(url, job_id, None, JobState.FAILED, error=f"finalizing failed: {describe_failure(exc)}")
         return

@@ -27,7 +27,7 @@ from synthjobs.registry import get_model
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
-from training.evaluate import predict, trtr, tstr
+from training.evaluate import as_flat_pixels, predict, trtr, tstr
 from training.sample import generate, grid_png, shard_generator
 from worker.formats import EXTENSIONS, write_shard
 from worker.pipelines.datasets import load_training_data
@@ -73,7 +73,7 @@ def score_subset(
     scored, correct = [0] * num_classes, [0] * num_classes
     if loaded.classifier is not None and wanted > 0 and len(labels):
         picks = np.linspace(0, len(labels) - 1, num=min(wanted, len(labels))).round().astype(np.int64)
-        pixels = torch.from_numpy(images[picks].reshape(len(picks), -1).astype(np.float32) / 255.0)
+        pixels = as_flat_pixels(images[picks], loaded.image_shape)  # (N, C*H*W) in the classifier's order
         predicted = (
             predict(loaded.classifier, pixels.to(next(loaded.classifier.parameters()).device)).cpu().numpy()
         )

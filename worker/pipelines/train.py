@@ -21,7 +21,7 @@ from synthjobs.registry import model_id_for_job, register_model
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
 from training.data import ImageDataset, fingerprint
-from training.evaluate import conditional_accuracy, train_classifier
+from training.evaluate import as_flat_pixels, conditional_accuracy, train_classifier
 from training.plots import loss_curve_png
 from training.sample import generate, grid_png, shard_generator
 from training.train import EpochMetrics, TrainResult, TrainState, train
@@ -44,7 +44,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         f"loaded {describe(spec)}: {len(data.train_y)} train, {len(data.test_y)} held-out images",
         {"fingerprint": digest, "image_shape": list(data.image_shape), "classes": len(data.class_names)},
     )
-    checkpoints = Checkpoints(ctx, cfg, data)
+    checkpoints = Checkpoints(ctx, cfg, data, digest)
     outcome = _train(ctx, cfg, data, checkpoints)
     if outcome.stopped:
         checkpoints.flush()  # keep the last completed epoch, whatever stopped us
@@ -64,8 +64,8 @@ class Checkpoints:
     so a crash mid-write never leaves a corrupt "latest". Older checkpoints are removed after the move.
     """
 
-    def __init__(self, ctx: JobContext, cfg: TrainConfig, data: ImageDataset) -> None:
-        self.ctx, self.cfg, self.data = ctx, cfg, data
+    def __init__(self, ctx: JobContext, cfg: TrainConfig, data: ImageDataset, fingerprint: str) -> None:
+        self.ctx, self.cfg, self.data, self.fingerprint = ctx, cfg, data, fingerprint
         self.prefix = f"jobs/{ctx.job_id}/train-state"
         self._last_saved = time.monotonic()
         self._previous: str | None = None
@@ -77,6 +77,9 @@ class Checkpoints:
         if not self.ctx.storage.exists(pointer_key):
             return None
         pointer = json.loads(self.ctx.storage.get_bytes(pointer_key))
+        if pointer.get("fingerprint") != self.fingerprint:
+            self.ctx.event("resume", "the dataset changed since the last checkpoint; starting over")
+            return None
         try:
             state, saved_cfg = load_train_state(self.ctx.storage.get_bytes(pointer["key"]))
         except CheckpointError as exc:
@@ -108,7 +111,7 @@ class Checkpoints:
             state, self.cfg, image_shape=self.data.image_shape, class_names=self.data.class_names
         )
         self.ctx.storage.put_bytes(key, payload)
-        pointer = {"key": key, "epoch": state.epoch, "bytes": len(payload)}
+        pointer = {"key": key, "epoch": state.epoch, "bytes": len(payload), "fingerprint": self.fingerprint}
         self.ctx.storage.put_bytes(
             f"{self.prefix}/latest.json", json.dumps(pointer).encode(), "application/json"
         )
@@ -158,7 +161,7 @@ def _metrics(
     per_class = int(ctx.params.get("eval_samples_per_class", 100))
     labels = torch.arange(data.num_classes).repeat_interleave(per_class)
     images = generate(outcome.model, labels, generator=shard_generator(cfg.seed, 0), device=ctx.device)
-    pixels = torch.from_numpy(images.reshape(len(labels), -1).astype(np.float32) / 255.0)
+    pixels = as_flat_pixels(images, data.image_shape)  # (N, C*H*W) in the classifier's order
     accuracy = conditional_accuracy(classifier, pixels, labels)
     return {
         "heldout_neg_elbo": outcome.final.heldout_neg_elbo,

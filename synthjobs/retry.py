@@ -1,0 +1,113 @@
+"""Retrying what is transient (a dropped connection, a 503, throttling) and nothing else.
+
+Permanent errors (access denied, no such bucket, a constraint violation) surface at once: retrying them
+would only delay a clear failure. Backoff is exponential with full jitter, so many workers hitting the same
+outage do not retry in lock-step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from synthjobs.db import session_scope
+from synthjobs.errors import StorageError
+from synthjobs.storage import Storage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same thing again later may succeed."""
+    if isinstance(exc, StorageError):
+        return exc.transient
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def retry_transient(
+    action: Callable[[], T], *, what: str, attempts: int = 8, base: float = 0.25, cap: float = 8.0
+) -> T:
+    """Run `action`, retrying transient failures with exponential backoff and full jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            delay = random.uniform(0, min(cap, base * 2**attempt))
+            log.warning(
+                "%s failed (%s: %s); retry %d/%d in %.2fs",
+                what,
+                type(exc).__name__,
+                exc,
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def in_transaction(url: str, work: Callable[[Session], T], *, what: str) -> T:
+    """Run `work` in its own transaction, again from the start if the database connection fails."""
+
+    def once() -> T:
+        with session_scope(url) as session:
+            return work(session)
+
+    return retry_transient(once, what=what)
+
+
+class RetryingStorage:
+    """A Storage whose every call is retried on transient errors (an S3 endpoint down for a few seconds)."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        return retry_transient(lambda: self.inner.put_bytes(key, data, content_type), what=f"writing {key}")
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+        start = stream.tell()
+
+        def put() -> str:
+            stream.seek(start)  # a failed attempt may have consumed part of the stream
+            return self.inner.put_stream(key, stream, content_type)
+
+        return retry_transient(put, what=f"writing {key}")
+
+    def get_bytes(self, key: str) -> bytes:
+        return retry_transient(lambda: self.inner.get_bytes(key), what=f"reading {key}")
+
+    def exists(self, key: str) -> bool:
+        return retry_transient(lambda: self.inner.exists(key), what=f"checking {key}")
+
+    def delete(self, key: str) -> None:
+        retry_transient(lambda: self.inner.delete(key), what=f"deleting {key}")
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return retry_transient(lambda: self.inner.list_keys(prefix), what=f"listing {prefix}")
+
+    def size_and_sha256(self, key: str) -> tuple[int, str]:
+        return retry_transient(lambda: self.inner.size_and_sha256(key), what=f"hashing {key}")
+
+    def uri(self, key: str) -> str:
+        return self.inner.uri(key)
+
+    def key_of(self, uri: str) -> str:
+        return self.inner.key_of(uri)
+
+    def check(self) -> None:
+        self.inner.check()
