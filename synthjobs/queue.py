@@ -35,7 +35,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Redis redelivers an unacked (late-ack) task after this many seconds: it must exceed the longest job.
         transport_options["visibility_timeout"] = settings.visibility_timeout
         transport_options["socket_connect_timeout"] = settings.enqueue_timeout
-        transport_options["socket_timeout"] = max(settings.enqueue_timeout, 10.0)
+        # Bounds how long a publish can block on a stalled Redis (the API answers within ~2x this).
+        transport_options["socket_timeout"] = settings.enqueue_timeout + 2.0
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport_options,

@@ -140,3 +140,24 @@ def test_each_npz_shard_holds_uint8_images_and_int64_labels(start_stack) -> None
             assert data["images"].dtype == np.uint8 and data["labels"].dtype == np.int64
             counts += np.bincount(data["labels"], minlength=10)
     assert counts.tolist() == [13] * 10
+
+
+def test_cancel_stops_the_remaining_shards(start_stack) -> None:
+    stack = start_stack()
+    model_id = _trained_model(stack)
+    job = stack.client.submit_sample({"model": model_id, "per_class": 20_000, "shard_size": 2_000})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = [s for s in stack.client.get(job["id"])["shards"] if s["state"] == "DONE"]
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    assert stack.client._request("POST", f"/v1/jobs/{job['id']}/cancel")["state"] == "CANCELLED"
+    time.sleep(2)
+    settled = [s["state"] for s in stack.client.get(job["id"])["shards"]]
+    assert settled.count("DONE") < 100 and settled.count("PENDING") > 0
+    time.sleep(1)
+    assert [s["state"] for s in stack.client.get(job["id"])["shards"]] == settled, (
+        "no shard runs after cancel"
+    )
+    assert stack.client.get(job["id"])["state"] == "CANCELLED"

@@ -1,0 +1,119 @@
+"""The broker loses messages, refuses them, or stops answering: SQL still holds every job and all complete."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.faults
+
+PAUSE_SECONDS = 30
+ANSWER_WITHIN = 15
+
+
+def _queued_messages(redis_server: Any, queue: str) -> int:
+    """Messages waiting in a kombu queue (its list key, and the priority lists kombu may add)."""
+    client = redis_server.client()
+    try:
+        return sum(int(client.llen(key)) for key in client.scan_iter(match=f"{queue}*") if client.type(key) == b"list")
+    finally:
+        client.close()
+
+
+def test_queued_jobs_whose_messages_died_with_redis_are_republished(
+    start_stack, postgres_url, private_redis, kit, scenario
+) -> None:
+    stack = start_stack(
+        database_url=postgres_url, broker_url=private_redis.url, workers=0, extra_env=kit.fast_recovery
+    )
+    row = scenario("4 redis restarted, queue lost", stack)
+    names = ["f4-lost-a", "f4-lost-b"]
+    jobs = [row.track(stack.client.submit_train(kit.train_body(40, name)), name) for name in names]
+    queue = stack.env["SYNTHJOBS_QUEUE"]
+    assert _queued_messages(private_redis, queue) == 2
+    row.inject()
+    private_redis.restart()
+    assert _queued_messages(private_redis, queue) == 0, "a restart without persistence loses the messages"
+    stack.start_worker()
+
+    done = [kit.succeeded(stack, job["id"]) for job in jobs]
+    for job in jobs:
+        assert "republished" in kit.kinds(stack, job["id"])
+    assert [d["attempts"] for d in done] == [1, 1]
+    reference = kit.train(stack, 40, "f4-reference")
+    for finished, name in zip(done, names, strict=True):
+        kit.assert_same_training(finished, reference)
+        kit.assert_one_version(stack, name)
+    kit.assert_nothing_open(stack)
+
+
+def test_job_committed_while_the_broker_refuses_is_accepted_and_completes_later(
+    start_stack, postgres_url, private_redis, tcp_proxy, kit, scenario
+) -> None:
+    proxy = tcp_proxy("127.0.0.1", private_redis.port)
+    broker = f"redis://127.0.0.1:{proxy.port}/0"
+    stack = start_stack(database_url=postgres_url, broker_url=broker, extra_env=kit.fast_recovery)
+    kit.worker_ready(stack, 0)
+    row = scenario("5 publish fails (broker reset)", stack)
+    row.inject()
+    proxy.reset()
+    status, job, took = kit.post_timed(stack.api_url, "/v1/jobs/train", kit.train_body(40, "f5-unsent"), 30)
+    assert status == 202, (status, job, stack.log_tail())
+    assert took < ANSWER_WITHIN, f"POST took {took:.1f}s with the broker down"
+    row.track(job, "f5-unsent")
+    assert job["state"] == "QUEUED"
+    assert _queued_messages(private_redis, stack.env["SYNTHJOBS_QUEUE"]) == 0, "nothing was published"
+    time.sleep(2)
+    assert stack.client.get(job["id"])["state"] == "QUEUED", "SQL keeps the job while the broker is down"
+    proxy.pass_()
+
+    done = kit.succeeded(stack, job["id"])
+    assert done["attempts"] == 1
+    reference = kit.train(stack, 40, "f5-reference")
+    kit.assert_same_training(done, reference)
+    kit.assert_one_version(stack, "f5-unsent")
+    kit.assert_nothing_open(stack)
+
+
+def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
+    start_stack, postgres_url, private_redis, kit, scenario
+) -> None:
+    stack = start_stack(database_url=postgres_url, broker_url=private_redis.url, extra_env=kit.fast_recovery)
+    kit.worker_ready(stack, 0)
+    row = scenario("10 redis SIGSTOP 30s during submits", stack)
+    names = [f"f10-paused-{i}" for i in range(4)]
+    row.inject()
+    private_redis.pause()
+    paused_at = time.monotonic()
+    try:
+        with ThreadPoolExecutor(len(names)) as pool:
+            answers = list(
+                pool.map(
+                    lambda name: kit.post_timed(stack.api_url, "/v1/jobs/train", kit.train_body(30, name), 40),
+                    names,
+                )
+            )
+        time.sleep(max(0.0, PAUSE_SECONDS - (time.monotonic() - paused_at)))
+    finally:
+        private_redis.resume()
+
+    accepted = []
+    for name, (status, body, took) in zip(names, answers, strict=True):
+        assert status is not None, f"{name}: the POST hung: {body}"
+        assert took < ANSWER_WITHIN, f"{name}: answered {status} after {took:.1f}s"
+        assert status in (202, 503), f"{name}: {status} {body}"
+        if status == 202:
+            assert body["state"] == "QUEUED"
+            accepted.append((row.track(body, name), name))
+        else:
+            assert "broker" in str(body).lower(), f"a 503 must say what is down: {body}"
+
+    done = [(kit.succeeded(stack, job["id"], timeout=120), name) for job, name in accepted]
+    reference = kit.train(stack, 30, "f10-reference")
+    for finished, name in done:
+        kit.assert_same_training(finished, reference)
+        kit.assert_one_version(stack, name)
+    kit.assert_nothing_open(stack)
