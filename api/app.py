@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import datasets, health, jobs, models
+from api.routes import datasets, health, jobs, models, schedules
 from synthjobs import __version__
 from synthjobs.queue import make_sender
 from synthjobs.settings import Settings, get_settings
@@ -34,5 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(datasets.router)
+    app.include_router(schedules.router)
     app.include_router(health.router)
     return app

@@ -10,11 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from synthjobs.errors import DatasetNotFound, InvalidKey, InvalidTransition, JobNotFound, ModelNotFound
+from synthjobs.schedules import ScheduleNotFound
 
 STATUS_FOR: dict[type[Exception], int] = {
     JobNotFound: 404,
     ModelNotFound: 404,
     DatasetNotFound: 404,
+    ScheduleNotFound: 404,
     InvalidTransition: 409,
     InvalidKey: 422,
 }

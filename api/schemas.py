@@ -287,3 +287,99 @@ class Health(BaseModel):
 
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+
+
+class PolicyIn(Request):
+    """When a newly trained model replaces the champion (fractions: 0.005 is half a point)."""
+
+    min_tstr_gain: float = Field(default=0.005, ge=0, le=1, allow_inf_nan=False)
+    max_accuracy_drop: float = Field(default=0.01, ge=0, le=1, allow_inf_nan=False)
+    skip_unchanged_data: bool = Field(
+        default=False, description="Skip retraining when the data is unchanged."
+    )
+
+
+class SampleFollowUp(Request):
+    """A sampling job submitted with the new champion each time a scheduled run promotes one."""
+
+    per_class: int | dict[str, int] | None = None
+    total: int | None = Field(default=None, ge=1)
+    distribution: Literal["uniform"] | dict[str, float] = "uniform"
+    seed: int = SEED
+    temperature: float = Field(default=1.0, gt=0, le=10)
+    shard_size: int | None = Field(default=None, ge=1)
+    format: Literal["npz", "webdataset"] = "npz"
+    quality: Literal["basic", "tstr"] = "basic"
+    quality_samples: int = Field(default=2000, ge=0, le=100_000)
+
+
+class ScheduleRequest(Request):
+    """Retrain a model name on a cron schedule, with a champion/challenger gate."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "nightly-digits",
+                    "cron": "0 3 * * *",
+                    "timezone": "Europe/Berlin",
+                    "model_name": "digits-cvae",
+                    "train": {"dataset": "digits", "hyperparameters": {"epochs": 30}},
+                    "policy": {"min_tstr_gain": 0.005},
+                    "sample": {"per_class": 10000},
+                }
+            ]
+        },
+    )
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    cron: str = Field(min_length=1, max_length=200, description="5 fields (minute hour day month weekday).")
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone the cron is read in.")
+    model_name: str = Field(pattern=MODEL_NAME_PATTERN)
+    train: TrainRequest
+    policy: PolicyIn = Field(default_factory=PolicyIn)
+    sample: SampleFollowUp | None = None
+
+
+class SchedulePatch(Request):
+    """Pause, resume, or change a schedule; fields left out stay as they are."""
+
+    cron: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    paused: bool | None = None
+    train: TrainRequest | None = None
+    policy: PolicyIn | None = None
+    sample: SampleFollowUp | None = None
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    model_name: str
+    train: dict[str, Any]
+    sample: dict[str, Any] | None
+    policy: dict[str, Any]
+    paused: bool
+    next_due_at: datetime
+    last_due_at: datetime | None
+    created_at: datetime
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ScheduleRunOut(BaseModel):
+    """One firing: the training job it created and what came of it (promoted, kept, skipped)."""
+
+    id: int
+    due_at: datetime
+    fired_at: datetime
+    fired_by: str
+    job_id: str | None
+    outcome: str
+    decision: dict[str, Any] | None
+    sample_job_id: str | None
+
+    model_config = ConfigDict(from_attributes=True)

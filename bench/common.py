@@ -160,9 +160,12 @@ def running_stack(home: Path, workers: int = 1, **env_options: Any) -> Iterator[
 @contextmanager
 def s3_server(bucket: str = "bench") -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 (threads of this process) with `bucket` created; yields its URL."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     os.environ.update(S3_ENV)
     port = processes.free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -76,6 +76,15 @@ def _add_service_commands(commands: Any) -> None:
     migrate = commands.add_parser("migrate", help="bring the database to the latest schema")
     migrate.set_defaults(handler=run_migrate)
 
+    beat = commands.add_parser("beat", help="send the schedule tick every SYNTHJOBS_TICK_INTERVAL seconds")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.set_defaults(handler=run_beat)
+
+    tick = commands.add_parser("tick", help="fire the schedules due now (or at --now) once, and exit")
+    tick.add_argument("--now", default=None, help="ISO time with offset to act as the clock (for tests)")
+    tick.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    tick.set_defaults(handler=run_tick)
+
     reconcile = commands.add_parser(
         "reconcile", help="requeue jobs whose worker or message was lost (one pass)"
     )
@@ -318,6 +327,41 @@ def run_migrate(args: argparse.Namespace) -> int:
     settings.ensure_home()
     upgrade_database(settings.resolved_database_url())
     print(f"database at the latest schema: {settings.resolved_database_url()}")
+    return EXIT_OK
+
+
+def run_beat(args: argparse.Namespace) -> int:
+    """Replace this process with Celery beat sending the tick task (schedules themselves live in SQL)."""
+    settings = get_settings()
+    settings.ensure_home()
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "synthjobs.beat",
+        "beat",
+        "--loglevel",
+        args.loglevel,
+        "--schedule",
+        str(settings.home.resolve() / "beat-schedule"),
+    ]
+    os.execv(sys.executable, argv)
+    return EXIT_OK  # pragma: no cover - execv does not return
+
+
+def run_tick(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from synthjobs.queue import make_sender
+    from synthjobs.schedules import tick
+
+    now = datetime.fromisoformat(args.now) if args.now else None
+    if now is not None and now.tzinfo is None:
+        print("error: --now needs a UTC offset, e.g. 2026-11-27T03:00:00+00:00", file=sys.stderr)
+        return EXIT_USAGE
+    created = tick(get_settings(), make_sender(get_settings()), now=now, fired_by="synthjobs tick")
+    emit(args, created, lambda ids: "\n".join(ids) or "nothing due")
     return EXIT_OK
 
 

@@ -41,3 +41,11 @@ class ObjectNotFound(StorageError):
 
 class DatasetNotFound(SynthJobsError):
     """No uploaded dataset has that id."""
+
+
+class InvalidRequest(SynthJobsError, ValueError):
+    """A request that cannot be carried out as asked; `loc` names the field (the API answers 422)."""
+
+    def __init__(self, loc: tuple[str, ...], message: str, kind: str = "value_error") -> None:
+        super().__init__(message)
+        self.loc, self.kind = loc, kind

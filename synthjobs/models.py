@@ -205,3 +205,42 @@ class JobShard(Base):
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Schedule(Base):
+    """Retrain `model_name` on a cron schedule; the training spec is stored as validated job params."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    model_name: Mapped[str] = mapped_column(String(100))
+    train: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sample: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    paused: Mapped[bool] = mapped_column(default=False)
+    next_due_at: Mapped[datetime] = mapped_column()
+    last_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ScheduleRun(Base):
+    """One firing of a schedule; (schedule, due time) is unique, so a due time fires at most once."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at", name="uq_schedule_runs_due"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
+    due_at: Mapped[datetime] = mapped_column()
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fired_by: Mapped[str] = mapped_column(String(200), default="")
+    job_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    outcome: Mapped[str] = mapped_column(String(32), default="training")
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    sample_job_id: Mapped[str | None] = mapped_column(String(36), default=None)

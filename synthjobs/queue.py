@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 TRAIN_TASK = "synthjobs.train"
 SAMPLE_SHARD_TASK = "synthjobs.sample_shard"
 FINALIZE_TASK = "synthjobs.finalize_sample"
-ALL_TASKS = (TRAIN_TASK, SAMPLE_SHARD_TASK, FINALIZE_TASK)
+TICK_TASK = "synthjobs.tick"
+ALL_TASKS = (TRAIN_TASK, SAMPLE_SHARD_TASK, FINALIZE_TASK, TICK_TASK)
 
 
 def task_payload(job_id: str) -> dict[str, Any]:

@@ -147,6 +147,18 @@ def aliases_of(session: Session, model_id: str) -> list[str]:
     return list(session.scalars(select(ModelAlias.alias).where(ModelAlias.model_id == model_id)).all())
 
 
+def previous_target(session: Session, name: str, alias: str) -> Model | None:
+    """The model `name@alias` pointed at before its last move (None if it never pointed elsewhere)."""
+    last = session.scalars(
+        select(AliasEvent)
+        .where(AliasEvent.name == name, AliasEvent.alias == alias)
+        .order_by(AliasEvent.id.desc())
+    ).first()
+    if last is None or last.from_model_id is None:
+        return None
+    return session.get(Model, last.from_model_id)
+
+
 def find_version(session: Session, name: str, version: int) -> Model:
     """Version `version` of `name`."""
     model = session.scalar(select(Model).where(Model.name == name, Model.version == version))

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     data_roots: list[Path] = Field(
         default_factory=list, description="Local folders jobs may read datasets from (default: home/data)."
     )
+    tstr_samples_per_class: int = Field(
+        default=500, ge=10, description="Generated samples per class the promotion gate's TSTR trains on."
+    )
+    tick_interval: float = Field(
+        default=15, gt=0, description="Seconds between schedule ticks (synthjobs beat)."
+    )
     max_upload_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload accepted.")
 
     max_epochs: int = 1000

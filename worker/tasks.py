@@ -15,10 +15,17 @@ from typing import Any
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs, shards
+from synthjobs import jobs, schedules, shards
 from synthjobs.errors import InvalidTransition, JobFailure, ModelNotFound, ObjectNotFound
 from synthjobs.models import JobKind, JobShard, JobState
-from synthjobs.queue import FINALIZE_TASK, SAMPLE_SHARD_TASK, TRAIN_TASK, enqueue_job, enqueue_shards
+from synthjobs.queue import (
+    FINALIZE_TASK,
+    SAMPLE_SHARD_TASK,
+    TICK_TASK,
+    TRAIN_TASK,
+    enqueue_job,
+    enqueue_shards,
+)
 from synthjobs.retry import RetryingStorage, in_transaction, is_transient
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
@@ -212,6 +219,12 @@ def _shard_failed(
 
     if in_transaction(settings.resolved_database_url(), record, what=f"recording shard {shard} failure"):
         enqueue_shards(app, job_id, [shard], settings, countdown=min(60.0, 2.0**attempts))
+
+
+@app.task(name=TICK_TASK, ignore_result=True)
+def tick_schedules() -> None:
+    """Fire the schedules that are due (sent every few seconds by `synthjobs beat`)."""
+    schedules.tick(get_settings(), app, fired_by=f"tick on {worker_name()}")
 
 
 @app.task(name=FINALIZE_TASK, ignore_result=True)

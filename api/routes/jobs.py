@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,12 +11,12 @@ from api.deps import SenderDep, SessionDep, SettingsDep
 from api.errors import field_error
 from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
 from synthjobs import datasets, jobs, shards
-from synthjobs.errors import DatasetNotFound, ModelNotFound
+from synthjobs.errors import DatasetNotFound, InvalidRequest, ModelNotFound
 from synthjobs.models import Job, JobKind, JobState, utcnow
 from synthjobs.queue import enqueue_job, enqueue_shards
 from synthjobs.registry import resolve_model
+from synthjobs.sampling import create_sampling_job, sample_params
 from synthjobs.settings import Settings
-from synthjobs.sharding import plan_shards, shard_count, split_total
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -27,16 +26,19 @@ NOT_FOUND = {404: {"description": "No job with that id."}}
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def submit_train(body: TrainRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep) -> JobOut:
     """Submit a training job."""
+    return _submit(session, sender, settings, JobKind.TRAIN, train_params(body, session, settings))
+
+
+def train_params(body: TrainRequest, session: SessionDep, settings: Settings) -> dict[str, Any]:
+    """A training job's params from its request; 422 past a limit or for data the workers may not read."""
     check_train_limits(body, settings)
     spec = dataset_spec(body, session, settings)
-    config = {"seed": body.seed, **body.hyperparameters.model_dump()}
-    params = {
+    return {
         "model_name": body.model_name or default_model_name(spec),
         "dataset": spec,
-        "config": config,
+        "config": {"seed": body.seed, **body.hyperparameters.model_dump()},
         "max_runtime_seconds": body.max_runtime_seconds or settings.max_runtime_seconds,
     }
-    return _submit(session, sender, settings, JobKind.TRAIN, params)
 
 
 def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings) -> dict[str, Any]:
@@ -83,48 +85,14 @@ def submit_sample(
         model = resolve_model(session, body.model)
     except ModelNotFound as exc:
         raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
-    class_names = list(model.dataset.get("class_names", []))
-    counts = requested_counts(body, class_names)
-    shard_size = body.shard_size or settings.default_shard_size
-    check_sample_limits(sum(counts), shard_size, settings)
-    params = {
-        "model_id": model.id,
-        "model": f"{model.name}:{model.version}",
-        "counts": counts,
-        "seed": body.seed,
-        "temperature": body.temperature,
-        "shard_size": shard_size,
-        "format": body.format,
-        "quality": body.quality,
-        "quality_samples": body.quality_samples,
-    }
-    job = jobs.create_job(session, JobKind.SAMPLE, params)
-    plan = plan_shards(counts, shard_size)
-    shards.create_shards(session, job.id, plan)
+    try:
+        params = sample_params(body.model_dump(), model, settings)
+    except InvalidRequest as exc:
+        raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
+    job, shard_total = create_sampling_job(session, params)
     session.commit()  # the job and its shards exist before any message names them
-    enqueue_shards(sender, job.id, list(range(len(plan))), settings)
+    enqueue_shards(sender, job.id, list(range(shard_total)), settings)
     return job_out(job)
-
-
-def requested_counts(body: SampleRequest, class_names: list[str]) -> list[int]:
-    """Per-class counts in label order; 422 unless exactly one of per_class and total is given."""
-    if (body.per_class is None) == (body.total is None):
-        raise HTTPException(422, field_error(("per_class",), "give exactly one of per_class and total"))
-    if body.per_class is not None:
-        return resolve_counts(body.per_class, class_names)
-    assert body.total is not None
-    if body.distribution == "uniform":
-        weights = [1.0] * len(class_names)
-    else:
-        weights = [0.0] * len(class_names)
-        for index, weight in _by_class(body.distribution, class_names, "distribution").items():
-            if not math.isfinite(weight) or weight < 0:
-                message = "proportion must be a finite number, not negative"
-                raise HTTPException(422, field_error(("distribution", class_names[index]), message))
-            weights[index] = weight
-        if sum(weights) <= 0:
-            raise HTTPException(422, field_error(("distribution",), "proportions must not all be zero"))
-    return split_total(body.total, weights)
 
 
 def _submit(
@@ -149,58 +117,6 @@ def check_train_limits(body: TrainRequest, settings: Settings) -> None:
         if value > limit:
             message = f"{name} {value} is above this deployment's limit of {limit}"
             raise HTTPException(422, field_error(("hyperparameters", name), message, "limit"))
-
-
-def resolve_counts(per_class: int | dict[str, int], class_names: list[str]) -> list[int]:
-    """Per-class counts in label order from a number for all or a map of class name (or id) to count."""
-    if isinstance(per_class, int):
-        if per_class < 1:
-            raise HTTPException(422, field_error(("per_class",), "must be at least 1"))
-        return [per_class] * len(class_names)
-    counts = [0] * len(class_names)
-    for index, count in _by_class(per_class, class_names, "per_class").items():
-        if count < 0:
-            raise HTTPException(422, field_error(("per_class", str(index)), "count must not be negative"))
-        counts[index] = count
-    if sum(counts) == 0:
-        raise HTTPException(422, field_error(("per_class",), "asks for no samples at all"))
-    return counts
-
-
-def _by_class(mapping: dict[str, Any], class_names: list[str], field: str) -> dict[int, Any]:
-    """A map keyed by class name or id, re-keyed by label index; 422 for an unknown or repeated class."""
-    by_index: dict[int, Any] = {}
-    for key, value in mapping.items():
-        index = _class_index(key, class_names, field)
-        if index in by_index:
-            raise HTTPException(422, field_error((field, key), f"names class {class_names[index]!r} twice"))
-        by_index[index] = value
-    return by_index
-
-
-def _class_index(key: str, class_names: list[str], field: str) -> int:
-    if key in class_names:
-        return class_names.index(key)
-    if key.isascii() and key.isdigit() and int(key) < len(class_names):
-        return int(key)
-    known = ", ".join(class_names)
-    raise HTTPException(422, field_error((field, key), f"unknown class {key!r}; the model has {known}"))
-
-
-def check_sample_limits(total: int, shard_size: int, settings: Settings) -> None:
-    """422 naming the limit a sampling request exceeds."""
-    shards_needed = shard_count(total, shard_size)
-    if shards_needed > settings.max_shards:
-        message = f"{shards_needed} shards is above this deployment's limit of {settings.max_shards}"
-        raise HTTPException(422, field_error(("shard_size",), message, "limit"))
-    if total > settings.max_samples_per_job:
-        message = (
-            f"{total} samples is above this deployment's limit of {settings.max_samples_per_job} per job"
-        )
-        raise HTTPException(422, field_error(("per_class",), message, "limit"))
-    if shard_size > settings.max_shard_size:
-        message = f"shard_size {shard_size} is above this deployment's limit of {settings.max_shard_size}"
-        raise HTTPException(422, field_error(("shard_size",), message, "limit"))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)

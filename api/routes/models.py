@@ -70,6 +70,21 @@ def delete_alias(name: ModelName, alias: AliasName, session: SessionDep) -> Resp
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post(
+    "/{name}/aliases/{alias}/rollback",
+    response_model=AliasOut,
+    responses={**NOT_FOUND, 409: {"description": "The alias has no earlier version to go back to."}},
+)
+def roll_back_alias(name: ModelName, alias: AliasName, session: SessionDep) -> AliasOut:
+    """Point an alias back at the version it pointed at before its last move."""
+    model = registry.previous_target(session, name, alias)
+    if model is None:
+        raise HTTPException(409, f"{name}@{alias} has no earlier version to roll back to")
+    row = registry.set_alias(session, name, alias, model, actor="api", reason="rollback")
+    session.commit()
+    return alias_out(row, model)
+
+
 @router.get("/{name}/aliases/{alias}/history", response_model=list[AliasEventOut])
 def list_alias_history(name: ModelName, alias: AliasName, session: SessionDep) -> list[AliasEventOut]:
     """Every move of an alias, newest first: from which model to which, by whom, why."""

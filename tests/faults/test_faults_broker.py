@@ -18,7 +18,11 @@ def _queued_messages(redis_server: Any, queue: str) -> int:
     """Messages waiting in a kombu queue (its list key, and the priority lists kombu may add)."""
     client = redis_server.client()
     try:
-        return sum(int(client.llen(key)) for key in client.scan_iter(match=f"{queue}*") if client.type(key) == b"list")
+        return sum(
+            int(client.llen(key))
+            for key in client.scan_iter(match=f"{queue}*")
+            if client.type(key) == b"list"
+        )
     finally:
         client.close()
 
@@ -92,7 +96,9 @@ def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
         with ThreadPoolExecutor(len(names)) as pool:
             answers = list(
                 pool.map(
-                    lambda name: kit.post_timed(stack.api_url, "/v1/jobs/train", kit.train_body(30, name), 40),
+                    lambda name: kit.post_timed(
+                        stack.api_url, "/v1/jobs/train", kit.train_body(30, name), 40
+                    ),
                     names,
                 )
             )

@@ -1,4 +1,4 @@
-"""Workers that die, stop, or receive the same task twice: every job still ends as an undisturbed run would."""
+"""Workers that die, stop, or get the same task twice: every job still ends as an undisturbed run would."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def test_sigkilled_worker_while_shards_are_in_flight_still_gives_the_undisturbed
     assert kit.shard_digests(done) == kit.shard_digests(reference)
     assert kit.manifest(done)["produced_per_class"] == [20_000] * 10
     assert kit.kinds(stack, job["id"]).count("finalizing") == 1
-    stored = sorted(p.name for p in Path(done["result"]["manifest_uri"].removeprefix("file://")).parent.iterdir())
+    stored = sorted(
+        p.name for p in Path(done["result"]["manifest_uri"].removeprefix("file://")).parent.iterdir()
+    )
     assert [n for n in stored if n.startswith("shard-")] == [f"shard-{i:05d}.npz" for i in range(40)]
     kit.assert_nothing_open(stack)
 
@@ -70,7 +72,9 @@ def test_sigkilled_worker_while_shards_are_in_flight_still_gives_the_undisturbed
 def test_same_task_delivered_to_two_workers_runs_the_job_once(
     start_stack, postgres_url, redis_url, kit, scenario
 ) -> None:
-    stack = start_stack(database_url=postgres_url, broker_url=redis_url, workers=2, extra_env=kit.fast_recovery)
+    stack = start_stack(
+        database_url=postgres_url, broker_url=redis_url, workers=2, extra_env=kit.fast_recovery
+    )
     kit.worker_ready(stack, 0)
     kit.worker_ready(stack, 1)
     row = scenario("3 same task to two workers", stack)
@@ -86,7 +90,9 @@ def test_same_task_delivered_to_two_workers_runs_the_job_once(
     logs = [stack.logs / f"worker{i}.log" for i in range(2)]
     noop = f"job {job['id']} is not claimable; this delivery does nothing"
     kit.wait_for(
-        lambda: any(noop in log.read_text(errors="replace") for log in logs), stack, what="the duplicate's no-op"
+        lambda: any(noop in log.read_text(errors="replace") for log in logs),
+        stack,
+        what="the duplicate's no-op",
     )
     received = [log.read_text(errors="replace").count(f"Task {TRAIN_TASK}[") for log in logs]
     assert sum(received) >= 2, f"both messages delivered: {received}"

@@ -142,10 +142,11 @@ def test_registry_versions_aliases_and_pinned_sampling(start_stack) -> None:
     assert _succeeded(stack, job["id"])["result"]["model_id"] == first["model_id"]
 
     history = request("GET", "/v1/models/digits-cvae/aliases/champion/history")
-    assert [(h["from_model_id"], h["to_model_id"]) for h in history] == [
-        (first["model_id"], second["model_id"]),
-        (None, first["model_id"]),
+    assert [(h["from_model_id"], h["to_model_id"], h["actor"]) for h in history[:2]] == [
+        (first["model_id"], second["model_id"], "api"),
+        (first["model_id"], first["model_id"], "api"),
     ]
+    assert history[-1]["from_model_id"] is None and history[-1]["actor"].startswith("promotion")
     assert [m["version"] for m in stack.client.models(name="digits-cvae")] == [2, 1]
     stack.client._http.delete("/v1/models/digits-cvae/aliases/champion").raise_for_status()
     with pytest.raises(ClientError) as missing:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthjobs import __version__
+from synthjobs import __version__, schedules
 from synthjobs.db import session_scope
+from synthjobs.promotion import Policy
 from synthjobs.registry import model_id_for_job, register_model
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
@@ -26,6 +27,7 @@ from training.plots import loss_curve_png
 from training.sample import generate, grid_png, shard_generator
 from training.train import EpochMetrics, TrainResult, TrainState, train
 from worker.context import JobContext
+from worker.pipelines import promote
 from worker.pipelines.datasets import describe, load_training_data
 
 # Share of the progress bar given to the epochs; the rest is evaluation and upload.
@@ -44,6 +46,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         f"loaded {describe(spec)}: {len(data.train_y)} train, {len(data.test_y)} held-out images",
         {"fingerprint": digest, "image_shape": list(data.image_shape), "classes": len(data.class_names)},
     )
+    unchanged = _unchanged_data(ctx, digest)
+    if unchanged is not None:
+        return unchanged
     checkpoints = Checkpoints(ctx, cfg, data, digest)
     outcome = _train(ctx, cfg, data, checkpoints)
     if outcome.stopped:
@@ -52,9 +57,32 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
     classifier = train_classifier(data, seed=cfg.seed, device=ctx.device)
     metrics = _metrics(ctx, outcome, classifier, data, cfg)
+    gate = promote.figures(outcome.model, classifier, data, ctx.settings.tstr_samples_per_class, ctx.device)
+    metrics["tstr"], metrics["tstr_samples_per_class"] = gate["tstr"], ctx.settings.tstr_samples_per_class
     ctx.progress(0.95, "uploading", force=True)
     ctx.raise_if_stopped()
-    return _store(ctx, cfg, data, digest, outcome, classifier, metrics)
+    result = _store(ctx, cfg, data, digest, outcome, classifier, metrics)
+    policy = Policy.from_dict((ctx.params.get("schedule") or {}).get("policy"))
+    decision = promote.compare(ctx, result["model_id"], result["model_name"], gate, classifier, data, policy)
+    follow_up = promote.apply(ctx, result["model_id"], decision)
+    return {**result, "promotion": decision.to_dict(), "follow_up_sample_job_id": follow_up}
+
+
+def _unchanged_data(ctx: JobContext, digest: str) -> dict[str, Any] | None:
+    """A scheduled run whose policy skips unchanged data, when the champion was trained on this very data."""
+    schedule = ctx.params.get("schedule")
+    if not schedule or not Policy.from_dict(schedule.get("policy")).skip_unchanged_data:
+        return None
+    champion = promote.champion_of(ctx, ctx.params["model_name"], exclude="")
+    if champion is None or champion.dataset.get("fingerprint") != digest:
+        return None
+    reason = (
+        f"data unchanged since the champion (v{champion.version}, fingerprint {digest[:12]}); not retrained"
+    )
+    with session_scope(ctx.database_url) as session:
+        schedules.record_decision(session, schedule["run_id"], "skipped", {"reason": reason})
+    ctx.event("skipped", reason)
+    return {"skipped": True, "reason": reason, "model_id": None}
 
 
 class Checkpoints:

@@ -1,0 +1,91 @@
+"""Scheduled retraining: schedules live in SQL, so adding one needs no restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+
+from api.deps import SessionDep, SettingsDep
+from api.errors import field_error
+from api.routes.jobs import train_params
+from api.schemas import ScheduleOut, SchedulePatch, ScheduleRequest, ScheduleRunOut
+from synthjobs import schedules
+from synthjobs.cron import CronError, CronSchedule
+from synthjobs.models import Schedule
+
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+NOT_FOUND = {404: {"description": "No such schedule."}}
+
+
+def _check_cron(cron: str, timezone: str) -> None:
+    try:
+        CronSchedule.parse(cron, timezone)
+    except CronError as exc:
+        field = "timezone" if exc.field == "time zone" else "cron"
+        raise HTTPException(422, field_error((field,), str(exc))) from exc
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
+def create_schedule(body: ScheduleRequest, session: SessionDep, settings: SettingsDep) -> Schedule:
+    """Create a schedule; its first run is at the first due time from now."""
+    _check_cron(body.cron, body.timezone)
+    if session.query(Schedule).filter_by(name=body.name).first() is not None:
+        raise HTTPException(409, f"a schedule named {body.name!r} exists")
+    schedule = schedules.add_schedule(
+        session,
+        name=body.name,
+        cron=body.cron,
+        timezone=body.timezone,
+        model_name=body.model_name,
+        train=train_params(body.train, session, settings),
+        sample=body.sample.model_dump() if body.sample else None,
+        policy=body.policy.model_dump(),
+    )
+    session.commit()
+    return schedule
+
+
+@router.get("", response_model=list[ScheduleOut])
+def list_schedules(session: SessionDep) -> list[Schedule]:
+    """List schedules."""
+    return list(schedules.list_schedules(session))
+
+
+@router.get("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
+def get_schedule(schedule_id: str, session: SessionDep) -> Schedule:
+    """Read one schedule with its next due time."""
+    return schedules.get_schedule(session, schedule_id)
+
+
+@router.patch("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
+def update_schedule(
+    schedule_id: str, body: SchedulePatch, session: SessionDep, settings: SettingsDep
+) -> Schedule:
+    """Pause, resume, or change the cron, training spec, policy or follow-up of a schedule."""
+    schedule = schedules.get_schedule(session, schedule_id)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    _check_cron(changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone))
+    if body.train is not None:
+        schedule.train = train_params(body.train, session, settings)
+    for field in ("cron", "timezone", "paused", "policy", "sample"):
+        if field in changes:
+            setattr(schedule, field, changes[field])
+    if {"cron", "timezone", "paused"} & changes.keys():
+        schedules.reschedule(session, schedule)
+    session.commit()
+    return schedule
+
+
+@router.delete("/{schedule_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
+def delete_schedule(schedule_id: str, session: SessionDep) -> Response:
+    """Delete a schedule and its run history (jobs and models it made stay)."""
+    session.delete(schedules.get_schedule(session, schedule_id))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/{schedule_id}/runs", response_model=list[ScheduleRunOut], responses=NOT_FOUND)
+def list_schedule_runs(schedule_id: str, session: SessionDep) -> list[Any]:
+    """What each firing did, newest first: its job, and promoted / kept / skipped with the figures."""
+    return list(schedules.list_runs(session, schedule_id))

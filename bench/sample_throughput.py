@@ -1,0 +1,541 @@
+"""Sampling throughput of the service next to a bare PyTorch loop: `python bench/sample_throughput.py`.
+
+Everything runs in this one process run, on the same device, from the same checkpoints:
+
+- bare loop: a fresh Python process (like a fresh worker) loads the trained model's checkpoint with
+  `training.checkpoint.load_checkpoint`, generates every shard of the same request with
+  `worker.pipelines.sample.generate_shard` (labels in class order, latents from (seed, shard)) and writes it
+  with `worker.formats.write_shard` to local disk. Only the shard loop is timed. Its npz shards are checked
+  byte for byte against the service's (sha256), so both did the same work;
+- service: a sampling job through the API, the broker and freshly started Celery worker(s) (solo pool),
+  into storage. Throughput = samples / (finished_at - started_at) of the job: from the first shard claimed
+  to the manifest written, so per-shard SQL, broker round trips, sha256, quality scoring and the finalizer
+  (which reads every shard back to check it) are all in it.
+
+Runs: digits `--total` samples (npz, default shard size) with one worker and with two; `--small` samples
+from a 28x28 conv model (digits upscaled and uploaded as an .npz), in the `webdataset` format, and into S3
+(moto's server on 127.0.0.1) next to the local folder; the peak resident memory (VmHWM) of the worker that
+ran each job (fresh per job, and checked to be the pid that claimed the shards). Before them, a breakdown of
+the bare loop's time per stage at batch 4096, and prototypes of the fixes suggested in bench/README.md.
+`--quick` shrinks every size 10x. Prints only; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import common
+import numpy as np
+import torch
+
+from synthjobs.sharding import plan_shards, split_total
+
+# glibc malloc settings of the prototype fix: keep freed blocks of up to 32 MiB in the heap instead of
+# unmapping them, so the per-batch tensors are not page-faulted in again on every batch.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
+BATCH = 4096  # training.sample.generate's default: the batch the worker decodes in
+BREAKDOWN_SHARDS = 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; the service gets SYNTHJOBS_DEVICE")
+    p.add_argument("--threads", type=int, default=1, help="torch threads in every process (default 1)")
+    p.add_argument("--total", type=int, default=10_000_000, help="digits samples of the main runs")
+    p.add_argument("--small", type=int, default=1_000_000, help="samples of the 28x28/webdataset/S3 runs")
+    p.add_argument("--shard-size", type=int, default=100_000, help="the service's default shard size")
+    p.add_argument("--size", type=int, default=28, help="image size of the conv model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--redis-url", help="broker (default: the embedded SQLite broker)")
+    p.add_argument("--quick", action="store_true", help="every size 10x smaller: a smoke run")
+    p.add_argument("--skip", nargs="*", default=[], choices=["two", "webdataset", "conv", "s3", "prototypes"])
+    p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: run one bare loop
+    return p.parse_args(argv)
+
+
+# --- the bare loop (a child process) ---------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def generate_inplace(
+    model: Any, labels: torch.Tensor, generator: torch.Generator, temperature: float, device: str
+) -> np.ndarray:
+    """Prototype of `training.sample.generate` with the uint8 conversion done in place.
+
+    The same ops in the same order as `model.sample` + `round(p * 255).to(uint8)`, so the bytes are the same:
+    sigmoid, *255 and round run in place on the decoder's output, and each batch is copied straight into one
+    preallocated uint8 array instead of a list of chunks joined by `torch.cat`.
+    """
+    c, h, w = model.image_shape
+    out = torch.empty((len(labels), c * h * w), dtype=torch.uint8)  # (N, D), on the host
+    for start in range(0, len(labels), BATCH):
+        batch = labels[start : start + BATCH].to(device)
+        z = torch.randn((len(batch), model.latent_dim), generator=generator, device=generator.device)
+        p = model.decode(z.to(device) * temperature, batch).sigmoid_()  # (B, D) probabilities
+        out[start : start + len(batch)].copy_(p.mul_(255).round_())
+    images = out.reshape(-1, c, h, w).numpy()
+    return images[:, 0] if c == 1 else np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
+    """Generate and write the spec's shards; seconds of the shard loop, sha256 of each file."""
+    from training.checkpoint import load_checkpoint
+    from training.sample import shard_generator
+    from worker.formats import EXTENSIONS, write_shard
+    from worker.pipelines.sample import generate_shard
+
+    device = torch.device(spec["device"])
+    loaded = load_checkpoint(Path(spec["checkpoint"]).read_bytes(), device=device)
+    params = {"seed": spec["seed"], "temperature": 1.0}
+    out, fmt = Path(spec["out_dir"]), spec["format"]
+    out.mkdir(parents=True, exist_ok=True)
+    _barrier(spec)
+    faults, started = _faults(), time.monotonic()
+    samples = 0
+    for index in spec["shards"]:
+        counts = spec["plan"][index]
+        if spec["mode"] == "inplace":
+            labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+            generator = shard_generator(spec["seed"], index)
+            images = generate_inplace(loaded.model, labels, generator, 1.0, spec["device"])
+            labels_np = labels.numpy()
+        else:
+            images, labels_np = generate_shard(loaded, params, index, counts, device)
+        with open(out / f"shard-{index:05d}.{EXTENSIONS[fmt]}", "wb") as handle:
+            write_shard(handle, fmt, images, labels_np, f"bare-{index:05d}")
+        samples += len(labels_np)
+    common.synchronize(spec["device"])
+    ended = time.monotonic()
+    result = {"start": started, "end": ended, "seconds": ended - started, "samples": samples}
+    result["faults"] = _faults() - faults
+    result["peak_mib"] = common.peak_rss_mib(os.getpid())
+    result["sha256"] = {i: _sha256(out / f"shard-{i:05d}.{EXTENSIONS[fmt]}") for i in spec["shards"]}
+    return result
+
+
+def run_breakdown(spec: dict[str, Any]) -> dict[str, Any]:
+    """Seconds and page faults of each stage of the bare loop, summed over the first shards of the plan."""
+    from training.checkpoint import load_checkpoint
+    from training.sample import shard_generator
+    from worker.formats import write_npz
+
+    device = spec["device"]
+    model = load_checkpoint(Path(spec["checkpoint"]).read_bytes(), device=device).model
+    c, h, w = model.image_shape
+    stages = [
+        "latents (randn)",
+        "decoder (model.decode)",
+        "sigmoid",
+        "round(p*255).to(uint8)",
+        "torch.cat + reshape",
+        "npz write (to a file)",
+    ]
+    seconds, faults = dict.fromkeys(stages, 0.0), dict.fromkeys(stages, 0)
+
+    def stage(name: str, fn: Any) -> Any:
+        common.synchronize(device)
+        f0, t0 = _faults(), time.perf_counter()
+        result = fn()
+        common.synchronize(device)
+        seconds[name] += time.perf_counter() - t0
+        faults[name] += _faults() - f0
+        return result
+
+    samples = 0
+    with torch.inference_mode():
+        for index in spec["shards"]:
+            counts = spec["plan"][index]
+            labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+            generator, chunks = shard_generator(spec["seed"], index), []
+            for start in range(0, len(labels), BATCH):
+                batch = labels[start : start + BATCH].to(device)
+                shape, g = (len(batch), model.latent_dim), generator
+                z = stage(stages[0], lambda shape=shape, g=g: torch.randn(shape, generator=g))
+                logits = stage(stages[1], lambda z=z, b=batch: model.decode(z.to(device), b))
+                p = stage(stages[2], lambda x=logits: torch.sigmoid(x))
+                chunks.append(stage(stages[3], lambda p=p: torch.round(p * 255).to(torch.uint8).cpu()))
+            images = stage(stages[4], lambda ch=chunks: torch.cat(ch).reshape(-1, c, h, w).numpy()[:, 0])
+            stage(stages[5], lambda i=images, lab=labels: _write_file(spec, write_npz, i, lab.numpy()))
+            samples += len(labels)
+    return {"samples": samples, "seconds": seconds, "faults": faults}
+
+
+def _write_file(spec: dict[str, Any], write: Any, images: np.ndarray, labels: np.ndarray) -> None:
+    path = Path(spec["out_dir"]) / "breakdown.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        write(handle, images, labels)
+
+
+def _barrier(spec: dict[str, Any]) -> None:
+    """With a go-file in the spec: say ready, then wait for the parent's go (parallel runs start together)."""
+    if not spec.get("go_file"):
+        return
+    Path(spec["ready_file"]).touch()
+    while not Path(spec["go_file"]).exists():
+        time.sleep(0.005)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def child_main(spec_path: Path) -> None:
+    spec = json.loads(spec_path.read_text())
+    common.limit_threads(spec["threads"])
+    result = run_breakdown(spec) if spec["mode"] == "breakdown" else run_bare(spec)
+    print(json.dumps(result))
+
+
+# --- the parent: children, jobs, tables -----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One row of the throughput table."""
+
+    name: str
+    samples: int
+    seconds: float
+    peak_mib: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.samples / self.seconds
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    root: Path
+    runs: list[Run] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    small_local: Run | None = None  # the service's `--small` digits run into the local folder
+
+    def add(self, run: Run) -> Run:
+        self.runs.append(run)
+        peak = "/".join(f"{p:.0f}" for p in run.peak_mib) or "-"
+        print(
+            f"  {run.name}: {run.samples:,} in {run.seconds:.2f} s = {run.rate:,.0f}/s, peak {peak} MiB "
+            f"{run.note}",
+            flush=True,
+        )
+        return run
+
+    def child_spec(
+        self,
+        checkpoint: Path,
+        plan: list[list[int]],
+        mode: str,
+        fmt: str = "npz",
+        shards: list[int] | None = None,
+    ) -> dict[str, Any]:
+        out = Path(tempfile.mkdtemp(prefix="bare-", dir=self.root))
+        return {
+            "checkpoint": str(checkpoint),
+            "plan": plan,
+            "mode": mode,
+            "format": fmt,
+            "out_dir": str(out),
+            "shards": list(range(len(plan))) if shards is None else shards,
+            "device": self.args.device,
+            "threads": self.args.threads,
+            "seed": self.args.seed,
+        }
+
+
+def start_child(spec: dict[str, Any], extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    path = Path(spec["out_dir"]).with_suffix(".json")
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, **(extra_env or {})}
+    command = [sys.executable, __file__, "--child", str(path)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def finish_child(child: subprocess.Popen[str], spec: dict[str, Any]) -> dict[str, Any]:
+    output, _ = child.communicate()
+    shutil.rmtree(spec["out_dir"], ignore_errors=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"bare loop child failed ({child.returncode})")
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def run_child(spec: dict[str, Any], extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    return finish_child(start_child(spec, extra_env), spec)
+
+
+def run_parallel(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run bare loops in parallel processes that start their shard loops together."""
+    go = Path(specs[0]["out_dir"]).with_suffix(".go")
+    for i, spec in enumerate(specs):
+        spec.update(go_file=str(go), ready_file=f"{spec['out_dir']}.ready{i}")
+    children = [start_child(spec) for spec in specs]
+    while not all(Path(s["ready_file"]).exists() for s in specs):
+        if any(c.poll() is not None for c in children):
+            raise RuntimeError("a bare loop child exited before it was ready")
+        time.sleep(0.01)
+    go.touch()
+    return [finish_child(c, s) for c, s in zip(children, specs, strict=True)]
+
+
+def database_url(stack: common.Stack) -> str:
+    return stack.env.get("SYNTHJOBS_DATABASE_URL") or f"sqlite:///{(stack.home / 'synthjobs.db').resolve()}"
+
+
+def shard_rows(stack: common.Stack, job_id: str) -> list[tuple[str, float]]:
+    """(worker, seconds inside run_shard) of each shard of the job, read from the ledger."""
+    from sqlalchemy import select
+
+    from synthjobs.db import session_scope
+    from synthjobs.models import JobShard
+
+    with session_scope(database_url(stack)) as session:
+        rows = session.execute(select(JobShard.worker, JobShard.seconds).where(JobShard.job_id == job_id))
+        return [(str(worker), float(seconds or 0.0)) for worker, seconds in rows]
+
+
+def service_run(
+    bench: Bench,
+    stack: common.Stack,
+    name: str,
+    body: dict[str, Any],
+    workers: int = 1,
+    worker_env: dict[str, str] | None = None,
+    bare: dict[str, Any] | None = None,
+) -> Run:
+    """A sampling job on `workers` freshly started workers; peak memory of each, read before they stop."""
+    env = {"SYNTHJOBS_WORKER_PROCESSES": str(workers), **(worker_env or {})}
+    pids = [stack.start_worker(env) for _ in range(workers)]
+    cpu_before = {pid: common.cpu_seconds(pid) for pid in pids}
+    job = common.wait_job(stack, stack.client.submit_sample(body)["id"])
+    peaks = [common.peak_rss_mib(pid) for pid in pids]
+    cpu = sum(common.cpu_seconds(pid) - cpu_before[pid] for pid in pids)
+    children = [c for pid in pids for c in common.child_pids(pid)]
+    rows = shard_rows(stack, job["id"])
+    stack.stop_workers()
+    claimed = {int(w.rsplit(":", 1)[1]) for w, _ in rows} | common.claimed_pids(stack, job["id"])
+    if not claimed <= set(pids) or children:
+        raise RuntimeError(f"shards claimed by {claimed}, workers {pids} (children {children})")
+    seconds = common.job_seconds(job)
+    events = {e["kind"]: common.parse_time(e["at"]) for e in stack.client.events(job["id"])}
+    finalize = (common.parse_time(job["finished_at"]) - events["finalizing"]).total_seconds()
+    in_shards = sum(s for _, s in rows)
+    per_worker = [sum(1 for w, _ in rows if w.endswith(f":{pid}")) for pid in pids]
+    queued = (common.parse_time(job["started_at"]) - common.parse_time(job["created_at"])).total_seconds()
+    note = (
+        f"[{len(rows)} shards (per worker {per_worker}); run_shard {in_shards:.2f} s, between shards "
+        f"{seconds - finalize - in_shards / workers:.2f} s, finalizer {finalize:.2f} s; worker CPU "
+        f"{cpu:.1f} s; queued {queued:.1f} s"
+    )
+    if bare is not None and body.get("format", "npz") == "npz":
+        same = [bare["sha256"].get(str(s["index"])) == s["sha256"] for s in job["shards"]]
+        note += f"; shards byte-identical to the bare loop's: {sum(same)}/{len(same)}"
+    result = bench.add(Run(name, int(job["result"]["total"]), seconds, peaks, note + "]"))
+    if job["result"]["output_uris"][0].startswith("file://"):
+        shutil.rmtree(stack.storage_path(job["result"]["output_uris"][0]).parent, ignore_errors=True)
+    return result
+
+
+def bare_run(
+    bench: Bench, name: str, spec: dict[str, Any], extra_env: dict[str, str] | None = None
+) -> tuple[Run, dict[str, Any]]:
+    result = run_child(spec, extra_env)
+    run = Run(
+        name,
+        result["samples"],
+        result["seconds"],
+        [result["peak_mib"]],
+        f"[{result['faults'] / max(1, len(spec['shards'])):,.0f} page faults/shard]",
+    )
+    return bench.add(run), result
+
+
+def train_model(stack: common.Stack, dataset: Any, epochs: int, architecture: str = "auto") -> dict[str, Any]:
+    stack.start_worker()
+    body = {"dataset": dataset, "hyperparameters": {"epochs": epochs, "architecture": architecture}}
+    job = common.wait_job(stack, stack.client.submit_train(body)["id"])
+    stack.stop_workers()
+    return stack.client.model(job["result"]["model_id"])
+
+
+def breakdown(bench: Bench, checkpoint: Path, plan: list[list[int]]) -> None:
+    shards = list(range(min(BREAKDOWN_SHARDS, len(plan))))
+    results = {}
+    for label, env in (("default malloc", None), ("malloc tuned", MALLOC_ENV)):
+        results[label] = run_child(bench.child_spec(checkpoint, plan, "breakdown", shards=shards), env)
+    samples = results["default malloc"]["samples"]
+    stages = list(results["default malloc"]["seconds"])
+    rows = []
+    for stage in [*stages, "total"]:
+        row: list[Any] = [stage]
+        for result in results.values():
+            secs = result["seconds"].get(stage, sum(result["seconds"].values()))
+            faults = result["faults"].get(stage, sum(result["faults"].values()))
+            total = sum(result["seconds"].values())
+            row += [1e3 * secs * 1e5 / samples, f"{100 * secs / total:.0f} %", round(faults * 1e5 / samples)]
+        rows.append(row)
+    headers = ["stage (batch 4096)", "ms/100k", "share", "page faults/100k"]
+    common.print_table(
+        [headers[0], *[f"{h} ({label})" for label in results for h in headers[1:]]],
+        rows,
+        f"Bare loop, digits, where the time goes ({samples:,} samples, one stage at a time):",
+    )
+
+
+def digits_runs(bench: Bench, stack: common.Stack, model: dict[str, Any], total: int, small: int) -> None:
+    args, checkpoint = bench.args, stack.storage_path(model["checkpoint_uri"])
+    plan = plan_shards(split_total(total, [1.0] * 10), args.shard_size)
+    body = {"model": model["id"], "total": total, "seed": args.seed, "shard_size": args.shard_size}
+    print(f"\ndigits, {total:,} samples in {len(plan)} npz shards of {args.shard_size:,}:")
+    breakdown(bench, checkpoint, plan)
+    bare, result = bare_run(bench, "bare loop, digits, 1 process", bench.child_spec(checkpoint, plan, "loop"))
+    one = service_run(bench, stack, "service, digits, 1 worker", body, bare=result)
+    bench.notes.append(f"digits, 1 worker: service / bare loop = {one.rate / bare.rate:.3f} (target >= 0.9)")
+    if "two" not in args.skip:
+        halves = [list(range(len(plan)))[i::2] for i in range(2)]
+        results = run_parallel([bench.child_spec(checkpoint, plan, "loop", shards=h) for h in halves])
+        seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
+        peaks = [r["peak_mib"] for r in results]
+        two_bare = bench.add(Run("bare loop, digits, 2 processes in parallel", total, seconds, peaks))
+        two = service_run(bench, stack, "service, digits, 2 workers", body, workers=2)
+        bench.notes.append(
+            f"2 workers: {two.rate / one.rate:.2f}x one worker; the bare loop in 2 processes: "
+            f"{two_bare.rate / bare.rate:.2f}x one process (what this machine's cores allow)"
+        )
+    small_body = {**body, "total": small}
+    small_run = service_run(bench, stack, f"service, digits, 1 worker, {small:,}", small_body)
+    bench.notes.append(
+        f"worker peak RSS (VmHWM): {small_run.peak_mib[0]:.0f} MiB for {small:,} samples, "
+        f"{one.peak_mib[0]:.0f} MiB for {total:,} (fresh worker each)"
+    )
+    if "webdataset" not in args.skip:
+        small_plan = plan_shards(split_total(small, [1.0] * 10), args.shard_size)
+        wds_bare, _ = bare_run(
+            bench,
+            "bare loop, digits, webdataset",
+            bench.child_spec(checkpoint, small_plan, "loop", fmt="webdataset"),
+        )
+        wds = service_run(bench, stack, "service, digits, webdataset", {**small_body, "format": "webdataset"})
+        bench.notes.append(
+            f"webdataset: service / bare loop = {wds.rate / wds_bare.rate:.3f}; "
+            f"{small_run.rate / wds.rate:.1f}x slower than npz through the service"
+        )
+    if "prototypes" not in args.skip:
+        prototypes(bench, stack, checkpoint, plan, body, bare, one, result)
+    bench.small_local = small_run
+
+
+def prototypes(
+    bench: Bench,
+    stack: common.Stack,
+    checkpoint: Path,
+    plan: list[list[int]],
+    body: dict[str, Any],
+    bare: Run,
+    one: Run,
+    reference: dict[str, Any],
+) -> None:
+    print("\nprototypes of the suggested fixes (same request):")
+    inplace, result = bare_run(
+        bench, "bare loop, in-place uint8 conversion", bench.child_spec(checkpoint, plan, "inplace")
+    )
+    same = result["sha256"] == reference["sha256"]
+    tuned, _ = bare_run(
+        bench, "bare loop, malloc tuned", bench.child_spec(checkpoint, plan, "loop"), MALLOC_ENV
+    )
+    both, _ = bare_run(
+        bench, "bare loop, in-place + malloc tuned", bench.child_spec(checkpoint, plan, "inplace"), MALLOC_ENV
+    )
+    service = service_run(bench, stack, "service, 1 worker, malloc tuned", body, worker_env=MALLOC_ENV)
+    bench.notes.append(
+        f"in-place conversion: {inplace.rate / bare.rate:.2f}x the bare loop (same bytes: {same}); "
+        f"malloc tuned: {tuned.rate / bare.rate:.2f}x; both: {both.rate / bare.rate:.2f}x; "
+        f"service with malloc tuned: {service.rate / one.rate:.2f}x the service"
+    )
+
+
+def conv_runs(bench: Bench, stack: common.Stack, small: int) -> None:
+    args = bench.args
+    images, labels = common.digits_upscaled(args.size)
+    dataset_id = common.upload_npz(stack, images, labels)
+    model = train_model(stack, {"kind": "uploaded", "id": dataset_id}, epochs=2, architecture="conv")
+    plan = plan_shards(split_total(small, [1.0] * 10), args.shard_size)
+    print(f"\n{args.size}x{args.size} conv model, {small:,} samples:")
+    checkpoint = stack.storage_path(model["checkpoint_uri"])
+    bare, result = bare_run(
+        bench, f"bare loop, {args.size}x{args.size} conv", bench.child_spec(checkpoint, plan, "loop")
+    )
+    body = {"model": model["id"], "total": small, "seed": args.seed, "shard_size": args.shard_size}
+    run = service_run(bench, stack, f"service, {args.size}x{args.size} conv, 1 worker", body, bare=result)
+    bench.notes.append(f"{args.size}x{args.size} conv: service / bare loop = {run.rate / bare.rate:.3f}")
+
+
+def s3_runs(bench: Bench, small: int) -> None:
+    args = bench.args
+    with common.s3_server("bench") as endpoint:
+        options = {"device": args.device, "threads": args.threads, "broker_url": args.redis_url}
+        with common.running_stack(
+            bench.root / "s3", workers=0, storage_url="s3://bench/synthjobs", s3_endpoint=endpoint, **options
+        ) as stack:
+            model = train_model(stack, "digits", epochs=10)
+            print(f"\nS3 storage (moto's server in this process), {small:,} samples:")
+            body = {"model": model["id"], "total": small, "seed": args.seed, "shard_size": args.shard_size}
+            run = service_run(bench, stack, "service, digits, 1 worker, S3", body)
+    if bench.small_local is not None:
+        bench.notes.append(f"S3 / local folder = {run.rate / bench.small_local.rate:.3f} ({small:,} samples)")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        child_main(args.child)
+        return
+    if args.quick:
+        args.total, args.small, args.shard_size = args.total // 10, args.small // 10, args.shard_size // 10
+    common.limit_threads(args.threads)
+    print(f"device: {common.describe_device(args.device)}; torch {torch.__version__}")
+    print(f"broker: {args.redis_url or 'embedded default (kombu SQLAlchemy transport on SQLite)'}")
+    print(f"sizes: total {args.total:,}, small {args.small:,}, shard size {args.shard_size:,}, batch {BATCH}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-sample-") as tmp:
+        bench = Bench(args, Path(tmp))
+        options = {"device": args.device, "threads": args.threads, "broker_url": args.redis_url}
+        with common.running_stack(bench.root / "local", workers=0, **options) as stack:
+            model = train_model(stack, "digits", epochs=10)
+            digits_runs(bench, stack, model, args.total, args.small)
+            if "conv" not in args.skip:
+                conv_runs(bench, stack, args.small)
+        if "s3" not in args.skip:
+            s3_runs(bench, args.small)
+    rows = [
+        [r.name, r.samples, r.seconds, r.rate, "/".join(f"{p:.0f}" for p in r.peak_mib)] for r in bench.runs
+    ]
+    common.print_table(["run", "samples", "seconds", "samples/s", "peak RSS MiB"], rows, "Throughput:")
+    for note in bench.notes:
+        print(f"- {note}")
+    print(f"\nbench wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

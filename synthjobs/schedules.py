@@ -1,0 +1,138 @@
+"""Schedules in SQL and the tick that fires them, exactly once per due time.
+
+A tick (run by `synthjobs beat` through a periodic task, or `synthjobs tick`) finds schedules whose next due
+time has passed and fires each at its LATEST missed due time only, so a beat that was down for a day fires
+once, not once per missed interval. Each firing inserts a run keyed by (schedule id, due time): two ticks
+racing — two beat processes — cannot both insert it, so they cannot both create a job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from synthjobs import jobs
+from synthjobs.cron import CronSchedule
+from synthjobs.db import session_scope
+from synthjobs.errors import SynthJobsError
+from synthjobs.models import JobKind, Schedule, ScheduleRun, utcnow
+from synthjobs.queue import enqueue_job
+from synthjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ScheduleNotFound(SynthJobsError):
+    """No schedule has that id."""
+
+
+def cron_of(schedule: Schedule) -> CronSchedule:
+    return CronSchedule.parse(schedule.cron, schedule.timezone)
+
+
+def add_schedule(session: Session, *, now: datetime | None = None, **fields: Any) -> Schedule:
+    """Add a schedule; its first due time is the first after `now` (or its creation)."""
+    now = now or utcnow()
+    cron = CronSchedule.parse(fields["cron"], fields.get("timezone", "UTC"))
+    schedule = Schedule(**fields, next_due_at=cron.next_after(now), last_due_at=now, created_at=now)
+    session.add(schedule)
+    session.flush()
+    return schedule
+
+
+def get_schedule(session: Session, schedule_id: str) -> Schedule:
+    schedule = session.get(Schedule, schedule_id)
+    if schedule is None:
+        raise ScheduleNotFound(f"no schedule with id {schedule_id}")
+    return schedule
+
+
+def list_schedules(session: Session) -> Sequence[Schedule]:
+    return session.scalars(select(Schedule).order_by(Schedule.created_at)).all()
+
+
+def list_runs(session: Session, schedule_id: str, limit: int = 100) -> Sequence[ScheduleRun]:
+    get_schedule(session, schedule_id)
+    query = (
+        select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id).order_by(ScheduleRun.due_at.desc())
+    )
+    return session.scalars(query.limit(limit)).all()
+
+
+def reschedule(session: Session, schedule: Schedule, now: datetime | None = None) -> None:
+    """Recompute the next due time after a change of cron, time zone or a resume."""
+    now = now or utcnow()
+    schedule.next_due_at = cron_of(schedule).next_after(now)
+    schedule.last_due_at = (
+        max(schedule.last_due_at or now, now) if not schedule.paused else schedule.last_due_at
+    )
+
+
+def tick(
+    settings: Settings, sender: Celery, *, now: datetime | None = None, fired_by: str = "tick"
+) -> list[str]:
+    """Fire every schedule that is due at `now`; return the ids of the training jobs created."""
+    now = now or utcnow()
+    url = settings.resolved_database_url()
+    with session_scope(url) as session:
+        due = session.scalars(
+            select(Schedule.id).where(Schedule.paused.is_(False), Schedule.next_due_at <= now)
+        ).all()
+    created = []
+    for schedule_id in due:
+        job_id = _fire(url, schedule_id, now, fired_by)
+        if job_id is not None:
+            enqueue_job(sender, job_id, JobKind.TRAIN, settings)
+            created.append(job_id)
+    return created
+
+
+def _fire(url: str, schedule_id: str, now: datetime, fired_by: str) -> str | None:
+    """Record the run of the latest missed due time and create its job, in one transaction."""
+    try:
+        with session_scope(url) as session:
+            schedule = session.get(Schedule, schedule_id)
+            if schedule is None or schedule.paused or schedule.next_due_at > now:
+                return None
+            cron = cron_of(schedule)
+            after = schedule.last_due_at or schedule.created_at
+            due_at = cron.latest_due(after, now) or schedule.next_due_at
+            run = ScheduleRun(schedule_id=schedule.id, due_at=due_at, fired_at=now, fired_by=fired_by)
+            session.add(run)
+            session.flush()  # the unique (schedule, due time) key: a racing tick fails here
+            params = {
+                **schedule.train,
+                "model_name": schedule.model_name,
+                "schedule": {"id": schedule.id, "run_id": run.id, "policy": schedule.policy},
+            }
+            job = jobs.create_job(session, JobKind.TRAIN, params)
+            jobs.add_event(
+                session, job.id, "scheduled", f"fired by schedule {schedule.name} for {due_at.isoformat()}"
+            )
+            run.job_id = job.id
+            schedule.last_due_at = due_at
+            schedule.next_due_at = cron.next_after(now)
+            return job.id
+    except IntegrityError:
+        log.info("schedule %s: due time already fired by another tick", schedule_id)
+        return None
+
+
+def record_decision(
+    session: Session,
+    run_id: int,
+    outcome: str,
+    decision: dict[str, Any] | None,
+    sample_job_id: str | None = None,
+) -> None:
+    """What a scheduled run's training led to: promoted, kept, skipped or failed."""
+    run = session.get(ScheduleRun, run_id)
+    if run is not None:
+        run.outcome, run.decision, run.sample_job_id = outcome, decision, sample_job_id
