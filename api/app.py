@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import datasets, health, jobs, models, schedules
+from api.routes import artifacts, datasets, health, jobs, models, schedules
 from synthjobs import __version__
 from synthjobs.queue import make_sender
 from synthjobs.settings import Settings, get_settings
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = open_storage(settings)
     install_error_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(artifacts.router)
     app.include_router(models.router)
     app.include_router(datasets.router)
     app.include_router(schedules.router)

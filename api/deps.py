@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from synthjobs import idempotency
+from synthjobs.auth import tenant_for_token
 from synthjobs.db import get_engine
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
@@ -38,3 +40,65 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SenderDep = Annotated[Celery, Depends(get_sender)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def get_tenant(request: Request, session: SessionDep, settings: SettingsDep) -> str:
+    """The tenant of the request's bearer token; 401 without a valid one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    tenant = (
+        tenant_for_token(session, token.strip(), settings) if scheme.lower() == "bearer" and token else None
+    )
+    if tenant is None:
+        raise HTTPException(
+            401,
+            "a valid 'Authorization: Bearer <token>' header is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+class IdempotencyRequest:
+    """A POST's `Idempotency-Key` (if any) and the fingerprint of the request it came with."""
+
+    def __init__(self, key: str | None, request_sha256: str) -> None:
+        self.key, self.request_sha256 = key, request_sha256
+
+    def replay(self, session: Session, tenant: str) -> str | None:
+        """The id created by an earlier request with this key; 409 for a different request."""
+        if self.key is None:
+            return None
+        try:
+            return idempotency.replay(session, tenant, self.key, self.request_sha256)
+        except idempotency.IdempotencyConflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+
+    def remember(self, session: Session, tenant: str, resource: str, resource_id: str) -> None:
+        if self.key is not None:
+            idempotency.remember(session, tenant, self.key, self.request_sha256, resource, resource_id)
+
+
+async def get_idempotency(request: Request) -> IdempotencyRequest:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["header", "Idempotency-Key"],
+                    "msg": "1-200 printable characters",
+                    "type": "value_error",
+                }
+            ],
+        )
+    body = (
+        b""
+        if key is None or request.headers.get("content-type", "").startswith("multipart/")
+        else await request.body()
+    )
+    return IdempotencyRequest(key, idempotency.digest(request.method, request.url.path, body))
+
+
+IdempotencyDep = Annotated[IdempotencyRequest, Depends(get_idempotency)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import resource
 import shutil
@@ -46,7 +47,7 @@ from synthjobs.sharding import plan_shards, split_total
 # unmapping them, so the per-batch tensors are not page-faulted in again on every batch.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 BATCH = 4096  # training.sample.generate's default: the batch the worker decodes in
-BREAKDOWN_SHARDS = 3
+BREAKDOWN_SAMPLES = 300_000  # timed after one warm-up shard
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads in every process (default 1)")
     p.add_argument("--total", type=int, default=10_000_000, help="digits samples of the main runs")
     p.add_argument("--small", type=int, default=1_000_000, help="samples of the 28x28/webdataset/S3 runs")
+    p.add_argument("--conv-total", type=int, help="samples of the 28x28 conv runs (default: --small)")
     p.add_argument("--shard-size", type=int, default=100_000, help="the service's default shard size")
     p.add_argument("--size", type=int, default=28, help="image size of the conv model")
     p.add_argument("--seed", type=int, default=0)
@@ -93,6 +95,11 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     """Generate and write the spec's shards; seconds of the shard loop, sha256 of each file."""
     from training.checkpoint import load_checkpoint
@@ -106,7 +113,7 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     out, fmt = Path(spec["out_dir"]), spec["format"]
     out.mkdir(parents=True, exist_ok=True)
     _barrier(spec)
-    faults, started = _faults(), time.monotonic()
+    faults, cpu, started = _faults(), _cpu(), time.monotonic()
     samples = 0
     for index in spec["shards"]:
         counts = spec["plan"][index]
@@ -123,7 +130,7 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     common.synchronize(spec["device"])
     ended = time.monotonic()
     result = {"start": started, "end": ended, "seconds": ended - started, "samples": samples}
-    result["faults"] = _faults() - faults
+    result["faults"], result["cpu"] = _faults() - faults, _cpu() - cpu
     result["peak_mib"] = common.peak_rss_mib(os.getpid())
     result["sha256"] = {i: _sha256(out / f"shard-{i:05d}.{EXTENSIONS[fmt]}") for i in spec["shards"]}
     return result
@@ -157,23 +164,65 @@ def run_breakdown(spec: dict[str, Any]) -> dict[str, Any]:
         faults[name] += _faults() - f0
         return result
 
-    samples = 0
+    def one_shard(index: int) -> int:
+        counts = spec["plan"][index]
+        labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+        generator, chunks = shard_generator(spec["seed"], index), []
+        for start in range(0, len(labels), BATCH):
+            batch = labels[start : start + BATCH].to(device)
+            shape, g = (len(batch), model.latent_dim), generator
+            z = stage(stages[0], lambda shape=shape, g=g: torch.randn(shape, generator=g))
+            logits = stage(stages[1], lambda z=z, b=batch: model.decode(z.to(device), b))
+            p = stage(stages[2], lambda x=logits: torch.sigmoid(x))
+            chunks.append(stage(stages[3], lambda p=p: torch.round(p * 255).to(torch.uint8).cpu()))
+        images = stage(stages[4], lambda ch=chunks: torch.cat(ch).reshape(-1, c, h, w).numpy()[:, 0])
+        stage(stages[5], lambda i=images, lab=labels: _write_file(spec, write_npz, i, lab.numpy()))
+        return len(labels)
+
     with torch.inference_mode():
-        for index in spec["shards"]:
-            counts = spec["plan"][index]
-            labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-            generator, chunks = shard_generator(spec["seed"], index), []
-            for start in range(0, len(labels), BATCH):
-                batch = labels[start : start + BATCH].to(device)
-                shape, g = (len(batch), model.latent_dim), generator
-                z = stage(stages[0], lambda shape=shape, g=g: torch.randn(shape, generator=g))
-                logits = stage(stages[1], lambda z=z, b=batch: model.decode(z.to(device), b))
-                p = stage(stages[2], lambda x=logits: torch.sigmoid(x))
-                chunks.append(stage(stages[3], lambda p=p: torch.round(p * 255).to(torch.uint8).cpu()))
-            images = stage(stages[4], lambda ch=chunks: torch.cat(ch).reshape(-1, c, h, w).numpy()[:, 0])
-            stage(stages[5], lambda i=images, lab=labels: _write_file(spec, write_npz, i, lab.numpy()))
-            samples += len(labels)
-    return {"samples": samples, "seconds": seconds, "faults": faults}
+        one_shard(spec["shards"][0])  # warm-up: lazy initialisation, the allocator's first growth
+        for counter in (seconds, faults):
+            counter.update(dict.fromkeys(stages, 0))
+        samples = sum(one_shard(index) for index in spec["shards"])
+        conversions = conversion_variants(model, device)
+    return {"samples": samples, "seconds": seconds, "faults": faults, "conversions": conversions}
+
+
+def conversion_variants(model: Any, device: str, repeats: int = 100) -> dict[str, Any]:
+    """Seconds per 100k images of ways to turn one batch of decoder logits into uint8, on their own.
+
+    Every variant must give the same bytes as `generate` (checked): sigmoid, *255 and round are the same ops,
+    only done in place or written straight into a preallocated array.
+    """
+    labels = torch.arange(BATCH, device=device) % model.num_classes
+    z = torch.randn((BATCH, model.latent_dim), generator=torch.Generator().manual_seed(0)).to(device)
+    logits = model.decode(z, labels)
+    out = torch.empty((BATCH, logits.shape[1]), dtype=torch.uint8)
+
+    def current() -> torch.Tensor:
+        return torch.round(torch.sigmoid(logits) * 255).to(torch.uint8).cpu()
+
+    def in_place() -> torch.Tensor:
+        return torch.sigmoid(logits).mul_(255).round_().to(torch.uint8).cpu()
+
+    def into_buffer() -> torch.Tensor:
+        return out.copy_(torch.sigmoid(logits).mul_(255).round_())
+
+    reference, result = current(), {}
+    for name, fn in (
+        ("round(sigmoid(l)*255).to(uint8)", current),
+        ("sigmoid, mul_(255).round_(), .to(uint8)", in_place),
+        ("... then copy_ into a preallocated uint8 array", into_buffer),
+    ):
+        same = torch.equal(fn().cpu(), reference)
+        fn()
+        common.synchronize(device)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        common.synchronize(device)
+        result[name] = {"seconds": (time.perf_counter() - started) / repeats * 1e5 / BATCH, "same": same}
+    return result
 
 
 def _write_file(spec: dict[str, Any], write: Any, images: np.ndarray, labels: np.ndarray) -> None:
@@ -342,11 +391,12 @@ def service_run(
     finalize = (common.parse_time(job["finished_at"]) - events["finalizing"]).total_seconds()
     in_shards = sum(s for _, s in rows)
     per_worker = [sum(1 for w, _ in rows if w.endswith(f":{pid}")) for pid in pids]
+    outside = (seconds - finalize) * workers - in_shards  # worker-seconds outside run_shard
     queued = (common.parse_time(job["started_at"]) - common.parse_time(job["created_at"])).total_seconds()
     note = (
-        f"[{len(rows)} shards (per worker {per_worker}); run_shard {in_shards:.2f} s, between shards "
-        f"{seconds - finalize - in_shards / workers:.2f} s, finalizer {finalize:.2f} s; worker CPU "
-        f"{cpu:.1f} s; queued {queued:.1f} s"
+        f"[{len(rows)} shards, per worker {per_worker}, all claimed by the workers' own pids; per shard: "
+        f"{1e3 * in_shards / len(rows):.1f} ms in run_shard, {1e3 * outside / len(rows):.1f} ms outside it; "
+        f"finalizer {finalize:.2f} s; worker CPU {cpu:.1f} s; queued before the first claim {queued:.1f} s"
     )
     if bare is not None and body.get("format", "npz") == "npz":
         same = [bare["sha256"].get(str(s["index"])) == s["sha256"] for s in job["shards"]]
@@ -380,7 +430,9 @@ def train_model(stack: common.Stack, dataset: Any, epochs: int, architecture: st
 
 
 def breakdown(bench: Bench, checkpoint: Path, plan: list[list[int]]) -> None:
-    shards = list(range(min(BREAKDOWN_SHARDS, len(plan))))
+    """Time each stage of the bare loop, with glibc's default malloc and with the tuned one."""
+    wanted = math.ceil(BREAKDOWN_SAMPLES / max(1, sum(plan[0])))
+    shards = list(range(min(wanted, len(plan))))
     results = {}
     for label, env in (("default malloc", None), ("malloc tuned", MALLOC_ENV)):
         results[label] = run_child(bench.child_spec(checkpoint, plan, "breakdown", shards=shards), env)
@@ -390,17 +442,18 @@ def breakdown(bench: Bench, checkpoint: Path, plan: list[list[int]]) -> None:
     for stage in [*stages, "total"]:
         row: list[Any] = [stage]
         for result in results.values():
-            secs = result["seconds"].get(stage, sum(result["seconds"].values()))
-            faults = result["faults"].get(stage, sum(result["faults"].values()))
             total = sum(result["seconds"].values())
+            secs = result["seconds"].get(stage, total)
+            faults = result["faults"].get(stage, sum(result["faults"].values()))
             row += [1e3 * secs * 1e5 / samples, f"{100 * secs / total:.0f} %", round(faults * 1e5 / samples)]
         rows.append(row)
-    headers = ["stage (batch 4096)", "ms/100k", "share", "page faults/100k"]
-    common.print_table(
-        [headers[0], *[f"{h} ({label})" for label in results for h in headers[1:]]],
-        rows,
-        f"Bare loop, digits, where the time goes ({samples:,} samples, one stage at a time):",
-    )
+    title = f"Bare loop, digits, time per stage ({samples:,} samples after a warm-up shard, batch {BATCH}):"
+    headers = ["ms/100k", "share", "faults/100k"]
+    columns = [f"{h}, {label}" for label in results for h in headers]
+    common.print_table(["stage", *columns], rows, title)
+    conversions = results["default malloc"]["conversions"]
+    rows = [[name, 1e3 * v["seconds"], v["same"]] for name, v in conversions.items()]
+    common.print_table(["uint8 conversion of one batch, alone", "ms/100k", "same bytes"], rows)
 
 
 def digits_runs(bench: Bench, stack: common.Stack, model: dict[str, Any], total: int, small: int) -> None:
@@ -513,6 +566,7 @@ def main() -> None:
         return
     if args.quick:
         args.total, args.small, args.shard_size = args.total // 10, args.small // 10, args.shard_size // 10
+        args.conv_total = args.conv_total and args.conv_total // 10
     common.limit_threads(args.threads)
     print(f"device: {common.describe_device(args.device)}; torch {torch.__version__}")
     print(f"broker: {args.redis_url or 'embedded default (kombu SQLAlchemy transport on SQLite)'}")
@@ -525,7 +579,7 @@ def main() -> None:
             model = train_model(stack, "digits", epochs=10)
             digits_runs(bench, stack, model, args.total, args.small)
             if "conv" not in args.skip:
-                conv_runs(bench, stack, args.small)
+                conv_runs(bench, stack, args.conv_total or args.small)
         if "s3" not in args.skip:
             s3_runs(bench, args.small)
     rows = [

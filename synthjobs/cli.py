@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from synthjobs.client import APIUnreachable, Client, ClientError, JobFailed, WaitTimeout
+from synthjobs.auth import client_token
+from synthjobs.client import APIUnreachable, Client, ClientError, DownloadError, JobFailed, WaitTimeout
 from synthjobs.settings import get_settings
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
@@ -23,7 +24,9 @@ EPILOG = """examples:
   synthjobs train --epochs 30 --wait             submit a training job and wait for it
   synthjobs sample digits-cvae:1 --per-class 1000 --wait
   synthjobs status JOB_ID --json
+  synthjobs download JOB_ID ./out                 every output, shards checked against the manifest's sha256
   synthjobs list --state RUNNING
+  synthjobs admin create-token --tenant acme      a token for a team (needs database access; shown once)
 """
 
 
@@ -91,6 +94,17 @@ def _add_service_commands(commands: Any) -> None:
     reconcile.add_argument("--json", action="store_true", help="print machine-readable JSON")
     reconcile.set_defaults(handler=run_reconcile)
 
+    admin = commands.add_parser("admin", help="administration with direct database access")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    create = admin_commands.add_parser("create-token", help="make an API token for a tenant (shown once)")
+    create.add_argument("--tenant", required=True, help="tenant name: a-z, 0-9, _ and -")
+    create.add_argument("--label", default="", help="what the token is for")
+    create.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    create.set_defaults(handler=run_create_token)
+    revoke = admin_commands.add_parser("revoke-token", help="revoke an API token")
+    revoke.add_argument("token")
+    revoke.set_defaults(handler=run_revoke_token)
+
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on this machine and print where results are"
     )
@@ -140,6 +154,17 @@ def _add_job_commands(commands: Any) -> None:
     _add_output_flags(listing)
     listing.set_defaults(handler=list_jobs)
 
+    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job_id")
+    _add_output_flags(cancel)
+    cancel.set_defaults(handler=cancel_job)
+
+    download = commands.add_parser("download", help="download a job's outputs, verified against its manifest")
+    download.add_argument("job_id")
+    download.add_argument("dest", help="folder to write into (created if needed)")
+    _add_output_flags(download)
+    download.set_defaults(handler=download_job)
+
     models = commands.add_parser("models", help="list trained models")
     models.add_argument("--name", default=None)
     _add_output_flags(models)
@@ -154,7 +179,8 @@ def _add_output_flags(parser: argparse.ArgumentParser, waitable: bool = False) -
 
 
 def client_for(args: argparse.Namespace) -> Client:
-    return Client(args.api_url or get_settings().api_url)
+    settings = get_settings()
+    return Client(args.api_url or settings.api_url, token=client_token(settings))
 
 
 def emit(args: argparse.Namespace, value: Any, human: Callable[[Any], str]) -> None:
@@ -253,6 +279,23 @@ def wait_job(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cancel_job(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        emit(args, client.cancel(args.job_id), describe)
+    return EXIT_OK
+
+
+def download_job(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        try:
+            paths = client.download(args.job_id, args.dest)
+        except DownloadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_JOB_FAILED
+    emit(args, [str(p) for p in paths], lambda ps: "\n".join(ps) or "no outputs")
+    return EXIT_OK
+
+
 def list_jobs(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         page = client.list(state=args.state, kind=args.kind, limit=args.limit)
@@ -280,11 +323,17 @@ def list_models(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from synthjobs.auth import TOKEN_FILE, local_token
     from synthjobs.migrate import upgrade_database
 
     settings = get_settings()
     settings.ensure_home()
     upgrade_database(settings.resolved_database_url())
+    if settings.admin_token is None:
+        # The embedded default: a local admin token the CLI and client on this machine pick up by themselves.
+        os.environ["SYNTHJOBS_ADMIN_TOKEN"] = str(local_token(settings, create=True))
+        get_settings.cache_clear()
+        print(f"API token: {settings.home.resolve() / TOKEN_FILE} (used by the CLI on this machine)")
     host, port = args.host or settings.api_host, args.port or settings.api_port
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
     return EXIT_OK
@@ -374,6 +423,39 @@ def run_reconcile(args: argparse.Namespace) -> int:
     report = asdict(reconcile(get_settings(), make_sender(get_settings())))
     emit(args, report, lambda r: "\n".join(f"{k}: {len(v)} {' '.join(v)}" for k, v in r.items()))
     return EXIT_OK
+
+
+def run_create_token(args: argparse.Namespace) -> int:
+    import re
+
+    from synthjobs.auth import TENANT_PATTERN, create_token
+    from synthjobs.db import session_scope
+    from synthjobs.migrate import upgrade_database
+
+    if not re.match(TENANT_PATTERN, args.tenant):
+        print(
+            "error: a tenant name is 1-100 of a-z, 0-9, _ and -, starting with a letter or digit",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    settings = get_settings()
+    upgrade_database(settings.resolved_database_url())
+    with session_scope(settings.resolved_database_url()) as session:
+        token = create_token(session, args.tenant, args.label)
+    emit(
+        args, {"tenant": args.tenant, "token": token}, lambda r: f"{r['token']}\n(shown once; keep it secret)"
+    )
+    return EXIT_OK
+
+
+def run_revoke_token(args: argparse.Namespace) -> int:
+    from synthjobs.auth import revoke_token
+    from synthjobs.db import session_scope
+
+    with session_scope(get_settings().resolved_database_url()) as session:
+        revoked = revoke_token(session, args.token)
+    print("revoked" if revoked else "no such active token", file=sys.stdout if revoked else sys.stderr)
+    return EXIT_OK if revoked else EXIT_USAGE
 
 
 def run_demo(args: argparse.Namespace) -> int:

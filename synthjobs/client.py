@@ -7,9 +7,12 @@ done = client.wait(job["id"], timeout=600)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,12 +48,34 @@ class WaitTimeout(SynthJobsError):
     """A job did not finish within the time given to `wait`."""
 
 
+class DownloadError(SynthJobsError):
+    """A downloaded output does not match the manifest (size or sha256)."""
+
+
+def _verify_against_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    for shard in manifest.get("shards", []):
+        path = folder / shard["key"].rsplit("/", 1)[-1]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        if digest != shard["sha256"]:
+            raise DownloadError(f"{path.name}: sha256 {digest} differs from the manifest's {shard['sha256']}")
+
+
 class Client:
     """Talks to one synthjobs API over HTTP."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -117,6 +142,96 @@ class Client:
     def model(self, model_id: str) -> dict[str, Any]:
         """One trained model."""
         result: dict[str, Any] = self._request("GET", f"/v1/models/{model_id}")
+        return result
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued or running job (ClientError 409 for a finished one)."""
+        result: Job = self._request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's outputs with short-lived download URLs."""
+        result: list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/artifacts")
+        return result
+
+    def download(self, job_id: str, dest: str | Path) -> list[Path]:
+        """Download every output of a finished job into `dest`, verifying shards against the manifest.
+
+        Raises DownloadError when a shard's sha256 differs from the one the manifest records.
+        """
+        folder = Path(dest)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for artifact in self.artifacts(job_id):
+            path = folder / Path(artifact["name"]).name
+            self._fetch(artifact["url"], path)
+            written.append(path)
+        manifest = folder / "manifest.json"
+        if manifest.exists():
+            _verify_against_manifest(folder, json.loads(manifest.read_text()))
+        return written
+
+    def _fetch(self, url: str, path: Path) -> None:
+        """Stream one URL to `path` (the bearer header only goes to the API itself, never to S3)."""
+        same_host = url.startswith(self.base_url)
+        client = self._http if same_host else httpx.Client(timeout=self._http.timeout)
+        try:
+            with client.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise ClientError(response.status_code, response.read().decode(errors="replace")[:500])
+                with path.open("wb") as handle:
+                    for chunk in response.iter_bytes(1 << 20):
+                        handle.write(chunk)
+        finally:
+            if not same_host:
+                client.close()
+
+    def upload_dataset(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
+        """Upload an .npz dataset (`images` uint8, `labels` int, optional `class_names`)."""
+        with Path(path).open("rb") as handle:
+            files = {"file": (Path(path).name, handle, "application/octet-stream")}
+            result: dict[str, Any] = self._request(
+                "POST", "/v1/datasets", files=files, data={"name": name} if name else None
+            )
+        return result
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        version: int | None = None,
+        model_id: str | None = None,
+        reason: str = "",
+    ) -> dict[str, Any]:
+        """Point `name@alias` at a version (or model id)."""
+        body = {"version": version, "model_id": model_id, "reason": reason}
+        result: dict[str, Any] = self._request(
+            "PUT", f"/v1/models/{name}/aliases/{alias}", json={k: v for k, v in body.items() if v is not None}
+        )
+        return result
+
+    def rollback_alias(self, name: str, alias: str) -> dict[str, Any]:
+        """Point `name@alias` back at its previous version."""
+        result: dict[str, Any] = self._request("POST", f"/v1/models/{name}/aliases/{alias}/rollback")
+        return result
+
+    def create_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a retraining schedule."""
+        result: dict[str, Any] = self._request("POST", "/v1/schedules", json=body)
+        return result
+
+    def schedules(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/v1/schedules")
+        return result
+
+    def update_schedule(self, schedule_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Pause, resume or change a schedule."""
+        result: dict[str, Any] = self._request("PATCH", f"/v1/schedules/{schedule_id}", json=changes)
+        return result
+
+    def schedule_runs(self, schedule_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", f"/v1/schedules/{schedule_id}/runs")
         return result
 
     def wait(

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import DatasetNotFound
-from synthjobs.models import Dataset, new_id
+from synthjobs.models import DEFAULT_TENANT, Dataset, new_id
 from synthjobs.npzinfo import ArrayInfo
 
 
@@ -22,12 +22,21 @@ def new_dataset_id() -> str:
 
 
 def add_dataset(
-    session: Session, *, dataset_id: str, name: str, uri: str, size: int, sha256: str, images: ArrayInfo
+    session: Session,
+    *,
+    dataset_id: str,
+    name: str,
+    uri: str,
+    size: int,
+    sha256: str,
+    images: ArrayInfo,
+    tenant: str = DEFAULT_TENANT,
 ) -> Dataset:
     """Record an uploaded dataset whose file is already stored."""
     shape = images.shape
     dataset = Dataset(
         id=dataset_id,
+        tenant=tenant,
         name=name,
         uri=uri,
         bytes=size,
@@ -40,14 +49,15 @@ def add_dataset(
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
-    """The uploaded dataset with that id."""
+def get_dataset(session: Session, dataset_id: str, *, tenant: str | None = None) -> Dataset:
+    """The uploaded dataset with that id (of `tenant`, when given)."""
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
+    if dataset is None or (tenant is not None and dataset.tenant != tenant):
         raise DatasetNotFound(f"no dataset with id {dataset_id}")
     return dataset
 
 
-def list_datasets(session: Session, limit: int = 100) -> Sequence[Dataset]:
-    """Uploaded datasets, newest first."""
-    return session.scalars(select(Dataset).order_by(Dataset.created_at.desc()).limit(limit)).all()
+def list_datasets(session: Session, *, tenant: str, limit: int = 100) -> Sequence[Dataset]:
+    """A tenant's uploaded datasets, newest first."""
+    query = select(Dataset).where(Dataset.tenant == tenant).order_by(Dataset.created_at.desc())
+    return session.scalars(query.limit(limit)).all()

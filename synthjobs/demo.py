@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from synthjobs import processes
+from synthjobs.auth import client_token
 from synthjobs.cli import progress_printer
 from synthjobs.client import Client, JobFailed
 from synthjobs.settings import get_settings
@@ -38,7 +39,7 @@ def run(*, epochs: int, per_class: int, seed: int) -> int:
         processes.wait_for_api(base_url, api)
         worker = processes.start_worker(env, logs / "worker.log", name="demo")
         print(f"API ready at {base_url} (docs: {base_url}/docs); worker started")
-        with Client(base_url) as client:
+        with Client(base_url, token=client_token(settings)) as client:
             return _run_jobs(client, epochs=epochs, per_class=per_class, seed=seed)
     finally:
         for process in (worker, api):

@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import InvalidTransition, JobNotFound
-from synthjobs.models import Job, JobEvent, JobKind, JobState, utcnow
+from synthjobs.models import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, utcnow
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
@@ -43,19 +43,21 @@ def sources_of(target: JobState) -> list[str]:
     return [state.value for state, targets in TRANSITIONS.items() if target in targets]
 
 
-def create_job(session: Session, kind: JobKind, params: dict[str, Any]) -> Job:
+def create_job(
+    session: Session, kind: JobKind, params: dict[str, Any], *, tenant: str = DEFAULT_TENANT
+) -> Job:
     """Add a QUEUED job; the caller commits before anything is enqueued, so no message outruns its row."""
-    job = Job(kind=kind.value, state=JobState.QUEUED.value, params=params, phase="queued")
+    job = Job(kind=kind.value, state=JobState.QUEUED.value, params=params, phase="queued", tenant=tenant)
     session.add(job)
     session.flush()
     add_event(session, job.id, "submitted", f"{kind.value} job submitted")
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    """The job with that id, read fresh from the database."""
+def get_job(session: Session, job_id: str, *, tenant: str | None = None) -> Job:
+    """The job with that id, read fresh; with `tenant`, only if it is that tenant's (else JobNotFound)."""
     job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
+    if job is None or (tenant is not None and job.tenant != tenant):
         raise JobNotFound(f"no job with id {job_id}")
     return job
 
@@ -156,12 +158,13 @@ def release_job(session: Session, job_id: str, worker: str, reason: str) -> bool
     return released == 1
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
+def cancel_job(session: Session, job_id: str, *, tenant: str | None = None) -> Job:
     """Cancel a QUEUED or RUNNING job; InvalidTransition (409) for a finished one.
 
     A queued job will never run (its claim finds it CANCELLED); a running one stops at its next batch
     boundary, when its worker notices, keeping its last checkpoint.
     """
+    get_job(session, job_id, tenant=tenant)
     finish_job(session, job_id, JobState.CANCELLED, error=None)
     return get_job(session, job_id)
 
@@ -231,9 +234,9 @@ def add_event(
     session.add(JobEvent(job_id=job_id, kind=kind, message=message[:2000], data=data))
 
 
-def list_events(session: Session, job_id: str) -> Sequence[JobEvent]:
+def list_events(session: Session, job_id: str, *, tenant: str | None = None) -> Sequence[JobEvent]:
     """The job's events, oldest first."""
-    get_job(session, job_id)
+    get_job(session, job_id, tenant=tenant)
     query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
     return session.scalars(query).all()
 
@@ -264,12 +267,15 @@ def list_jobs(
     kind: JobKind | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    tenant: str | None = None,
 ) -> tuple[Sequence[Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (None on the last).
 
     Keyset pagination on (created_at, id): pages stay stable while new jobs arrive.
     """
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
     if state is not None:
         query = query.where(Job.state == state.value)
     if kind is not None:

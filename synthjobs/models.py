@@ -26,6 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+DEFAULT_TENANT = "default"
+TENANT = String(100)
+
 
 def utcnow() -> datetime:
     """Timezone-aware now; every timestamp in the ledger is UTC."""
@@ -82,9 +85,12 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_state_created", "state", "created_at"),
+        Index("ix_jobs_tenant_created", "tenant", "created_at"),
+        Index("ix_jobs_tenant_state", "tenant", "state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(TENANT, default=DEFAULT_TENANT)
     kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -119,9 +125,10 @@ class Model(Base):
     """A trained CVAE: a version under a name, its checkpoint in storage and what it measured."""
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
+    __table_args__ = (UniqueConstraint("tenant", "name", "version", name="uq_models_tenant_name_version"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(TENANT, default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(100), index=True)
     version: Mapped[int] = mapped_column(Integer)
     training_job_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("jobs.id"), default=None)
@@ -137,6 +144,7 @@ class ModelAlias(Base):
 
     __tablename__ = "model_aliases"
 
+    tenant: Mapped[str] = mapped_column(TENANT, primary_key=True, default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     alias: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_id: Mapped[str] = mapped_column(String(36), ForeignKey("models.id"))
@@ -150,6 +158,7 @@ class AliasEvent(Base):
     __table_args__ = (Index("ix_alias_events_name_alias", "name", "alias", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(TENANT, default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(100))
     alias: Mapped[str] = mapped_column(String(64))
     from_model_id: Mapped[str | None] = mapped_column(String(36), default=None)
@@ -165,6 +174,7 @@ class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(TENANT, default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(200))
     uri: Mapped[str] = mapped_column(Text)
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -211,9 +221,11 @@ class Schedule(Base):
     """Retrain `model_name` on a cron schedule; the training spec is stored as validated job params."""
 
     __tablename__ = "schedules"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_schedules_tenant_name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    tenant: Mapped[str] = mapped_column(TENANT, default=DEFAULT_TENANT)
+    name: Mapped[str] = mapped_column(String(100))
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     model_name: Mapped[str] = mapped_column(String(100))
@@ -244,3 +256,29 @@ class ScheduleRun(Base):
     outcome: Mapped[str] = mapped_column(String(32), default="training")
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     sample_job_id: Mapped[str | None] = mapped_column(String(36), default=None)
+
+
+class ApiToken(Base):
+    """A bearer token of one tenant; only its sha256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(TENANT, index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class IdempotencyKey(Base):
+    """A POST that created something, by (tenant, Idempotency-Key): a retry returns the original."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(TENANT, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

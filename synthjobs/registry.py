@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import ModelNotFound
-from synthjobs.models import AliasEvent, Model, ModelAlias, utcnow
+from synthjobs.models import DEFAULT_TENANT, AliasEvent, Model, ModelAlias, utcnow
 
 _MODEL_NAMESPACE = uuid.UUID("5b1f0f9e-8d57-4f0c-9d2a-2f8f4e1f6a11")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -39,15 +39,18 @@ def register_model(
     hyperparameters: dict[str, Any],
     metrics: dict[str, Any],
     dataset: dict[str, Any],
+    tenant: str = DEFAULT_TENANT,
 ) -> Model:
-    """Add the next version of `name`, or return the model already registered under `model_id`."""
+    """Add the next version of the tenant's `name`, or return the model already registered as `model_id`."""
     existing = session.get(Model, model_id)
     if existing is not None:
         return existing
     for _ in range(5):
-        version = (session.scalar(select(func.max(Model.version)).where(Model.name == name)) or 0) + 1
+        latest = select(func.max(Model.version)).where(Model.tenant == tenant, Model.name == name)
+        version = (session.scalar(latest) or 0) + 1
         model = Model(
             id=model_id,
+            tenant=tenant,
             name=name,
             version=version,
             training_job_id=training_job_id,
@@ -68,28 +71,28 @@ def register_model(
     raise RuntimeError(f"could not allocate a version of model {name!r}")
 
 
-def get_model(session: Session, model_id: str) -> Model:
-    """The model with that id."""
+def get_model(session: Session, model_id: str, *, tenant: str | None = None) -> Model:
+    """The model with that id (of `tenant`, when given)."""
     model = session.get(Model, model_id) if _UUID.match(model_id) else None
-    if model is None:
+    if model is None or (tenant is not None and model.tenant != tenant):
         raise ModelNotFound(f"no model with id {model_id}")
     return model
 
 
-def resolve_model(session: Session, ref: str) -> Model:
-    """A model named by id, `name:version` or `name@alias`, pinned to a concrete model at submit time."""
+def resolve_model(session: Session, ref: str, *, tenant: str = DEFAULT_TENANT) -> Model:
+    """The tenant's model named by id, `name:version` or `name@alias`, pinned to a concrete model."""
     if _UUID.match(ref):
-        return get_model(session, ref)
+        return get_model(session, ref, tenant=tenant)
     if "@" in ref:
         name, alias = ref.rsplit("@", 1)
-        row = session.get(ModelAlias, (name, alias))
+        row = session.get(ModelAlias, (tenant, name, alias))
         if row is None:
             raise ModelNotFound(f"model {name!r} has no alias {alias!r}")
         return get_model(session, row.model_id)
     name, sep, version = ref.rpartition(":")
     if sep and version.isascii() and version.isdigit():
-        model = session.scalar(select(Model).where(Model.name == name, Model.version == int(version)))
-        if model is not None:
+        query = select(Model).where(Model.tenant == tenant, Model.name == name, Model.version == int(version))
+        if (model := session.scalar(query)) is not None:
             return model
     raise ModelNotFound(f"no model matches {ref!r} (use a model id, name:version or name@alias)")
 
@@ -100,10 +103,11 @@ def set_alias(
     """Point `name@alias` at `model` (a version of `name`), recording the move in the alias history."""
     if model.name != name:
         raise ModelNotFound(f"model {model.id} is a version of {model.name!r}, not of {name!r}")
-    row = session.get(ModelAlias, (name, alias), with_for_update=True)
+    tenant = model.tenant
+    row = session.get(ModelAlias, (tenant, name, alias), with_for_update=True)
     previous = row.model_id if row is not None else None
     if row is None:
-        row = ModelAlias(name=name, alias=alias, model_id=model.id)
+        row = ModelAlias(tenant=tenant, name=name, alias=alias, model_id=model.id)
         session.add(row)
     else:
         row.model_id = model.id
@@ -117,28 +121,40 @@ def set_alias(
     return row
 
 
-def delete_alias(session: Session, name: str, alias: str, *, actor: str = "api", reason: str = "") -> None:
-    """Remove `name@alias`; ModelNotFound when it is not set."""
-    row = session.get(ModelAlias, (name, alias), with_for_update=True)
+def delete_alias(
+    session: Session,
+    name: str,
+    alias: str,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    actor: str = "api",
+    reason: str = "",
+) -> None:
+    """Remove the tenant's `name@alias`; ModelNotFound when it is not set."""
+    row = session.get(ModelAlias, (tenant, name, alias), with_for_update=True)
     if row is None:
         raise ModelNotFound(f"model {name!r} has no alias {alias!r}")
-    session.add(
-        AliasEvent(
-            name=name, alias=alias, from_model_id=row.model_id, to_model_id=None, actor=actor, reason=reason
-        )
+    event = AliasEvent(
+        tenant=tenant,
+        name=name,
+        alias=alias,
+        from_model_id=row.model_id,
+        to_model_id=None,
+        actor=actor,
+        reason=reason,
     )
+    session.add(event)
     session.delete(row)
     session.flush()
 
 
-def list_aliases(session: Session, name: str) -> Sequence[ModelAlias]:
-    """The aliases of one model name."""
-    return session.scalars(select(ModelAlias).where(ModelAlias.name == name).order_by(ModelAlias.alias)).all()
-
-
-def alias_history(session: Session, name: str, alias: str) -> Sequence[AliasEvent]:
-    """Every move of `name@alias`, newest first."""
-    query = select(AliasEvent).where(AliasEvent.name == name, AliasEvent.alias == alias)
+def alias_history(
+    session: Session, name: str, alias: str, *, tenant: str = DEFAULT_TENANT
+) -> Sequence[AliasEvent]:
+    """Every move of the tenant's `name@alias`, newest first."""
+    query = select(AliasEvent).where(
+        AliasEvent.tenant == tenant, AliasEvent.name == name, AliasEvent.alias == alias
+    )
     return session.scalars(query.order_by(AliasEvent.id.desc())).all()
 
 
@@ -147,29 +163,29 @@ def aliases_of(session: Session, model_id: str) -> list[str]:
     return list(session.scalars(select(ModelAlias.alias).where(ModelAlias.model_id == model_id)).all())
 
 
-def previous_target(session: Session, name: str, alias: str) -> Model | None:
-    """The model `name@alias` pointed at before its last move (None if it never pointed elsewhere)."""
-    last = session.scalars(
-        select(AliasEvent)
-        .where(AliasEvent.name == name, AliasEvent.alias == alias)
-        .order_by(AliasEvent.id.desc())
-    ).first()
-    if last is None or last.from_model_id is None:
+def previous_target(session: Session, name: str, alias: str, *, tenant: str = DEFAULT_TENANT) -> Model | None:
+    """The model the tenant's `name@alias` pointed at before its last move (None if nothing earlier)."""
+    last = alias_history(session, name, alias, tenant=tenant)[:1]
+    if not last or last[0].from_model_id is None:
         return None
-    return session.get(Model, last.from_model_id)
+    return session.get(Model, last[0].from_model_id)
 
 
-def find_version(session: Session, name: str, version: int) -> Model:
-    """Version `version` of `name`."""
-    model = session.scalar(select(Model).where(Model.name == name, Model.version == version))
+def find_version(session: Session, name: str, version: int, *, tenant: str = DEFAULT_TENANT) -> Model:
+    """Version `version` of the tenant's `name`."""
+    query = select(Model).where(Model.tenant == tenant, Model.name == name, Model.version == version)
+    model = session.scalar(query)
     if model is None:
         raise ModelNotFound(f"model {name!r} has no version {version}")
     return model
 
 
-def list_models(session: Session, *, name: str | None = None, limit: int = 100) -> Sequence[Model]:
-    """Models, newest first, optionally of one name."""
-    query = select(Model).order_by(Model.created_at.desc(), Model.version.desc()).limit(limit)
+def list_models(
+    session: Session, *, name: str | None = None, limit: int = 100, tenant: str = DEFAULT_TENANT
+) -> Sequence[Model]:
+    """The tenant's models, newest first, optionally of one name."""
+    query = select(Model).where(Model.tenant == tenant)
+    query = query.order_by(Model.created_at.desc(), Model.version.desc()).limit(limit)
     if name is not None:
         query = query.where(Model.name == name)
     return session.scalars(query).all()

@@ -111,3 +111,6 @@ class RetryingStorage:
 
     def check(self) -> None:
         self.inner.check()
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        return self.inner.presigned_url(key, seconds)

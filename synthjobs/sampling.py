@@ -36,9 +36,9 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
     }
 
 
-def create_sampling_job(session: Session, params: dict[str, Any]) -> tuple[Job, int]:
+def create_sampling_job(session: Session, params: dict[str, Any], *, tenant: str) -> tuple[Job, int]:
     """Add a QUEUED sampling job and its PENDING shards; the caller commits, then publishes the shards."""
-    job = jobs.create_job(session, JobKind.SAMPLE, params)
+    job = jobs.create_job(session, JobKind.SAMPLE, params, tenant=tenant)
     plan = plan_shards(params["counts"], params["shard_size"])
     shards.create_shards(session, job.id, plan)
     return job, len(plan)

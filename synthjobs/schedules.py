@@ -47,19 +47,26 @@ def add_schedule(session: Session, *, now: datetime | None = None, **fields: Any
     return schedule
 
 
-def get_schedule(session: Session, schedule_id: str) -> Schedule:
+def get_schedule(session: Session, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+    """The schedule with that id (of `tenant`, when given)."""
     schedule = session.get(Schedule, schedule_id)
-    if schedule is None:
+    if schedule is None or (tenant is not None and schedule.tenant != tenant):
         raise ScheduleNotFound(f"no schedule with id {schedule_id}")
     return schedule
 
 
-def list_schedules(session: Session) -> Sequence[Schedule]:
-    return session.scalars(select(Schedule).order_by(Schedule.created_at)).all()
+def list_schedules(session: Session, *, tenant: str) -> Sequence[Schedule]:
+    """A tenant's schedules."""
+    return session.scalars(
+        select(Schedule).where(Schedule.tenant == tenant).order_by(Schedule.created_at)
+    ).all()
 
 
-def list_runs(session: Session, schedule_id: str, limit: int = 100) -> Sequence[ScheduleRun]:
-    get_schedule(session, schedule_id)
+def list_runs(
+    session: Session, schedule_id: str, *, tenant: str | None = None, limit: int = 100
+) -> Sequence[ScheduleRun]:
+    """What each firing did, newest first."""
+    get_schedule(session, schedule_id, tenant=tenant)
     query = (
         select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id).order_by(ScheduleRun.due_at.desc())
     )
@@ -112,7 +119,7 @@ def _fire(url: str, schedule_id: str, now: datetime, fired_by: str) -> str | Non
                 "model_name": schedule.model_name,
                 "schedule": {"id": schedule.id, "run_id": run.id, "policy": schedule.policy},
             }
-            job = jobs.create_job(session, JobKind.TRAIN, params)
+            job = jobs.create_job(session, JobKind.TRAIN, params, tenant=schedule.tenant)
             jobs.add_event(
                 session, job.id, "scheduled", f"fired by schedule {schedule.name} for {due_at.isoformat()}"
             )

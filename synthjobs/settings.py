@@ -30,6 +30,20 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
 
     api_url: str = "http://127.0.0.1:8000"
+    api_token: SecretStr | None = Field(default=None, description="Bearer token the CLI and client send.")
+    admin_token: SecretStr | None = Field(default=None, description="Bootstrap token accepted by the API.")
+    admin_tenant: str = Field(default="default", description="Tenant the admin token acts as.")
+    max_concurrent_jobs: int = Field(default=1000, ge=1, description="Queued + running jobs per tenant.")
+    max_submits_per_minute: int = Field(
+        default=1200, ge=1, description="Job submissions per tenant per minute."
+    )
+    idempotency_hours: float = Field(default=48, ge=24, description="How long Idempotency-Keys are kept.")
+    signing_key: SecretStr | None = Field(
+        default=None, description="Signs download URLs the API streams itself; default: the admin token."
+    )
+    presign_seconds: int = Field(
+        default=300, ge=1, le=7 * 24 * 3600, description="Lifetime of download URLs."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -78,6 +78,10 @@ class Storage(Protocol):
         """Raise StorageError unless the store is reachable and writable (health check)."""
         ...
 
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        """A URL that downloads the object without credentials for `seconds`; None where unsupported."""
+        ...
+
 
 class LocalStorage:
     """A folder on disk; writes are atomic (temp file + rename), so readers never see half an object."""
@@ -126,6 +130,13 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        return None  # a folder has no URLs of its own: the API streams it
+
+    def path_of(self, key: str) -> Path:
+        """The file holding the object under `key` (for streaming it)."""
+        return self._path(key)
 
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         digest, size = hashlib.sha256(), 0
@@ -189,7 +200,10 @@ class S3Storage:
             endpoint_url=settings.s3_endpoint_url,
             region_name=settings.s3_region,
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                signature_version="s3v4",  # presigned URLs as MinIO and every AWS region accept them
             ),
             **credentials,
         )
@@ -245,6 +259,13 @@ class S3Storage:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
         except (BotoCoreError, ClientError) as exc:
             raise s3_error(f"could not read s3://{self.bucket}/{full}", exc) from exc
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)}, ExpiresIn=seconds
+            )
+        )
 
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         """Reads the object back and hashes it: what is stored, not what we meant to store."""

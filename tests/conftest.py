@@ -217,6 +217,7 @@ def start_stack(tmp_path: Path) -> Iterator[StackFactory]:
         env.update(S3_TEST_ENV)
         env.update({"SYNTHJOBS_HOME": str(home), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
         env["SYNTHJOBS_QUEUE"] = f"gpu-{uuid.uuid4().hex[:8]}"
+        env["SYNTHJOBS_ADMIN_TOKEN"] = f"admin-{uuid.uuid4().hex}"
         for key, value in {
             "SYNTHJOBS_DATABASE_URL": database_url,
             "SYNTHJOBS_BROKER_URL": broker_url,
@@ -229,7 +230,8 @@ def start_stack(tmp_path: Path) -> Iterator[StackFactory]:
         port = processes.free_port()
         api_url = f"http://127.0.0.1:{port}"
         api = processes.start_api(env, port, logs / "api.log")
-        stack = Stack(env=env, api_url=api_url, client=Client(api_url), logs=logs, api=api)
+        client = Client(api_url, token=env["SYNTHJOBS_ADMIN_TOKEN"])
+        stack = Stack(env=env, api_url=api_url, client=client, logs=logs, api=api)
         started.append(stack)
         try:
             processes.wait_for_api(api_url, api, timeout=60)

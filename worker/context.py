@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from synthjobs import jobs
 from synthjobs.db import session_scope
 from synthjobs.errors import JobFailure
-from synthjobs.models import JobState
+from synthjobs.models import DEFAULT_TENANT, JobState
 from synthjobs.retry import in_transaction
 from synthjobs.settings import Settings
 from synthjobs.storage import Storage
@@ -83,6 +83,7 @@ class JobContext:
     device: torch.device
     worker: str = "worker"
     attempt: int = 1
+    tenant: str = DEFAULT_TENANT
     max_runtime_seconds: float = float("inf")
     _started: float = field(default_factory=time.monotonic, repr=False)
     _last_write: float = field(default=0.0, repr=False)

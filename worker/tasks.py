@@ -88,7 +88,7 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
     if claimed is None:
         log.info("job %s is not claimable; this delivery does nothing", job_id)
         return
-    params, attempt = claimed
+    params, attempt, tenant = claimed
     ctx = JobContext(
         job_id,
         params,
@@ -97,6 +97,7 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
         select_device(settings.device),
         worker=worker,
         attempt=attempt,
+        tenant=tenant,
         max_runtime_seconds=float(params.get("max_runtime_seconds") or settings.max_runtime_seconds),
     )
     ctx.start_heartbeat()
@@ -125,11 +126,11 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
 
 def _claim(
     session: Session, job_id: str, worker: str, settings: Settings
-) -> tuple[dict[str, Any], int] | None:
+) -> tuple[dict[str, Any], int, str] | None:
     if not jobs.claim_job(session, job_id, worker, settings.lease_seconds, settings.max_attempts):
         return None
     job = jobs.get_job(session, job_id)
-    return dict(job.params), job.attempts
+    return dict(job.params), job.attempts, job.tenant
 
 
 def _hand_back(url: str, job_id: str, worker: str, settings: Settings) -> None:

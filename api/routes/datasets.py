@@ -6,11 +6,12 @@ import hashlib
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile, status
+from sqlalchemy.exc import IntegrityError
 
-from api.deps import SessionDep, SettingsDep, StorageDep
+from api.deps import IdempotencyDep, SessionDep, SettingsDep, StorageDep, TenantDep
 from api.schemas import DatasetOut
-from synthjobs import datasets
+from synthjobs import datasets, idempotency
 from synthjobs.models import Dataset
 from synthjobs.npzinfo import NpzError, check_dataset_arrays, read_npz_headers
 
@@ -34,6 +35,9 @@ def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
+    tenant: TenantDep,
+    idem: IdempotencyDep,
+    response: Response,
     name: Annotated[str | None, Form(pattern=NAME_PATTERN)] = None,
 ) -> Dataset:
     """Upload an .npz dataset (`images` uint8 N×H×W or N×H×W×C, `labels` int, optional `class_names`)."""
@@ -41,6 +45,12 @@ def upload_dataset(
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 65536:
         raise _too_large(settings.max_upload_bytes)
     size, digest = _measure(file, settings.max_upload_bytes)
+    idem.request_sha256 = idempotency.digest(
+        "upload", digest, name or ""
+    )  # the file, not the multipart framing
+    if (earlier := idem.replay(session, tenant)) is not None:
+        response.status_code = status.HTTP_200_OK
+        return datasets.get_dataset(session, earlier)
     try:
         images = check_dataset_arrays(read_npz_headers(file.file))
     except NpzError as exc:
@@ -50,9 +60,26 @@ def upload_dataset(
     uri = storage.put_stream(datasets.dataset_key(dataset_id), file.file)
     label = name or _safe_name(file.filename) or dataset_id
     dataset = datasets.add_dataset(
-        session, dataset_id=dataset_id, name=label, uri=uri, size=size, sha256=digest, images=images
+        session,
+        dataset_id=dataset_id,
+        name=label,
+        uri=uri,
+        size=size,
+        sha256=digest,
+        images=images,
+        tenant=tenant,
     )
-    session.commit()
+    try:
+        idem.remember(session, tenant, "dataset", dataset_id)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        storage.delete(datasets.dataset_key(dataset_id))
+        earlier = idem.replay(session, tenant)
+        if earlier is None:
+            raise
+        response.status_code = status.HTTP_200_OK
+        return datasets.get_dataset(session, earlier)
     return dataset
 
 
@@ -81,12 +108,12 @@ def _safe_name(filename: str | None) -> str | None:
 
 
 @router.get("", response_model=list[DatasetOut])
-def list_datasets(session: SessionDep) -> list[Dataset]:
-    """List uploaded datasets, newest first."""
-    return list(datasets.list_datasets(session))
+def list_datasets(session: SessionDep, tenant: TenantDep) -> list[Dataset]:
+    """List the tenant's uploaded datasets, newest first."""
+    return list(datasets.list_datasets(session, tenant=tenant))
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses={404: {"description": "No such dataset."}})
-def get_dataset(dataset_id: str, session: SessionDep) -> Dataset:
+def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> Dataset:
     """Read one uploaded dataset."""
-    return datasets.get_dataset(session, dataset_id)
+    return datasets.get_dataset(session, dataset_id, tenant=tenant)

@@ -1,13 +1,16 @@
-"""Submit, read and list jobs."""
+"""Submit, read, cancel and list a tenant's jobs."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from api.deps import SenderDep, SessionDep, SettingsDep
+from api.deps import IdempotencyDep, SenderDep, SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
 from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
 from synthjobs import datasets, jobs, shards
@@ -21,18 +24,120 @@ from synthjobs.settings import Settings
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 NOT_FOUND = {404: {"description": "No job with that id."}}
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key created."},
+    409: {"description": "The Idempotency-Key was used with a different request."},
+    422: {"description": "Invalid request, unknown model, dataset or class, or a limit exceeded."},
+    429: {"description": "Too many jobs in flight or submitted this minute; see Retry-After."},
+}
 
 
-@router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def submit_train(body: TrainRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep) -> JobOut:
+@router.post(
+    "/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=SUBMIT_RESPONSES
+)
+def submit_train(
+    body: TrainRequest,
+    response: Response,
+    session: SessionDep,
+    sender: SenderDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idem: IdempotencyDep,
+) -> JobOut:
     """Submit a training job."""
-    return _submit(session, sender, settings, JobKind.TRAIN, train_params(body, session, settings))
+    if (earlier := idem.replay(session, tenant)) is not None:
+        response.status_code = status.HTTP_200_OK
+        return job_out(jobs.get_job(session, earlier))
+    check_quota(session, tenant, settings)
+    params = train_params(body, session, settings, tenant)
+    job = jobs.create_job(session, JobKind.TRAIN, params, tenant=tenant)
+    if (earlier := _commit(session, idem, tenant, job.id)) is not None:
+        response.status_code = status.HTTP_200_OK
+        return job_out(jobs.get_job(session, earlier))
+    enqueue_job(sender, job.id, JobKind.TRAIN, settings)
+    return job_out(job)
 
 
-def train_params(body: TrainRequest, session: SessionDep, settings: Settings) -> dict[str, Any]:
+@router.post(
+    "/sample", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=SUBMIT_RESPONSES
+)
+def submit_sample(
+    body: SampleRequest,
+    response: Response,
+    session: SessionDep,
+    sender: SenderDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idem: IdempotencyDep,
+) -> JobOut:
+    """Submit a bulk-sampling job from a trained model (by id, name:version or name@alias)."""
+    if (earlier := idem.replay(session, tenant)) is not None:
+        response.status_code = status.HTTP_200_OK
+        return job_out(jobs.get_job(session, earlier))
+    check_quota(session, tenant, settings)
+    try:
+        model = resolve_model(session, body.model, tenant=tenant)
+    except ModelNotFound as exc:
+        raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
+    try:
+        params = sample_params(body.model_dump(), model, settings)
+    except InvalidRequest as exc:
+        raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
+    job, shard_total = create_sampling_job(session, params, tenant=tenant)
+    if (earlier := _commit(session, idem, tenant, job.id)) is not None:
+        response.status_code = status.HTTP_200_OK
+        return job_out(jobs.get_job(session, earlier))
+    enqueue_shards(sender, job.id, list(range(shard_total)), settings)
+    return job_out(job)
+
+
+def _commit(session: SessionDep, idem: IdempotencyDep, tenant: str, job_id: str) -> str | None:
+    """Commit the new job with its idempotency record (the row exists before any message names it).
+
+    Returns the id of the twin request's job when a concurrent request with the same key committed first.
+    """
+    try:
+        idem.remember(session, tenant, "job", job_id)
+        session.commit()
+        return None
+    except IntegrityError:
+        session.rollback()
+        earlier = idem.replay(session, tenant)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def check_quota(session: SessionDep, tenant: str, settings: Settings) -> None:
+    """429 with Retry-After when the tenant has too many jobs in flight or submitted too many this minute."""
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant == tenant, Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+    )
+    if (in_flight or 0) >= settings.max_concurrent_jobs:
+        raise HTTPException(
+            429,
+            f"{in_flight} jobs queued or running; the limit is {settings.max_concurrent_jobs}",
+            headers={"Retry-After": "30"},
+        )
+    recent = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant == tenant, Job.created_at > utcnow() - timedelta(minutes=1))
+    )
+    if (recent or 0) >= settings.max_submits_per_minute:
+        raise HTTPException(
+            429,
+            f"more than {settings.max_submits_per_minute} submissions in the last minute",
+            headers={"Retry-After": "60"},
+        )
+
+
+def train_params(body: TrainRequest, session: SessionDep, settings: Settings, tenant: str) -> dict[str, Any]:
     """A training job's params from its request; 422 past a limit or for data the workers may not read."""
     check_train_limits(body, settings)
-    spec = dataset_spec(body, session, settings)
+    spec = dataset_spec(body, session, settings, tenant)
     return {
         "model_name": body.model_name or default_model_name(spec),
         "dataset": spec,
@@ -41,7 +146,7 @@ def train_params(body: TrainRequest, session: SessionDep, settings: Settings) ->
     }
 
 
-def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings) -> dict[str, Any]:
+def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings, tenant: str) -> dict[str, Any]:
     """The request's dataset as a normalised spec; 422 for a path outside the data roots or an unknown id."""
     if isinstance(body.dataset, str):
         return {"kind": "builtin", "name": body.dataset}
@@ -58,7 +163,7 @@ def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings) ->
             raise HTTPException(422, field_error(("dataset", field), message))
     if spec["kind"] == "uploaded":
         try:
-            spec["uri"] = datasets.get_dataset(session, spec["id"]).uri
+            spec["uri"] = datasets.get_dataset(session, spec["id"], tenant=tenant).uri
         except DatasetNotFound as exc:
             raise HTTPException(422, field_error(("dataset", "id"), str(exc), "not_found")) from exc
     return spec
@@ -69,39 +174,6 @@ def default_model_name(spec: dict[str, Any]) -> str:
     if spec["kind"] in ("builtin", "torchvision"):
         return f"{spec['name'].lower()}-cvae"
     return f"{spec['kind'].replace('_', '-')}-cvae"
-
-
-@router.post(
-    "/sample",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobOut,
-    responses={422: {"description": "Invalid request, unknown model or class, or a limit exceeded."}},
-)
-def submit_sample(
-    body: SampleRequest, session: SessionDep, sender: SenderDep, settings: SettingsDep
-) -> JobOut:
-    """Submit a bulk-sampling job from a trained model."""
-    try:
-        model = resolve_model(session, body.model)
-    except ModelNotFound as exc:
-        raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
-    try:
-        params = sample_params(body.model_dump(), model, settings)
-    except InvalidRequest as exc:
-        raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
-    job, shard_total = create_sampling_job(session, params)
-    session.commit()  # the job and its shards exist before any message names them
-    enqueue_shards(sender, job.id, list(range(shard_total)), settings)
-    return job_out(job)
-
-
-def _submit(
-    session: SessionDep, sender: SenderDep, settings: Settings, kind: JobKind, params: dict[str, Any]
-) -> JobOut:
-    job = jobs.create_job(session, kind, params)
-    session.commit()  # the row exists before any message can name it
-    enqueue_job(sender, job.id, kind, settings)
-    return job_out(job)
 
 
 def check_train_limits(body: TrainRequest, settings: Settings) -> None:
@@ -120,9 +192,9 @@ def check_train_limits(body: TrainRequest, settings: Settings) -> None:
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep) -> JobOut:
+def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
     """Read a job's state, phase, progress, ETA, error and result (and a sampling job's shards)."""
-    job = job_out(jobs.get_job(session, job_id))
+    job = job_out(jobs.get_job(session, job_id, tenant=tenant))
     if job.kind == JobKind.SAMPLE.value:
         job.shards = [ShardOut.model_validate(s) for s in shards.list_shards(session, job_id)]
     return job
@@ -133,9 +205,9 @@ def get_job(job_id: str, session: SessionDep) -> JobOut:
     response_model=JobOut,
     responses={**NOT_FOUND, 409: {"description": "The job has already finished."}},
 )
-def cancel_job(job_id: str, session: SessionDep) -> JobOut:
+def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
     """Cancel a queued or running job; a running one stops at its next batch boundary."""
-    job = jobs.cancel_job(session, job_id)
+    job = jobs.cancel_job(session, job_id, tenant=tenant)
     session.commit()
     return job_out(job)
 
@@ -150,22 +222,25 @@ def job_out(job: Job) -> JobOut:
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
-def list_job_events(job_id: str, session: SessionDep) -> list[Any]:
+def list_job_events(job_id: str, session: SessionDep, tenant: TenantDep) -> list[Any]:
     """List what happened to a job, oldest first."""
-    return list(jobs.list_events(session, job_id))
+    return list(jobs.list_events(session, job_id, tenant=tenant))
 
 
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
+    tenant: TenantDep,
     state: JobState | None = None,
     kind: JobKind | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
-    """List jobs, newest first, optionally by state and kind."""
+    """List the tenant's jobs, newest first, optionally by state and kind."""
     try:
-        page, next_cursor = jobs.list_jobs(session, state=state, kind=kind, limit=limit, cursor=cursor)
+        page, next_cursor = jobs.list_jobs(
+            session, state=state, kind=kind, limit=limit, cursor=cursor, tenant=tenant
+        )
     except ValueError as exc:
         raise HTTPException(
             422, [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from api.deps import SessionDep
+from api.deps import SessionDep, TenantDep
 from api.errors import field_error
 from api.schemas import AliasEventOut, AliasOut, AliasRequest, ModelList, ModelOut
 from synthjobs import registry
@@ -29,29 +29,32 @@ def model_out(session: SessionDep, model: Model) -> ModelOut:
 @router.get("", response_model=ModelList)
 def list_models(
     session: SessionDep,
+    tenant: TenantDep,
     name: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ModelList:
     """List trained models, newest first, optionally of one name."""
-    models = registry.list_models(session, name=name, limit=limit)
+    models = registry.list_models(session, name=name, limit=limit, tenant=tenant)
     return ModelList(items=[model_out(session, m) for m in models])
 
 
 @router.get("/{model_id}", response_model=ModelOut, responses=NOT_FOUND)
-def get_model(model_id: str, session: SessionDep) -> ModelOut:
+def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelOut:
     """Read one model by id, `name:version` or `name@alias`: hyperparameters, metrics, checkpoint URI."""
-    return model_out(session, registry.resolve_model(session, model_id))
+    return model_out(session, registry.resolve_model(session, model_id, tenant=tenant))
 
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasOut, responses=NOT_FOUND)
-def set_alias(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep) -> AliasOut:
+def set_alias(
+    name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep, tenant: TenantDep
+) -> AliasOut:
     """Point an alias of a model name (e.g. `champion`) at one of its versions."""
     if (body.version is None) == (body.model_id is None):
         raise HTTPException(422, field_error(("version",), "give exactly one of version or model_id"))
     if body.version is not None:
-        model = registry.find_version(session, name, body.version)
+        model = registry.find_version(session, name, body.version, tenant=tenant)
     else:
-        model = registry.get_model(session, str(body.model_id))
+        model = registry.get_model(session, str(body.model_id), tenant=tenant)
     row = registry.set_alias(session, name, alias, model, actor="api", reason=body.reason)
     session.commit()
     return alias_out(row, model)
@@ -63,9 +66,9 @@ def set_alias(name: ModelName, alias: AliasName, body: AliasRequest, session: Se
     response_class=Response,
     responses=NOT_FOUND,
 )
-def delete_alias(name: ModelName, alias: AliasName, session: SessionDep) -> Response:
+def delete_alias(name: ModelName, alias: AliasName, session: SessionDep, tenant: TenantDep) -> Response:
     """Remove an alias; sampling jobs already submitted keep the model they were pinned to."""
-    registry.delete_alias(session, name, alias, actor="api")
+    registry.delete_alias(session, name, alias, tenant=tenant, actor="api")
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -75,9 +78,10 @@ def delete_alias(name: ModelName, alias: AliasName, session: SessionDep) -> Resp
     response_model=AliasOut,
     responses={**NOT_FOUND, 409: {"description": "The alias has no earlier version to go back to."}},
 )
-def roll_back_alias(name: ModelName, alias: AliasName, session: SessionDep) -> AliasOut:
+def roll_back_alias(name: ModelName, alias: AliasName, session: SessionDep, tenant: TenantDep) -> AliasOut:
     """Point an alias back at the version it pointed at before its last move."""
-    model = registry.previous_target(session, name, alias)
+    registry.resolve_model(session, f"{name}@{alias}", tenant=tenant)  # 404 unless the alias is set
+    model = registry.previous_target(session, name, alias, tenant=tenant)
     if model is None:
         raise HTTPException(409, f"{name}@{alias} has no earlier version to roll back to")
     row = registry.set_alias(session, name, alias, model, actor="api", reason="rollback")
@@ -86,9 +90,13 @@ def roll_back_alias(name: ModelName, alias: AliasName, session: SessionDep) -> A
 
 
 @router.get("/{name}/aliases/{alias}/history", response_model=list[AliasEventOut])
-def list_alias_history(name: ModelName, alias: AliasName, session: SessionDep) -> list[AliasEventOut]:
+def list_alias_history(
+    name: ModelName, alias: AliasName, session: SessionDep, tenant: TenantDep
+) -> list[AliasEventOut]:
     """Every move of an alias, newest first: from which model to which, by whom, why."""
-    return [AliasEventOut.model_validate(e) for e in registry.alias_history(session, name, alias)]
+    return [
+        AliasEventOut.model_validate(e) for e in registry.alias_history(session, name, alias, tenant=tenant)
+    ]
 
 
 def alias_out(row: ModelAlias, model: Model) -> AliasOut:

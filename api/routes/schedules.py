@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
 from api.routes.jobs import train_params
 from api.schemas import ScheduleOut, SchedulePatch, ScheduleRequest, ScheduleRunOut
@@ -27,18 +27,21 @@ def _check_cron(cron: str, timezone: str) -> None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
-def create_schedule(body: ScheduleRequest, session: SessionDep, settings: SettingsDep) -> Schedule:
+def create_schedule(
+    body: ScheduleRequest, session: SessionDep, settings: SettingsDep, tenant: TenantDep
+) -> Schedule:
     """Create a schedule; its first run is at the first due time from now."""
     _check_cron(body.cron, body.timezone)
-    if session.query(Schedule).filter_by(name=body.name).first() is not None:
+    if session.query(Schedule).filter_by(tenant=tenant, name=body.name).first() is not None:
         raise HTTPException(409, f"a schedule named {body.name!r} exists")
     schedule = schedules.add_schedule(
         session,
+        tenant=tenant,
         name=body.name,
         cron=body.cron,
         timezone=body.timezone,
         model_name=body.model_name,
-        train=train_params(body.train, session, settings),
+        train=train_params(body.train, session, settings, tenant),
         sample=body.sample.model_dump() if body.sample else None,
         policy=body.policy.model_dump(),
     )
@@ -47,27 +50,27 @@ def create_schedule(body: ScheduleRequest, session: SessionDep, settings: Settin
 
 
 @router.get("", response_model=list[ScheduleOut])
-def list_schedules(session: SessionDep) -> list[Schedule]:
-    """List schedules."""
-    return list(schedules.list_schedules(session))
+def list_schedules(session: SessionDep, tenant: TenantDep) -> list[Schedule]:
+    """List the tenant's schedules."""
+    return list(schedules.list_schedules(session, tenant=tenant))
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
-def get_schedule(schedule_id: str, session: SessionDep) -> Schedule:
+def get_schedule(schedule_id: str, session: SessionDep, tenant: TenantDep) -> Schedule:
     """Read one schedule with its next due time."""
-    return schedules.get_schedule(session, schedule_id)
+    return schedules.get_schedule(session, schedule_id, tenant=tenant)
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
 def update_schedule(
-    schedule_id: str, body: SchedulePatch, session: SessionDep, settings: SettingsDep
+    schedule_id: str, body: SchedulePatch, session: SessionDep, settings: SettingsDep, tenant: TenantDep
 ) -> Schedule:
     """Pause, resume, or change the cron, training spec, policy or follow-up of a schedule."""
-    schedule = schedules.get_schedule(session, schedule_id)
+    schedule = schedules.get_schedule(session, schedule_id, tenant=tenant)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     _check_cron(changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone))
     if body.train is not None:
-        schedule.train = train_params(body.train, session, settings)
+        schedule.train = train_params(body.train, session, settings, tenant)
     for field in ("cron", "timezone", "paused", "policy", "sample"):
         if field in changes:
             setattr(schedule, field, changes[field])
@@ -78,14 +81,14 @@ def update_schedule(
 
 
 @router.delete("/{schedule_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
-def delete_schedule(schedule_id: str, session: SessionDep) -> Response:
+def delete_schedule(schedule_id: str, session: SessionDep, tenant: TenantDep) -> Response:
     """Delete a schedule and its run history (jobs and models it made stay)."""
-    session.delete(schedules.get_schedule(session, schedule_id))
+    session.delete(schedules.get_schedule(session, schedule_id, tenant=tenant))
     session.commit()
     return Response(status_code=204)
 
 
 @router.get("/{schedule_id}/runs", response_model=list[ScheduleRunOut], responses=NOT_FOUND)
-def list_schedule_runs(schedule_id: str, session: SessionDep) -> list[Any]:
+def list_schedule_runs(schedule_id: str, session: SessionDep, tenant: TenantDep) -> list[Any]:
     """What each firing did, newest first: its job, and promoted / kept / skipped with the figures."""
-    return list(schedules.list_runs(session, schedule_id))
+    return list(schedules.list_runs(session, schedule_id, tenant=tenant))

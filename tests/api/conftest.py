@@ -31,16 +31,24 @@ def clean_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
+ADMIN_TOKEN = "test-admin-token"
+
+
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
     """Build a migrated app for Settings(home=<fresh folder>, **overrides) and a TestClient on it."""
     made: list[TestClient] = []
 
     def make(*, raise_server_exceptions: bool = True, **overrides: Any) -> TestClient:
+        overrides.setdefault("admin_token", ADMIN_TOKEN)
         settings = Settings(home=tmp_path / f"home{len(made)}", **overrides)
         settings.ensure_home()
         upgrade_database(settings.resolved_database_url())
-        client = TestClient(create_app(settings), raise_server_exceptions=raise_server_exceptions)
+        client = TestClient(
+            create_app(settings),
+            raise_server_exceptions=raise_server_exceptions,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         made.append(client)
         return client
 

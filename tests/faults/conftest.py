@@ -89,8 +89,10 @@ class RedisServer:
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)]
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.workdir / "redis.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.paused = False
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -158,7 +160,14 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 # --- The report -----------------------------------------------------------------------------------------
 
 REPORT_KEY = pytest.StashKey[list["ScenarioRow"]]()
-REPORT_COLUMNS = ("scenario", "submitted", "completed", "lost", "duplicated", "recover s", "result")
+REPORT_COLUMNS = ("scenario", "submitted", "completed", "lost", "duplicated", "recover s", "result", "note")
+REPORT_LEGEND = (
+    "submitted: jobs submitted under the fault (undisturbed reference runs not counted); "
+    "completed: ended as expected (SUCCEEDED, or FAILED where that is the point)",
+    "lost: did not end as expected (another final state, or never finished); "
+    "duplicated: extra model versions or finalizer runs",
+    "recover s: from the fault's injection to the last such job's finished_at",
+)
 
 
 @dataclass
@@ -172,6 +181,7 @@ class ScenarioRow:
     duplicated: int = 0
     recover_seconds: float | None = None
     result: str = "?"
+    note: str = ""
     expect: str = "SUCCEEDED"
     fault_at: datetime | None = None
     job_ids: list[str] = field(default_factory=list)
@@ -200,6 +210,7 @@ class ScenarioRow:
             str(self.duplicated),
             recover,
             self.result,
+            self.note,
         )
 
 
@@ -247,7 +258,10 @@ _CALL_OUTCOME = pytest.StashKey[str]()
 def scenario(
     request: pytest.FixtureRequest, fault_report: list[ScenarioRow], start_stack: Any
 ) -> Iterator[Callable[..., ScenarioRow]]:
-    """`scenario(name, stack)` → this test's report row; tallied before the stack is torn down."""
+    """`scenario(name, stack)` → this test's report row.
+
+    It asks for `start_stack` only to be torn down before it: the row is tallied from the live API.
+    """
     rows: list[ScenarioRow] = []
 
     def make(name: str, stack: Any, expect: str = "SUCCEEDED") -> ScenarioRow:
@@ -276,15 +290,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("fault injection: recovery report")
     for index, line in enumerate(table):
         cells = [
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            c.ljust(w) if i in (0, len(line) - 1) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
         ]
-        terminalreporter.write_line("  ".join(cells))
+        terminalreporter.write_line("  ".join(cells).rstrip())
         if index == 0:
             terminalreporter.write_line("  ".join("-" * w for w in widths))
-    terminalreporter.write_line(
-        "recover s: from the fault's injection to the last disturbed job's finished_at "
-        "(SUCCEEDED, or the expected FAILED)"
-    )
+    for line in REPORT_LEGEND:
+        terminalreporter.write_line(line)
 
 
 # --- Helpers shared by the scenario files ---------------------------------------------------------------
@@ -318,7 +331,16 @@ class FaultKit:
             if value:
                 return value
             time.sleep(0.05)
-        pytest.fail(f"timed out after {timeout}s waiting for {what}\n{stack.log_tail()}")
+        pytest.fail(f"timed out after {timeout}s waiting for {what}\n{FaultKit.tail(stack)}")
+
+    @staticmethod
+    def tail(stack: Any, lines: int = 40) -> str:
+        """The end of every process log, without the API's lines for the test's own polling."""
+        parts = []
+        for log in sorted(stack.logs.glob("*.log")):
+            text = [line for line in log.read_text(errors="replace").splitlines() if '"GET /v1/' not in line]
+            parts.append(f"--- {log.name}\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
 
     @staticmethod
     def epoch_of(job: dict[str, Any]) -> int:
@@ -339,7 +361,7 @@ class FaultKit:
     def succeeded(self, stack: Any, job_id: str, timeout: float = 90) -> dict[str, Any]:
         job = self.terminal(stack, job_id, timeout)
         assert job["state"] == "SUCCEEDED", (
-            f"job {job_id} ended {job['state']}: {job['error']}\n{stack.log_tail()}"
+            f"job {job_id} ended {job['state']}: {job['error']}\n{FaultKit.tail(stack)}"
         )
         return job
 
@@ -398,7 +420,7 @@ class FaultKit:
         """No job is left RUNNING or QUEUED."""
         for state in ("RUNNING", "QUEUED"):
             left = stack.client.list(state=state)["items"]
-            assert not left, f"jobs left {state}: {[j['id'] for j in left]}\n{stack.log_tail()}"
+            assert not left, f"jobs left {state}: {[j['id'] for j in left]}\n{FaultKit.tail(stack)}"
 
     @staticmethod
     def assert_one_version(stack: Any, name: str) -> dict[str, Any]:

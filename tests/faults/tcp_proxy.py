@@ -138,13 +138,14 @@ class TcpProxy:
         """Forward again (heals a blackhole; new connections after a reset go through)."""
         self.mode, self.delay_seconds = PASS, 0.0
 
-    def reset(self) -> None:
-        """RST every open connection now, and every new one until the mode changes."""
+    def reset(self) -> int:
+        """RST every open connection now, and every new one until the mode changes; returns how many."""
         self.mode = RESET
         with self._lock:
             links = list(self._links)
         for link in links:
             link.kill.set()
+        return len(links)
 
     def blackhole(self) -> None:
         """Accept but never forward or answer, until the mode changes."""

@@ -28,7 +28,7 @@ def _queued_messages(redis_server: Any, queue: str) -> int:
 
 
 def test_queued_jobs_whose_messages_died_with_redis_are_republished(
-    start_stack, postgres_url, private_redis, kit, scenario
+    postgres_url, private_redis, start_stack, kit, scenario
 ) -> None:
     stack = start_stack(
         database_url=postgres_url, broker_url=private_redis.url, workers=0, extra_env=kit.fast_recovery
@@ -41,12 +41,14 @@ def test_queued_jobs_whose_messages_died_with_redis_are_republished(
     row.inject()
     private_redis.restart()
     assert _queued_messages(private_redis, queue) == 0, "a restart without persistence loses the messages"
+    row.note = "2 messages lost with the restart"
     stack.start_worker()
 
     done = [kit.succeeded(stack, job["id"]) for job in jobs]
     for job in jobs:
         assert "republished" in kit.kinds(stack, job["id"])
     assert [d["attempts"] for d in done] == [1, 1]
+    assert [kit.kinds(stack, job["id"]).count("claimed") for job in jobs] == [1, 1]
     reference = kit.train(stack, 40, "f4-reference")
     for finished, name in zip(done, names, strict=True):
         kit.assert_same_training(finished, reference)
@@ -55,7 +57,7 @@ def test_queued_jobs_whose_messages_died_with_redis_are_republished(
 
 
 def test_job_committed_while_the_broker_refuses_is_accepted_and_completes_later(
-    start_stack, postgres_url, private_redis, tcp_proxy, kit, scenario
+    postgres_url, private_redis, tcp_proxy, start_stack, kit, scenario
 ) -> None:
     proxy = tcp_proxy("127.0.0.1", private_redis.port)
     broker = f"redis://127.0.0.1:{proxy.port}/0"
@@ -65,7 +67,8 @@ def test_job_committed_while_the_broker_refuses_is_accepted_and_completes_later(
     row.inject()
     proxy.reset()
     status, job, took = kit.post_timed(stack.api_url, "/v1/jobs/train", kit.train_body(40, "f5-unsent"), 30)
-    assert status == 202, (status, job, stack.log_tail())
+    row.note = f"POST answered {status} in {took:.2f}s"
+    assert status == 202, (status, job, kit.tail(stack))
     assert took < ANSWER_WITHIN, f"POST took {took:.1f}s with the broker down"
     row.track(job, "f5-unsent")
     assert job["state"] == "QUEUED"
@@ -83,7 +86,7 @@ def test_job_committed_while_the_broker_refuses_is_accepted_and_completes_later(
 
 
 def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
-    start_stack, postgres_url, private_redis, kit, scenario
+    postgres_url, private_redis, start_stack, kit, scenario
 ) -> None:
     stack = start_stack(database_url=postgres_url, broker_url=private_redis.url, extra_env=kit.fast_recovery)
     kit.worker_ready(stack, 0)
@@ -106,6 +109,8 @@ def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
     finally:
         private_redis.resume()
 
+    statuses = sorted(str(status) for status, _, _ in answers)
+    row.note = f"POSTs {' '.join(statuses)}, slowest {max(took for _, _, took in answers):.1f}s"
     accepted = []
     for name, (status, body, took) in zip(names, answers, strict=True):
         assert status is not None, f"{name}: the POST hung: {body}"
@@ -118,6 +123,9 @@ def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
             assert "broker" in str(body).lower(), f"a 503 must say what is down: {body}"
 
     done = [(kit.succeeded(stack, job["id"], timeout=120), name) for job, name in accepted]
+    for finished, _ in done:
+        assert finished["attempts"] == 1, "republished messages must not run a job twice"
+        assert kit.kinds(stack, finished["id"]).count("claimed") == 1
     reference = kit.train(stack, 30, "f10-reference")
     for finished, name in done:
         kit.assert_same_training(finished, reference)

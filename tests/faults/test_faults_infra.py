@@ -15,7 +15,7 @@ SQL_OUTAGE_SECONDS = 2
 
 
 def test_s3_down_mid_upload_is_retried_and_the_manifest_matches(
-    start_stack, postgres_url, redis_url, s3_endpoint, s3_bucket, s3_client, tcp_proxy, kit, scenario
+    postgres_url, redis_url, s3_endpoint, s3_bucket, s3_client, tcp_proxy, start_stack, kit, scenario
 ) -> None:
     moto = urlparse(s3_endpoint)
     proxy = tcp_proxy("127.0.0.1", int(moto.port or 80))
@@ -36,8 +36,10 @@ def test_s3_down_mid_upload_is_retried_and_the_manifest_matches(
 
     kit.wait_for(lambda: shards_done() >= 3, stack, what="3 shards written")
     row.inject()
-    proxy.reset()
-    assert shards_done() < 60, "the outage must land while shards are in flight"
+    dropped = proxy.reset()
+    done_at_reset = shards_done()
+    row.note = f"{dropped} connections reset with {done_at_reset}/60 shards done"
+    assert done_at_reset < 60, "the outage must land while shards are in flight"
     time.sleep(S3_OUTAGE_SECONDS)
     proxy.pass_()
 
@@ -54,7 +56,7 @@ def test_s3_down_mid_upload_is_retried_and_the_manifest_matches(
 
 
 def test_sql_connections_dropped_mid_training_are_retried_and_the_job_completes(
-    start_stack, postgres_url, redis_url, tcp_proxy, kit, scenario
+    postgres_url, redis_url, tcp_proxy, start_stack, kit, scenario
 ) -> None:
     url = make_url(postgres_url)
     proxy = tcp_proxy(url.host or "127.0.0.1", url.port or 5432)
@@ -66,11 +68,15 @@ def test_sql_connections_dropped_mid_training_are_retried_and_the_job_completes(
     job = row.track(stack.client.submit_train(kit.train_body(200, "f7-sql")), "f7-sql")
     kit.wait_for(lambda: kit.epoch_of(stack.client.get(job["id"])) >= 30, stack, what="epoch 30")
     row.inject()
-    proxy.reset()
+    dropped = proxy.reset()
+    row.note = f"{dropped} connections reset at epoch {kit.epoch_of(stack.client.get(job['id']))}"
+    assert dropped >= 1, "the worker holds pooled connections; the reset must cut them"
     time.sleep(SQL_OUTAGE_SECONDS)
     proxy.pass_()
 
     done = kit.succeeded(stack, job["id"], timeout=120)
+    row.note += f", attempts {done['attempts']}"
+    assert done["attempts"] == 1, "retried in the worker, not requeued after the lease expired"
     reference = kit.train(stack, 200, "f7-reference")
     kit.assert_same_training(done, reference)
     kit.assert_one_version(stack, "f7-sql")

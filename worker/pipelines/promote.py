@@ -48,7 +48,7 @@ def figures(
 def champion_of(ctx: JobContext, name: str, exclude: str) -> Model | None:
     with session_scope(ctx.database_url) as session:
         try:
-            model = registry.resolve_model(session, f"{name}@{CHAMPION}")
+            model = registry.resolve_model(session, f"{name}@{CHAMPION}", tenant=ctx.tenant)
         except registry.ModelNotFound:
             return None
         session.expunge(model)
@@ -122,5 +122,5 @@ def _follow_up(
     except InvalidRequest as exc:
         ctx.event("follow-up", f"follow-up sampling not submitted: {exc}")
         return None
-    job, shard_total = create_sampling_job(session, params)
+    job, shard_total = create_sampling_job(session, params, tenant=ctx.tenant)
     return job.id, shard_total

@@ -271,6 +271,7 @@ def _store(
             hyperparameters=cfg.to_dict(),
             metrics=summary,
             dataset=dataset,
+            tenant=ctx.tenant,
         )
         name, version = model.name, model.version
     return {"model_id": model_id, "model_name": name, "model_version": version, **uris, "metrics": summary}

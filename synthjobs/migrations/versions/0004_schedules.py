@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "schedules",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("name", sa.String(100), nullable=False, unique=True),
+        sa.Column("name", sa.String(100), nullable=False),
         sa.Column("cron", sa.String(200), nullable=False),
         sa.Column("timezone", sa.String(64), nullable=False),
         sa.Column("model_name", sa.String(100), nullable=False),
