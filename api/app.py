@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import artifacts, datasets, health, jobs, models, schedules
+from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
 from synthjobs import __version__
+from synthjobs.logs import configure_logging, secrets_of
 from synthjobs.queue import make_sender
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
@@ -25,7 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
     settings.ensure_home()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(secrets=secrets_of(settings))
     app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
     app.state.sender = make_sender(settings)
@@ -37,4 +36,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(schedules.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

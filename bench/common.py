@@ -52,13 +52,14 @@ def stack_env(
     s3_endpoint: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of every process of one stack: its own home, queue and URLs, `threads` threads."""
+    """The environment of every process of one stack: its own home, queue, URLs and admin token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHJOBS_")}
     env.update(
         {
             "SYNTHJOBS_HOME": str(home),
             "SYNTHJOBS_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
             "SYNTHJOBS_DEVICE": device,
+            "SYNTHJOBS_ADMIN_TOKEN": f"bench-{uuid.uuid4().hex}",
             "SYNTHJOBS_TORCH_THREADS": str(threads),
             "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads),
@@ -136,7 +137,8 @@ def start_stack(home: Path, workers: int = 1, **env_options: Any) -> Stack:
     port = processes.free_port()
     api_url = f"http://127.0.0.1:{port}"
     api = processes.start_api(env, port, home / "logs" / "api.log")
-    stack = Stack(home=home, env=env, api_url=api_url, client=Client(api_url, timeout=120), api=api)
+    client = Client(api_url, token=env["SYNTHJOBS_ADMIN_TOKEN"], timeout=120)
+    stack = Stack(home=home, env=env, api_url=api_url, client=client, api=api)
     try:
         processes.wait_for_api(api_url, api, timeout=90)
         for _ in range(workers):
@@ -188,10 +190,16 @@ def tail(path: Path, lines: int = 40) -> str:
 # --- jobs -----------------------------------------------------------------------------------------------
 
 
-def wait_job(stack: Stack, job_id: str, timeout: float = 3600) -> dict[str, Any]:
-    """Wait for a job to succeed; RuntimeError with the worker logs otherwise."""
+def wait_job(stack: Stack, job_id: str, timeout: float = 3600, queued_timeout: float = 120) -> dict[str, Any]:
+    """Wait for a job to succeed; RuntimeError with the logs if it fails, stays QUEUED or runs too long."""
+    submitted = time.monotonic()
+
+    def check(job: dict[str, Any]) -> None:
+        if job["state"] == "QUEUED" and time.monotonic() - submitted > queued_timeout:
+            raise RuntimeError(f"still QUEUED after {queued_timeout:.0f}s: no worker could claim it")
+
     try:
-        return stack.client.wait(job_id, timeout=timeout, poll=0.2, max_poll=1.0)
+        return stack.client.wait(job_id, timeout=timeout, on_progress=check, poll=0.2, max_poll=1.0)
     except Exception as exc:
         logs = "\n".join(f"--- {p.name}\n{tail(p)}" for p in sorted(stack.logs.glob("*.log")))
         raise RuntimeError(f"job {job_id} did not succeed: {exc}\n{logs}") from exc

@@ -32,7 +32,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings both sides use; see README "Reliability" for why each is set."""
     broker_url = settings.resolved_broker_url()
     transport_options: dict[str, Any] = {}
-    if broker_url.startswith(("redis://", "rediss://")):
+    redis = broker_url.startswith(("redis://", "rediss://"))
+    if redis:
         # Redis redelivers an unacked (late-ack) task after this many seconds: it must exceed the longest job.
         transport_options["visibility_timeout"] = settings.visibility_timeout
         transport_options["socket_connect_timeout"] = settings.enqueue_timeout
@@ -54,8 +55,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {name: {"queue": settings.queue} for name in ALL_TASKS},
         "task_serializer": "json",
         "accept_content": ["json"],
-        "worker_send_task_events": False,
-        "task_send_sent_event": False,
+        # Task events feed Flower; only on Redis (the embedded SQLite broker has no fanout for them).
+        "worker_send_task_events": redis,
+        "task_send_sent_event": redis,
         "enable_utc": True,
     }
 

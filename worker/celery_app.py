@@ -10,8 +10,9 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
 
+from synthjobs.logs import configure_logging, secrets_of
 from synthjobs.queue import celery_config
 from synthjobs.settings import get_settings
 
@@ -19,6 +20,12 @@ log = logging.getLogger(__name__)
 
 app = Celery("synthjobs-worker", include=["worker.tasks"])
 app.conf.update(celery_config(get_settings()))
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """JSON lines with job id, task id and attempt when not on a terminal; secrets redacted."""
+    configure_logging(loglevel or "INFO", secrets=secrets_of(get_settings()))
 
 
 @worker_process_init.connect

@@ -12,11 +12,13 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from celery import current_task
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
 from synthjobs import jobs, schedules, shards
 from synthjobs.errors import InvalidTransition, JobFailure, ModelNotFound, ObjectNotFound
+from synthjobs.logs import log_context
 from synthjobs.models import JobKind, JobShard, JobState
 from synthjobs.queue import (
     FINALIZE_TASK,
@@ -89,6 +91,24 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
         log.info("job %s is not claimable; this delivery does nothing", job_id)
         return
     params, attempt, tenant = claimed
+    with log_context(job_id=job_id, task_id=_task_id(), attempt=attempt, worker=worker):
+        _run_claimed(job_id, pipeline, settings, worker, params, attempt, tenant)
+
+
+def _task_id() -> str | None:
+    return getattr(current_task.request, "id", None) if current_task else None
+
+
+def _run_claimed(
+    job_id: str,
+    pipeline: Pipeline,
+    settings: Settings,
+    worker: str,
+    params: dict[str, Any],
+    attempt: int,
+    tenant: str,
+) -> None:
+    url = settings.resolved_database_url()
     ctx = JobContext(
         job_id,
         params,
@@ -173,6 +193,12 @@ def sample_shard(job_id: str, shard: int) -> None:
         log.info("shard %s of job %s is not claimable; this delivery does nothing", shard, job_id)
         return
     row, params = claimed
+    with log_context(job_id=job_id, shard=shard, task_id=_task_id(), attempt=row.attempts, worker=worker):
+        _run_shard(row, params, settings, worker)
+
+
+def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker: str) -> None:
+    job_id, shard, url = row.job_id, row.index, settings.resolved_database_url()
     storage, device = RetryingStorage(open_storage(settings)), select_device(settings.device)
     lease = LeaseKeeper(
         settings, lambda s: shards.renew_shard_lease(s, job_id, shard, worker, settings.lease_seconds)
@@ -236,6 +262,11 @@ def finalize_sample(job_id: str) -> None:
     claim = lambda s: shards.claim_finalizer(s, job_id, worker, settings.lease_seconds)  # noqa: E731
     if not in_transaction(url, claim, what=f"claiming the finalizer of {job_id}"):
         return
+    with log_context(job_id=job_id, task_id=_task_id(), worker=worker):
+        _finalize(job_id, settings, url)
+
+
+def _finalize(job_id: str, settings: Settings, url: str) -> None:
     storage = RetryingStorage(open_storage(settings))
     try:
         result = sample_pipeline.finalize(job_id, settings, storage, select_device(settings.device))
