@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.limits import BodyLimits
 from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
 from synthjobs import __version__
 from synthjobs.logs import configure_logging, secrets_of
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sender = make_sender(settings)
     app.state.storage = open_storage(settings)
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits, max_json_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(models.router)

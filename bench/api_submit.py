@@ -97,6 +97,7 @@ class Point:
     latencies: list[float] = field(default_factory=list)  # seconds, accepted (202) requests only
     errors: Counter[str] = field(default_factory=Counter)
     cpu_seconds: float = 0.0  # the server process's CPU over the whole point, warm-up included
+    client_cpu_seconds: float = 0.0  # the load generator's (this process's) CPU over the point
     requests: int = 0  # every request the point sent, warm-up included
 
     def merge(self, other: Point) -> None:
@@ -105,6 +106,7 @@ class Point:
         self.errors.update(other.errors)
         self.cpu_seconds += other.cpu_seconds
         self.requests += other.requests
+        self.client_cpu_seconds += other.client_cpu_seconds
 
     @property
     def rate(self) -> float:
@@ -167,9 +169,10 @@ def measure(
     url: str, pid: int, concurrency: int, args: argparse.Namespace, headers: dict[str, str], side: str
 ) -> Point:
     """One point against one server, with the server's CPU seconds over it."""
-    cpu_before = common.cpu_seconds(pid)
+    cpu_before, client_before = common.cpu_seconds(pid), time.process_time()
     point = asyncio.run(drive(url, concurrency, args, headers, side))
     point.cpu_seconds = common.cpu_seconds(pid) - cpu_before
+    point.client_cpu_seconds = time.process_time() - client_before
     return point
 
 
@@ -288,7 +291,9 @@ def run_load(args: argparse.Namespace, home: Path, database_url: str, redis_url:
                     results.setdefault((side, concurrency), Point(side, concurrency)).merge(point)
                     print(
                         f"  {side:>7} c={concurrency:<3} round {round_ + 1}: {point.rate:8.1f}/s "
-                        f"p50 {common.fmt(point.percentile_ms(0.5))} ms, errors {dict(point.errors) or 0}",
+                        f"p50 {common.fmt(point.percentile_ms(0.5))} ms, errors {dict(point.errors) or 0}; "
+                        f"CPU ms/request: server {common.fmt(point.cpu_ms_per_request)}, load generator "
+                        f"{common.fmt(1000 * point.client_cpu_seconds / max(point.requests, 1))}",
                         flush=True,
                     )
     finally:

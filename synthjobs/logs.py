@@ -197,8 +197,9 @@ def secrets_of(settings: Settings) -> list[str]:
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
-            values.append(value.get_secret_value())
-        elif isinstance(value, str) and "://" in value:
+            value = value.get_secret_value()
+            values.append(value)
+        if isinstance(value, str) and "://" in value:
             values.extend(_url_passwords(value))
     values.extend(os.environ.get(name, "") for name in SECRET_ENV_VARS)
     return [value for value in values if value]

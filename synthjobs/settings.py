@@ -21,8 +21,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNTHJOBS_", extra="ignore")
 
     home: Path = Field(default=Path(".synthjobs"), description="Root of the embedded default's files.")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under home.")
-    broker_url: str | None = Field(default=None, description="Celery broker; default SQLite under home.")
+    # URLs can carry passwords: kept as SecretStr so they never show in a repr, a log line or an error page.
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite under home."
+    )
+    broker_url: SecretStr | None = Field(
+        default=None, description="Celery broker; default SQLite under home."
+    )
     storage_url: str | None = Field(default=None, description="s3://bucket/prefix or file:///path.")
     s3_endpoint_url: str | None = Field(default=None, description="MinIO or any S3-compatible endpoint.")
     s3_region: str = "us-east-1"
@@ -77,6 +82,7 @@ class Settings(BaseSettings):
     tick_interval: float = Field(
         default=15, gt=0, description="Seconds between schedule ticks (synthjobs beat)."
     )
+    max_request_bytes: int = Field(default=1 << 20, ge=1024, description="Largest JSON request body (413).")
     max_upload_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload accepted.")
 
     max_epochs: int = 1000
@@ -90,11 +96,15 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         """The jobs database; an SQLite file under home when unset."""
-        return self.database_url or f"sqlite:///{self.home.resolve() / 'synthjobs.db'}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home.resolve() / 'synthjobs.db'}"
 
     def resolved_broker_url(self) -> str:
         """The Celery broker; kombu's SQLAlchemy transport on SQLite when unset (no server needed)."""
-        return self.broker_url or f"sqla+sqlite:///{self.home.resolve() / 'broker.db'}"
+        if self.broker_url is not None:
+            return self.broker_url.get_secret_value()
+        return f"sqla+sqlite:///{self.home.resolve() / 'broker.db'}"
 
     def resolved_storage_url(self) -> str:
         """Where outputs go; a folder under home when unset."""

@@ -8,7 +8,6 @@ an undisturbed run would. Each appends a row to a session-wide report printed at
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import signal
@@ -89,7 +88,7 @@ class RedisServer:
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)]
-        with open(self.workdir / "redis.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        with open(self.workdir / "redis.log", "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
@@ -452,12 +451,14 @@ class FaultKit:
 
     @staticmethod
     def post_timed(
-        base_url: str, path: str, body: dict[str, Any], timeout: float
+        stack: Any, path: str, body: dict[str, Any], timeout: float
     ) -> tuple[int | None, Any, float]:
-        """POST once with its own client: (status or None on a client timeout, body, seconds taken)."""
+        """POST once with a client of its own: (status, or None on a client timeout; body; seconds taken)."""
+        token = stack.env.get("SYNTHJOBS_ADMIN_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         started = time.monotonic()
         try:
-            response = httpx.post(base_url + path, json=body, timeout=timeout)
+            response = httpx.post(stack.api_url + path, json=body, headers=headers, timeout=timeout)
         except httpx.TimeoutException as exc:
             return None, f"no answer in {timeout}s: {exc}", time.monotonic() - started
         try:
@@ -465,14 +466,6 @@ class FaultKit:
         except ValueError:
             payload = response.text
         return response.status_code, payload, time.monotonic() - started
-
-    @staticmethod
-    def npz_bytes(**arrays: Any) -> bytes:
-        import numpy as np
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
 
 
 @pytest.fixture
