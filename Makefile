@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # 2 threads measured 2-27x slower than 1 on the 2-vCPU CI machines (OpenMP spin-waiting).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test lint unit integration faults install clean
+.PHONY: demo test lint audit unit integration faults install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/bandit -q -r synthjobs api worker training -ll
+
+# Known vulnerabilities in the installed dependencies (needs the advisory service: PyPI's JSON API).
+audit: $(STAMP)
+	$(BIN)/pip-audit --progress-spinner off --strict
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration and not faults"

@@ -259,12 +259,16 @@ def _redis_depth(url: str, queue: str, timeout: float) -> int:
     return sum(int(length) for length in pipe.execute())
 
 
+# kombu's own table names; the queue name is a bound parameter.
+_SQLA_DEPTH = (
+    "SELECT COUNT(*) FROM kombu_message m JOIN kombu_queue q ON m.queue_id = q.id "
+    "WHERE q.name = :queue AND m.visible = :visible"
+)
+
+
 def _sqla_depth(url: str, queue: str, timeout: float) -> int:
     engine = _broker_engine(url, timeout)
-    query = text(
-        f"SELECT COUNT(*) FROM {KOMBU_MESSAGE_TABLE} m JOIN {KOMBU_QUEUE_TABLE} q ON m.queue_id = q.id "
-        "WHERE q.name = :queue AND m.visible = :visible"
-    ).bindparams(queue=queue, visible=True)
+    query = text(_SQLA_DEPTH).bindparams(queue=queue, visible=True)
     try:
         with engine.connect() as connection:
             return int(connection.scalar(query) or 0)
