@@ -276,6 +276,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the machine has been busy since boot, steal (time the hypervisor took) included."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process, all threads (e.g. moto's S3 server), children excluded."""
+    times = os.times()
+    return times.user + times.system
+
+
+class OtherLoad:
+    """Cores kept busy by processes other than the measured ones, while a measurement runs.
+
+    `own` returns the CPU seconds of everything the benchmark runs (workers, API, this process); what the
+    machine was busy beyond that, per second of the window, is load from elsewhere (other users' jobs, the
+    hypervisor's steal). On a 2-vCPU machine anything near 1 means the figure was taken on a shared core.
+    """
+
+    def __init__(self, own: Callable[[], float]) -> None:
+        self.own = own
+        self.started, self.busy, self.mine = time.monotonic(), busy_cpu_seconds(), own()
+
+    def cores(self) -> float:
+        elapsed = time.monotonic() - self.started
+        other = (busy_cpu_seconds() - self.busy) - (self.own() - self.mine)
+        return max(0.0, other / elapsed) if elapsed > 0 else float("nan")
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of a live process (all its threads' children)."""
     children: list[int] = []

@@ -33,6 +33,7 @@ def run(*, epochs: int, per_class: int, seed: int) -> int:
     print(f"                broker   {settings.resolved_broker_url()}")
     print(f"                storage  {settings.resolved_storage_url()}")
     print(f"                logs     {logs}/")
+    print(f"                token    {settings.home.resolve() / 'api-token'} (made by the API; the CLI reads it)")
     api = processes.start_api(env, port, logs / "api.log")
     worker = None
     try:
@@ -74,6 +75,7 @@ def _print_summary(trained: dict[str, Any], sampled: dict[str, Any], seconds: fl
     print(f"model          {trained['model_name']}:{trained['model_version']} (id {trained['model_id']})")
     print(f"held-out loss  {metrics['heldout_neg_elbo']:.2f} nats/image (negative ELBO)")
     print(f"cond. accuracy {metrics['conditional_accuracy']:.1%} at training; {quality:.1%} on this sample")
+    print(f"TSTR           {metrics['tstr']:.1%} (trained only on generated digits, tested on real ones)")
     print(f"samples        {sampled['total']} ({per_class})")
     print(f"checkpoint     {_as_path(trained['checkpoint_uri'])}")
     print(f"shards         {', '.join(_as_path(u) for u in sampled['output_uris'])}")
