@@ -33,7 +33,8 @@ def run(*, epochs: int, per_class: int, seed: int) -> int:
     print(f"                broker   {settings.resolved_broker_url()}")
     print(f"                storage  {settings.resolved_storage_url()}")
     print(f"                logs     {logs}/")
-    print(f"                token    {settings.home.resolve() / 'api-token'} (made by the API; the CLI reads it)")
+    token_file = settings.home.resolve() / "api-token"
+    print(f"                token    {token_file} (made by the API; the CLI reads it)")
     api = processes.start_api(env, port, logs / "api.log")
     worker = None
     try:
