@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -80,8 +81,9 @@ class ImageFolderDataset(Request):
     @field_validator("url")
     @classmethod
     def _safe_url(cls, value: str) -> str:
-        if "\x00" in value or ".." in value.split("/") or "%2e%2e" in value.lower():
-            raise ValueError("must not contain '..' or NUL bytes")
+        decoded = unquote(value)
+        if "\x00" in decoded or ".." in decoded.split("/"):
+            raise ValueError("must not contain '..' (encoded or not) or NUL bytes")
         return value
 
 

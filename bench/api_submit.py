@@ -13,16 +13,20 @@ before and after), with no Celery worker, so every message stays queued:
 
 One load generator drives both in the same run: asyncio with N tasks sharing one `httpx.AsyncClient` (keep-
 alive, N connections, loopback only), each sending one request at a time. Per point it runs a warm-up, then
-counts the requests that complete inside the measured window (bounded by --duration and --max-requests);
-latency is per request as the client sees it. Every request carries `Authorization: Bearer <admin token>`
+counts the requests that complete inside the measured window (bounded by --duration and --max-requests).
+With no worker, queued jobs pile up; each point starts on an empty `jobs` table (TRUNCATE) unless
+--keep-rows, so that concurrency and table size are not confounded. Latency is per request as the
+client sees it. Every request carries `Authorization: Bearer <admin token>`
 (the processes get the token as `SYNTHJOBS_ADMIN_TOKEN`) and the processes get per-tenant quotas high enough
 never to refuse the load. Server CPU per submit (from /proc) is printed beside the rates: on a busy 2-vCPU
 machine it moves less than the rates do.
 
 Then one submission is profiled in this process, on the same database and Redis: the route function is
 called directly (a fresh session from `api.deps.get_session`, the body validated as FastAPI does, the
-response model built and serialised), its collaborators are wrapped to split the time into phases, and
-pyinstrument (or cProfile when it is absent) shows the top contributors. Prints only; asserts nothing.
+response model built and serialised) with its collaborators wrapped to split the time into phases; the whole
+request goes through the ASGI app (no server), with the thread pool and with it inlined (so a profiler on
+this thread sees everything), for the real and the minimal app; then pyinstrument's call tree (when it is
+installed) and cProfile's own time by package. Prints only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ def parse_args() -> argparse.Namespace:
         "--admin-token", default="bench-admin-token", help="SYNTHJOBS_ADMIN_TOKEN of the processes"
     )
     p.add_argument("--idempotency-keys", action="store_true", help="send a fresh Idempotency-Key per POST")
+    p.add_argument(
+        "--keep-rows",
+        action="store_true",
+        help="let queued jobs pile up across points (default: TRUNCATE jobs before each point)",
+    )
     p.add_argument("--profile-submits", type=int, default=500, help="submissions profiled in-process")
     p.add_argument("--skip-profile", action="store_true")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and say where")
@@ -239,12 +248,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise RuntimeError(f"{url} not ready after {timeout}s:\n{common.tail(log)}")
 
 
-def count_rows(database_url: str) -> int:
+def empty_ledger(database_url: str) -> int:
+    """TRUNCATE jobs (and what references them), so the next point starts as the first; returns the rows."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
-    with engine.connect() as connection:
+    with engine.begin() as connection:
         rows = int(connection.execute(text("SELECT count(*) FROM jobs")).scalar_one())
+        connection.execute(text("TRUNCATE TABLE jobs CASCADE"))
     engine.dispose()
     return rows
 
@@ -272,13 +283,14 @@ def run_load(args: argparse.Namespace, home: Path, database_url: str, redis_url:
     }
     env = common.stack_env(home, database_url=database_url, broker_url=redis_url, extra=extra)
     minimal_env = {**env, "SYNTHJOBS_QUEUE": env["SYNTHJOBS_QUEUE"] + "-minimal"}
-    real_url = f"http://127.0.0.1:{processes.free_port()}"
-    minimal_url = f"http://127.0.0.1:{processes.free_port()}"
-    real = processes.start_api(env, int(real_url.rsplit(":", 1)[1]), logs / "api.log")
-    minimal = start_minimal(minimal_env, int(minimal_url.rsplit(":", 1)[1]), logs / "minimal.log")
+    real_port, minimal_port = processes.free_port(), processes.free_port()
+    real_url, minimal_url = f"http://127.0.0.1:{real_port}", f"http://127.0.0.1:{minimal_port}"
+    real = processes.start_api(env, real_port, logs / "api.log")
+    minimal = start_minimal(minimal_env, minimal_port, logs / "minimal.log")
     headers = {"Authorization": f"Bearer {args.admin_token}"}
     sides = {"real": (real_url, real.pid), "minimal": (minimal_url, minimal.pid)}
     results: dict[tuple[str, int], Point] = {}
+    rows = 0
     try:
         processes.wait_for_api(real_url, real, timeout=90)
         wait_ready(minimal_url, minimal, logs / "minimal.log")
@@ -287,6 +299,8 @@ def run_load(args: argparse.Namespace, home: Path, database_url: str, redis_url:
                 order = ["real", "minimal"] if round_ % 2 == 0 else ["minimal", "real"]
                 for side in order:
                     url, pid = sides[side]
+                    if not args.keep_rows:
+                        rows += empty_ledger(database_url)
                     point = measure(url, pid, concurrency, args, headers, side)
                     results.setdefault((side, concurrency), Point(side, concurrency)).merge(point)
                     print(
@@ -301,7 +315,7 @@ def run_load(args: argparse.Namespace, home: Path, database_url: str, redis_url:
         processes.stop(minimal)
     print_load_table(args, results)
     print(
-        f"sanity: {count_rows(database_url):,} job rows in SQL; messages queued in Redis: "
+        f"sanity: {rows + empty_ledger(database_url):,} job rows written to SQL; messages queued in Redis: "
         f"real {queue_length(redis_url, env['SYNTHJOBS_QUEUE']):,}, "
         f"minimal {queue_length(redis_url, minimal_env['SYNTHJOBS_QUEUE']):,}"
     )
@@ -558,8 +572,8 @@ def minimal_app_in_process(settings: Any) -> Iterator[Any]:
     import minimal_submit_app
 
     env = {
-        "SYNTHJOBS_DATABASE_URL": settings.database_url,
-        "SYNTHJOBS_BROKER_URL": settings.broker_url,
+        "SYNTHJOBS_DATABASE_URL": settings.resolved_database_url(),
+        "SYNTHJOBS_BROKER_URL": settings.resolved_broker_url(),
         "SYNTHJOBS_QUEUE": settings.queue,
         "SYNTHJOBS_HOME": str(settings.home),
     }
@@ -646,7 +660,7 @@ def print_profile(run: Callable[[], Any], n: int) -> None:
 def package_of(filename: str, function: str) -> str:
     """The package a profiled function belongs to; C functions by name (socket waits show up there)."""
     if filename == "~":
-        return f"C: {function}"
+        return f"C: {function}"[:60]
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
     for project in ("api", "synthjobs", "bench"):

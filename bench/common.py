@@ -360,6 +360,8 @@ def fmt(value: Any, digits: int = 2) -> str:
     """A table cell: thousands separators for big numbers, `digits` decimals for small ones."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         if value != value:
             return "nan"

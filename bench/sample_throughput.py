@@ -5,19 +5,21 @@ Everything runs in this one process run, on the same device, from the same check
 - bare loop: a fresh Python process (like a fresh worker) loads the trained model's checkpoint with
   `training.checkpoint.load_checkpoint`, generates every shard of the same request with
   `worker.pipelines.sample.generate_shard` (labels in class order, latents from (seed, shard)) and writes it
-  with `worker.formats.write_shard` to local disk. Only the shard loop is timed. Its npz shards are checked
-  byte for byte against the service's (sha256), so both did the same work;
+  with `worker.formats.write_shard` to local disk. Only the shard loop is timed. It runs before and after the
+  service; the ratio uses the mean. Its npz shards are checked byte for byte against the service's (sha256);
 - service: a sampling job through the API, the broker and freshly started Celery worker(s) (solo pool),
   into storage. Throughput = samples / (finished_at - started_at) of the job: from the first shard claimed
   to the manifest written, so per-shard SQL, broker round trips, sha256, quality scoring and the finalizer
   (which reads every shard back to check it) are all in it.
 
 Runs: digits `--total` samples (npz, default shard size) with one worker and with two; `--small` samples
-from a 28x28 conv model (digits upscaled and uploaded as an .npz), in the `webdataset` format, and into S3
-(moto's server on 127.0.0.1) next to the local folder; the peak resident memory (VmHWM) of the worker that
-ran each job (fresh per job, and checked to be the pid that claimed the shards). Before them, a breakdown of
-the bare loop's time per stage at batch 4096, and prototypes of the fixes suggested in bench/README.md.
-`--quick` shrinks every size 10x. Prints only; asserts nothing.
+in the `webdataset` format and into S3 (moto's server on 127.0.0.1) next to the local folder; `--conv-total`
+samples from a 28x28 conv model (digits upscaled and uploaded as an .npz); the peak resident memory (VmHWM)
+of the worker that ran each job (fresh per job, and checked to be the pid that claimed the shards). First, a
+breakdown of the bare loop's time per stage at batch 4096; last, prototypes of the fixes suggested in
+bench/README.md. Each row says how many cores other processes kept busy meanwhile ("other load"): on a
+shared 2-vCPU machine, figures taken at 1 or more are not comparable. `--quick` shrinks every size 10x.
+Prints only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ import torch
 
 from synthjobs.sharding import plan_shards, split_total
 
-# glibc malloc settings of the prototype fix: keep freed blocks of up to 32 MiB in the heap instead of
-# unmapping them, so the per-batch tensors are not page-faulted in again on every batch.
+# glibc malloc settings of the prototype fix: keep freed blocks of up to 32 MiB (glibc's cap) in the heap
+# instead of unmapping them, so per-batch tensors are not page-faulted in again on every batch.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 BATCH = 4096  # training.sample.generate's default: the batch the worker decodes in
+SMALL_BATCH = 512  # the prototype's batch for 28x28: its per-batch tensors stay under glibc's mmap cap
 BREAKDOWN_SAMPLES = 300_000  # timed after one warm-up shard
+SECTIONS = ["digits", "two", "webdataset", "conv", "s3", "prototypes"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,14 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; the service gets SYNTHJOBS_DEVICE")
     p.add_argument("--threads", type=int, default=1, help="torch threads in every process (default 1)")
     p.add_argument("--total", type=int, default=10_000_000, help="digits samples of the main runs")
-    p.add_argument("--small", type=int, default=1_000_000, help="samples of the 28x28/webdataset/S3 runs")
+    p.add_argument("--small", type=int, default=1_000_000, help="samples of the webdataset and S3 runs")
     p.add_argument("--conv-total", type=int, help="samples of the 28x28 conv runs (default: --small)")
     p.add_argument("--shard-size", type=int, default=100_000, help="the service's default shard size")
     p.add_argument("--size", type=int, default=28, help="image size of the conv model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--redis-url", help="broker (default: the embedded SQLite broker)")
     p.add_argument("--quick", action="store_true", help="every size 10x smaller: a smoke run")
-    p.add_argument("--skip", nargs="*", default=[], choices=["two", "webdataset", "conv", "s3", "prototypes"])
+    p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections not to run")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: run one bare loop
     return p.parse_args(argv)
 
@@ -95,45 +99,56 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _shard(
+    loaded: Any, spec: dict[str, Any], index: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shard `index` as the spec's mode makes it: the worker's `generate_shard`, or a prototype."""
+    from training.sample import generate, shard_generator
+    from worker.pipelines.sample import generate_shard
+
+    counts = spec["plan"][index]
+    if spec["mode"] == "loop":
+        return generate_shard(loaded, {"seed": spec["seed"], "temperature": 1.0}, index, counts, device)
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    generator = shard_generator(spec["seed"], index)
+    if spec["mode"] == "inplace":
+        images = generate_inplace(loaded.model, labels, generator, 1.0, spec["device"])
+    else:  # "small-batch"
+        images = generate(loaded.model, labels, generator=generator, device=device, batch_size=SMALL_BATCH)
+    return images, labels.numpy()
 
 
 def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     """Generate and write the spec's shards; seconds of the shard loop, sha256 of each file."""
     from training.checkpoint import load_checkpoint
-    from training.sample import shard_generator
     from worker.formats import EXTENSIONS, write_shard
-    from worker.pipelines.sample import generate_shard
 
     device = torch.device(spec["device"])
     loaded = load_checkpoint(Path(spec["checkpoint"]).read_bytes(), device=device)
-    params = {"seed": spec["seed"], "temperature": 1.0}
     out, fmt = Path(spec["out_dir"]), spec["format"]
     out.mkdir(parents=True, exist_ok=True)
     _barrier(spec)
-    faults, cpu, started = _faults(), _cpu(), time.monotonic()
+    faults, load, started = _faults(), common.OtherLoad(common.own_cpu_seconds), time.monotonic()
+    cpu = common.own_cpu_seconds()
     samples = 0
     for index in spec["shards"]:
-        counts = spec["plan"][index]
-        if spec["mode"] == "inplace":
-            labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-            generator = shard_generator(spec["seed"], index)
-            images = generate_inplace(loaded.model, labels, generator, 1.0, spec["device"])
-            labels_np = labels.numpy()
-        else:
-            images, labels_np = generate_shard(loaded, params, index, counts, device)
+        images, labels = _shard(loaded, spec, index, device)
         with open(out / f"shard-{index:05d}.{EXTENSIONS[fmt]}", "wb") as handle:
-            write_shard(handle, fmt, images, labels_np, f"bare-{index:05d}")
-        samples += len(labels_np)
+            write_shard(handle, fmt, images, labels, f"bare-{index:05d}")
+        samples += len(labels)
     common.synchronize(spec["device"])
     ended = time.monotonic()
-    result = {"start": started, "end": ended, "seconds": ended - started, "samples": samples}
-    result["faults"], result["cpu"] = _faults() - faults, _cpu() - cpu
-    result["peak_mib"] = common.peak_rss_mib(os.getpid())
-    result["sha256"] = {i: _sha256(out / f"shard-{i:05d}.{EXTENSIONS[fmt]}") for i in spec["shards"]}
-    return result
+    return {
+        "start": started,
+        "end": ended,
+        "seconds": ended - started,
+        "samples": samples,
+        "cpu": common.own_cpu_seconds() - cpu,
+        "other_load": load.cores(),
+        "faults": _faults() - faults,
+        "peak_mib": common.peak_rss_mib(os.getpid()),
+        "sha256": {i: _sha256(out / f"shard-{i:05d}.{EXTENSIONS[fmt]}") for i in spec["shards"]},
+    }
 
 
 def run_breakdown(spec: dict[str, Any]) -> dict[str, Any]:
@@ -183,9 +198,17 @@ def run_breakdown(spec: dict[str, Any]) -> dict[str, Any]:
         one_shard(spec["shards"][0])  # warm-up: lazy initialisation, the allocator's first growth
         for counter in (seconds, faults):
             counter.update(dict.fromkeys(stages, 0))
+        load = common.OtherLoad(common.own_cpu_seconds)
         samples = sum(one_shard(index) for index in spec["shards"])
+        other_load = load.cores()
         conversions = conversion_variants(model, device)
-    return {"samples": samples, "seconds": seconds, "faults": faults, "conversions": conversions}
+    return {
+        "samples": samples,
+        "seconds": seconds,
+        "faults": faults,
+        "conversions": conversions,
+        "other_load": other_load,
+    }
 
 
 def conversion_variants(model: Any, device: str, repeats: int = 100) -> dict[str, Any]:
@@ -208,14 +231,14 @@ def conversion_variants(model: Any, device: str, repeats: int = 100) -> dict[str
     def into_buffer() -> torch.Tensor:
         return out.copy_(torch.sigmoid(logits).mul_(255).round_())
 
+    variants = {
+        "round(sigmoid(l)*255).to(uint8) (now)": current,
+        "sigmoid(l).mul_(255).round_().to(uint8)": in_place,
+        "... copy_ into a preallocated uint8 array": into_buffer,
+    }
     reference, result = current(), {}
-    for name, fn in (
-        ("round(sigmoid(l)*255).to(uint8)", current),
-        ("sigmoid, mul_(255).round_(), .to(uint8)", in_place),
-        ("... then copy_ into a preallocated uint8 array", into_buffer),
-    ):
+    for name, fn in variants.items():
         same = torch.equal(fn().cpu(), reference)
-        fn()
         common.synchronize(device)
         started = time.perf_counter()
         for _ in range(repeats):
@@ -267,7 +290,9 @@ class Run:
     samples: int
     seconds: float
     peak_mib: list[float] = field(default_factory=list)
+    other_load: float = float("nan")
     note: str = ""
+    sha256: dict[str, str] = field(default_factory=dict)  # a bare loop's shards, by index
 
     @property
     def rate(self) -> float:
@@ -280,33 +305,33 @@ class Bench:
     root: Path
     runs: list[Run] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    small_local: Run | None = None  # the service's `--small` digits run into the local folder
+    small_local: Run | None = None  # the service's `--small` digits npz run into the local folder
 
     def add(self, run: Run) -> Run:
         self.runs.append(run)
         peak = "/".join(f"{p:.0f}" for p in run.peak_mib) or "-"
         print(
-            f"  {run.name}: {run.samples:,} in {run.seconds:.2f} s = {run.rate:,.0f}/s, peak {peak} MiB "
-            f"{run.note}",
+            f"  {run.name}: {run.samples:,} in {run.seconds:.2f} s = {run.rate:,.0f}/s, peak RSS {peak} MiB, "
+            f"other load {run.other_load:.2f} cores {run.note}",
             flush=True,
         )
         return run
 
-    def child_spec(
+    def spec(
         self,
         checkpoint: Path,
         plan: list[list[int]],
-        mode: str,
+        mode: str = "loop",
         fmt: str = "npz",
-        shards: list[int] | None = None,
+        shards: Any = None,
     ) -> dict[str, Any]:
-        out = Path(tempfile.mkdtemp(prefix="bare-", dir=self.root))
+        """What a bare-loop child does: `mode` loop (the worker's code), inplace, small-batch or breakdown."""
         return {
             "checkpoint": str(checkpoint),
             "plan": plan,
             "mode": mode,
             "format": fmt,
-            "out_dir": str(out),
+            "out_dir": tempfile.mkdtemp(prefix="bare-", dir=self.root),
             "shards": list(range(len(plan))) if shards is None else shards,
             "device": self.args.device,
             "threads": self.args.threads,
@@ -318,8 +343,9 @@ def start_child(spec: dict[str, Any], extra_env: dict[str, str] | None = None) -
     path = Path(spec["out_dir"]).with_suffix(".json")
     path.write_text(json.dumps(spec))
     env = {**os.environ, **(extra_env or {})}
-    command = [sys.executable, __file__, "--child", str(path)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, "--child", str(path)], env=env, stdout=subprocess.PIPE, text=True
+    )
 
 
 def finish_child(child: subprocess.Popen[str], spec: dict[str, Any]) -> dict[str, Any]:
@@ -334,8 +360,8 @@ def run_child(spec: dict[str, Any], extra_env: dict[str, str] | None = None) -> 
     return finish_child(start_child(spec, extra_env), spec)
 
 
-def run_parallel(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run bare loops in parallel processes that start their shard loops together."""
+def run_parallel(specs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    """Run bare loops in parallel processes that start their shard loops together; results, other load."""
     go = Path(specs[0]["out_dir"]).with_suffix(".go")
     for i, spec in enumerate(specs):
         spec.update(go_file=str(go), ready_file=f"{spec['out_dir']}.ready{i}")
@@ -344,8 +370,23 @@ def run_parallel(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if any(c.poll() is not None for c in children):
             raise RuntimeError("a bare loop child exited before it was ready")
         time.sleep(0.01)
+    busy, started = common.busy_cpu_seconds(), time.monotonic()
     go.touch()
-    return [finish_child(c, s) for c, s in zip(children, specs, strict=True)]
+    results = [finish_child(c, s) for c, s in zip(children, specs, strict=True)]
+    other = common.busy_cpu_seconds() - busy - sum(r["cpu"] for r in results)
+    return results, max(0.0, other / (time.monotonic() - started))
+
+
+def bare_run(bench: Bench, name: str, spec: dict[str, Any], extra_env: dict[str, str] | None = None) -> Run:
+    result = run_child(spec, extra_env)
+    shards = max(1, len(spec["shards"]))
+    note = (
+        f"[{1e3 * result['seconds'] / shards:.1f} ms/shard, {result['faults'] / shards:,.0f} page "
+        f"faults/shard, CPU {result['cpu']:.1f} s]"
+    )
+    run = Run(name, result["samples"], result["seconds"], [result["peak_mib"]], result["other_load"], note)
+    run.sha256 = result["sha256"]
+    return bench.add(run)
 
 
 def database_url(stack: common.Stack) -> str:
@@ -371,13 +412,16 @@ def service_run(
     body: dict[str, Any],
     workers: int = 1,
     worker_env: dict[str, str] | None = None,
-    bare: dict[str, Any] | None = None,
+    bare: Run | None = None,
 ) -> Run:
     """A sampling job on `workers` freshly started workers; peak memory of each, read before they stop."""
     env = {"SYNTHJOBS_WORKER_PROCESSES": str(workers), **(worker_env or {})}
     pids = [stack.start_worker(env) for _ in range(workers)]
+    ours = [*pids, stack.api.pid]
     cpu_before = {pid: common.cpu_seconds(pid) for pid in pids}
+    load = common.OtherLoad(lambda: sum(common.cpu_seconds(p) for p in ours) + common.own_cpu_seconds())
     job = common.wait_job(stack, stack.client.submit_sample(body)["id"])
+    other_load = load.cores()
     peaks = [common.peak_rss_mib(pid) for pid in pids]
     cpu = sum(common.cpu_seconds(pid) - cpu_before[pid] for pid in pids)
     children = [c for pid in pids for c in common.child_pids(pid)]
@@ -394,31 +438,17 @@ def service_run(
     outside = (seconds - finalize) * workers - in_shards  # worker-seconds outside run_shard
     queued = (common.parse_time(job["started_at"]) - common.parse_time(job["created_at"])).total_seconds()
     note = (
-        f"[{len(rows)} shards, per worker {per_worker}, all claimed by the workers' own pids; per shard: "
-        f"{1e3 * in_shards / len(rows):.1f} ms in run_shard, {1e3 * outside / len(rows):.1f} ms outside it; "
+        f"[{len(rows)} shards, per worker {per_worker}, all claimed by the started workers' pids; per shard "
+        f"{1e3 * in_shards / len(rows):.1f} ms in run_shard + {1e3 * outside / len(rows):.1f} ms outside it; "
         f"finalizer {finalize:.2f} s; worker CPU {cpu:.1f} s; queued before the first claim {queued:.1f} s"
     )
     if bare is not None and body.get("format", "npz") == "npz":
-        same = [bare["sha256"].get(str(s["index"])) == s["sha256"] for s in job["shards"]]
+        same = [bare.sha256.get(str(s["index"])) == s["sha256"] for s in job["shards"]]
         note += f"; shards byte-identical to the bare loop's: {sum(same)}/{len(same)}"
-    result = bench.add(Run(name, int(job["result"]["total"]), seconds, peaks, note + "]"))
+    run = bench.add(Run(name, int(job["result"]["total"]), seconds, peaks, other_load, note + "]"))
     if job["result"]["output_uris"][0].startswith("file://"):
         shutil.rmtree(stack.storage_path(job["result"]["output_uris"][0]).parent, ignore_errors=True)
-    return result
-
-
-def bare_run(
-    bench: Bench, name: str, spec: dict[str, Any], extra_env: dict[str, str] | None = None
-) -> tuple[Run, dict[str, Any]]:
-    result = run_child(spec, extra_env)
-    run = Run(
-        name,
-        result["samples"],
-        result["seconds"],
-        [result["peak_mib"]],
-        f"[{result['faults'] / max(1, len(spec['shards'])):,.0f} page faults/shard]",
-    )
-    return bench.add(run), result
+    return run
 
 
 def train_model(stack: common.Stack, dataset: Any, epochs: int, architecture: str = "auto") -> dict[str, Any]:
@@ -430,16 +460,15 @@ def train_model(stack: common.Stack, dataset: Any, epochs: int, architecture: st
 
 
 def breakdown(bench: Bench, checkpoint: Path, plan: list[list[int]]) -> None:
-    """Time each stage of the bare loop, with glibc's default malloc and with the tuned one."""
+    """Time each stage of the bare loop, with glibc's default malloc settings and with tuned ones."""
     wanted = math.ceil(BREAKDOWN_SAMPLES / max(1, sum(plan[0])))
     shards = list(range(min(wanted, len(plan))))
     results = {}
     for label, env in (("default malloc", None), ("malloc tuned", MALLOC_ENV)):
-        results[label] = run_child(bench.child_spec(checkpoint, plan, "breakdown", shards=shards), env)
+        results[label] = run_child(bench.spec(checkpoint, plan, "breakdown", shards=shards), env)
     samples = results["default malloc"]["samples"]
-    stages = list(results["default malloc"]["seconds"])
     rows = []
-    for stage in [*stages, "total"]:
+    for stage in [*results["default malloc"]["seconds"], "total"]:
         row: list[Any] = [stage]
         for result in results.values():
             total = sum(result["seconds"].values())
@@ -447,56 +476,81 @@ def breakdown(bench: Bench, checkpoint: Path, plan: list[list[int]]) -> None:
             faults = result["faults"].get(stage, sum(result["faults"].values()))
             row += [1e3 * secs * 1e5 / samples, f"{100 * secs / total:.0f} %", round(faults * 1e5 / samples)]
         rows.append(row)
-    title = f"Bare loop, digits, time per stage ({samples:,} samples after a warm-up shard, batch {BATCH}):"
-    headers = ["ms/100k", "share", "faults/100k"]
-    columns = [f"{h}, {label}" for label in results for h in headers]
+    loads = ", ".join(f"{label} {r['other_load']:.2f}" for label, r in results.items())
+    title = (
+        f"Bare loop, digits, time per stage ({samples:,} samples after a warm-up shard, batch {BATCH}; "
+        f"other load, cores: {loads}):"
+    )
+    columns = [f"{h}, {label}" for label in results for h in ("ms/100k", "share", "faults/100k")]
     common.print_table(["stage", *columns], rows, title)
     conversions = results["default malloc"]["conversions"]
     rows = [[name, 1e3 * v["seconds"], v["same"]] for name, v in conversions.items()]
-    common.print_table(["uint8 conversion of one batch, alone", "ms/100k", "same bytes"], rows)
+    common.print_table(["uint8 conversion of one batch of logits, alone", "ms/100k", "same bytes"], rows)
 
 
-def digits_runs(bench: Bench, stack: common.Stack, model: dict[str, Any], total: int, small: int) -> None:
+def webdataset_costs(repeats: int = 2000) -> str:
+    """Per image: the PNG encoding, and the whole webdataset writer (PNG + two tar members)."""
+    import io
+
+    from training.sample import encode_png
+    from worker.formats import write_webdataset
+
+    images = np.random.default_rng(0).integers(0, 256, (repeats, 8, 8), dtype=np.uint8)
+    started = time.perf_counter()
+    for image in images:
+        encode_png(image)
+    png = (time.perf_counter() - started) / repeats
+    started = time.perf_counter()
+    write_webdataset(io.BytesIO(), images, np.zeros(repeats, np.int64), "x")
+    whole = (time.perf_counter() - started) / repeats
+    return f"per 8x8 image: PNG encoding {1e6 * png:.0f} us, tar members {1e6 * (whole - png):.0f} us"
+
+
+def digits_runs(bench: Bench, stack: common.Stack, model: dict[str, Any]) -> None:
     args, checkpoint = bench.args, stack.storage_path(model["checkpoint_uri"])
-    plan = plan_shards(split_total(total, [1.0] * 10), args.shard_size)
-    body = {"model": model["id"], "total": total, "seed": args.seed, "shard_size": args.shard_size}
-    print(f"\ndigits, {total:,} samples in {len(plan)} npz shards of {args.shard_size:,}:")
+    plan = plan_shards(split_total(args.total, [1.0] * 10), args.shard_size)
+    body = {"model": model["id"], "total": args.total, "seed": args.seed, "shard_size": args.shard_size}
+    print(f"\ndigits, {args.total:,} samples in {len(plan)} npz shards of {args.shard_size:,}:")
     breakdown(bench, checkpoint, plan)
-    bare, result = bare_run(bench, "bare loop, digits, 1 process", bench.child_spec(checkpoint, plan, "loop"))
-    one = service_run(bench, stack, "service, digits, 1 worker", body, bare=result)
-    bench.notes.append(f"digits, 1 worker: service / bare loop = {one.rate / bare.rate:.3f} (target >= 0.9)")
+    before = bare_run(bench, "bare loop, digits", bench.spec(checkpoint, plan))
+    one = service_run(bench, stack, "service, digits, 1 worker", body, bare=before)
+    after = bare_run(bench, "bare loop, digits, after the service", bench.spec(checkpoint, plan))
+    bare_rate = (before.rate + after.rate) / 2
+    bench.notes.append(f"digits, 1 worker: service / bare loop = {one.rate / bare_rate:.3f} (target >= 0.9)")
     if "two" not in args.skip:
         halves = [list(range(len(plan)))[i::2] for i in range(2)]
-        results = run_parallel([bench.child_spec(checkpoint, plan, "loop", shards=h) for h in halves])
+        results, other = run_parallel([bench.spec(checkpoint, plan, shards=h) for h in halves])
         seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
         peaks = [r["peak_mib"] for r in results]
-        two_bare = bench.add(Run("bare loop, digits, 2 processes in parallel", total, seconds, peaks))
+        two_bare = bench.add(
+            Run("bare loop, digits, 2 processes in parallel", args.total, seconds, peaks, other)
+        )
         two = service_run(bench, stack, "service, digits, 2 workers", body, workers=2)
         bench.notes.append(
-            f"2 workers: {two.rate / one.rate:.2f}x one worker; the bare loop in 2 processes: "
-            f"{two_bare.rate / bare.rate:.2f}x one process (what this machine's cores allow)"
+            f"2 workers: {two.rate / one.rate:.2f}x one worker; the bare loop in 2 parallel processes: "
+            f"{two_bare.rate / bare_rate:.2f}x one process (what this machine's cores allow)"
         )
-    small_body = {**body, "total": small}
-    small_run = service_run(bench, stack, f"service, digits, 1 worker, {small:,}", small_body)
+    small = service_run(bench, stack, "service, digits, 1 worker, --small", {**body, "total": args.small})
+    bench.small_local = small
     bench.notes.append(
-        f"worker peak RSS (VmHWM): {small_run.peak_mib[0]:.0f} MiB for {small:,} samples, "
-        f"{one.peak_mib[0]:.0f} MiB for {total:,} (fresh worker each)"
+        f"worker peak RSS (VmHWM, fresh worker each): {small.peak_mib[0]:.0f} MiB for {args.small:,} "
+        f"samples, {one.peak_mib[0]:.0f} MiB for {args.total:,}"
     )
-    if "webdataset" not in args.skip:
-        small_plan = plan_shards(split_total(small, [1.0] * 10), args.shard_size)
-        wds_bare, _ = bare_run(
-            bench,
-            "bare loop, digits, webdataset",
-            bench.child_spec(checkpoint, small_plan, "loop", fmt="webdataset"),
-        )
-        wds = service_run(bench, stack, "service, digits, webdataset", {**small_body, "format": "webdataset"})
-        bench.notes.append(
-            f"webdataset: service / bare loop = {wds.rate / wds_bare.rate:.3f}; "
-            f"{small_run.rate / wds.rate:.1f}x slower than npz through the service"
-        )
     if "prototypes" not in args.skip:
-        prototypes(bench, stack, checkpoint, plan, body, bare, one, result)
-    bench.small_local = small_run
+        prototypes(bench, stack, checkpoint, plan, body, before, one)
+
+
+def webdataset_runs(bench: Bench, stack: common.Stack, model: dict[str, Any]) -> None:
+    args, checkpoint = bench.args, stack.storage_path(model["checkpoint_uri"])
+    plan = plan_shards(split_total(args.small, [1.0] * 10), args.shard_size)
+    body = {"model": model["id"], "total": args.small, "seed": args.seed, "shard_size": args.shard_size}
+    print(f"\nwebdataset, digits, {args.small:,} samples ({webdataset_costs()}):")
+    bare = bare_run(bench, "bare loop, digits, webdataset", bench.spec(checkpoint, plan, fmt="webdataset"))
+    body["format"] = "webdataset"
+    service = service_run(bench, stack, "service, digits, webdataset, 1 worker", body)
+    ratio = service.rate / bare.rate
+    npz = f"; {bench.small_local.rate / service.rate:.1f}x slower than npz" if bench.small_local else ""
+    bench.notes.append(f"webdataset: service / bare loop = {ratio:.3f}{npz} through the service")
 
 
 def prototypes(
@@ -506,57 +560,72 @@ def prototypes(
     plan: list[list[int]],
     body: dict[str, Any],
     bare: Run,
-    one: Run,
-    reference: dict[str, Any],
+    service: Run,
 ) -> None:
-    print("\nprototypes of the suggested fixes (same request):")
-    inplace, result = bare_run(
-        bench, "bare loop, in-place uint8 conversion", bench.child_spec(checkpoint, plan, "inplace")
+    print("\nprototypes of the suggested fixes, digits (same request):")
+    inplace = bare_run(bench, "bare loop, in-place uint8 conversion", bench.spec(checkpoint, plan, "inplace"))
+    same = inplace.sha256 == bare.sha256
+    tuned = bare_run(bench, "bare loop, malloc tuned", bench.spec(checkpoint, plan), MALLOC_ENV)
+    both = bare_run(
+        bench, "bare loop, in-place + malloc tuned", bench.spec(checkpoint, plan, "inplace"), MALLOC_ENV
     )
-    same = result["sha256"] == reference["sha256"]
-    tuned, _ = bare_run(
-        bench, "bare loop, malloc tuned", bench.child_spec(checkpoint, plan, "loop"), MALLOC_ENV
+    tuned_service = service_run(
+        bench, stack, "service, digits, 1 worker, malloc tuned", body, worker_env=MALLOC_ENV
     )
-    both, _ = bare_run(
-        bench, "bare loop, in-place + malloc tuned", bench.child_spec(checkpoint, plan, "inplace"), MALLOC_ENV
-    )
-    service = service_run(bench, stack, "service, 1 worker, malloc tuned", body, worker_env=MALLOC_ENV)
     bench.notes.append(
-        f"in-place conversion: {inplace.rate / bare.rate:.2f}x the bare loop (same bytes: {same}); "
-        f"malloc tuned: {tuned.rate / bare.rate:.2f}x; both: {both.rate / bare.rate:.2f}x; "
-        f"service with malloc tuned: {service.rate / one.rate:.2f}x the service"
+        f"prototypes vs the first bare loop: in-place conversion {inplace.rate / bare.rate:.2f}x (same "
+        f"bytes: {same}), malloc tuned {tuned.rate / bare.rate:.2f}x, both {both.rate / bare.rate:.2f}x; "
+        f"the service with malloc tuned: {tuned_service.rate / service.rate:.2f}x the service"
     )
 
 
-def conv_runs(bench: Bench, stack: common.Stack, small: int) -> None:
+def conv_runs(bench: Bench, stack: common.Stack, total: int) -> None:
     args = bench.args
     images, labels = common.digits_upscaled(args.size)
     dataset_id = common.upload_npz(stack, images, labels)
     model = train_model(stack, {"kind": "uploaded", "id": dataset_id}, epochs=2, architecture="conv")
-    plan = plan_shards(split_total(small, [1.0] * 10), args.shard_size)
-    print(f"\n{args.size}x{args.size} conv model, {small:,} samples:")
+    plan = plan_shards(split_total(total, [1.0] * 10), args.shard_size)
     checkpoint = stack.storage_path(model["checkpoint_uri"])
-    bare, result = bare_run(
-        bench, f"bare loop, {args.size}x{args.size} conv", bench.child_spec(checkpoint, plan, "loop")
+    body = {"model": model["id"], "total": total, "seed": args.seed, "shard_size": args.shard_size}
+    what = f"{args.size}x{args.size} conv"
+    print(f"\n{what} model, {total:,} samples:")
+    before = bare_run(bench, f"bare loop, {what}", bench.spec(checkpoint, plan))
+    service = service_run(bench, stack, f"service, {what}, 1 worker", body, bare=before)
+    ratio = service.rate / before.rate
+    if "prototypes" in args.skip:
+        bench.notes.append(f"{what}: service / bare loop = {ratio:.3f}")
+        return
+    small = bare_run(
+        bench, f"bare loop, {what}, batch {SMALL_BATCH}", bench.spec(checkpoint, plan, "small-batch")
     )
-    body = {"model": model["id"], "total": small, "seed": args.seed, "shard_size": args.shard_size}
-    run = service_run(bench, stack, f"service, {args.size}x{args.size} conv, 1 worker", body, bare=result)
-    bench.notes.append(f"{args.size}x{args.size} conv: service / bare loop = {run.rate / bare.rate:.3f}")
+    same = small.sha256 == before.sha256
+    bench.notes.append(
+        f"{what}: service / bare loop = {ratio:.3f}; decoding in batches of {SMALL_BATCH} instead of "
+        f"{BATCH}: {small.rate / before.rate:.2f}x the bare loop (same bytes on this machine: {same})"
+    )
 
 
-def s3_runs(bench: Bench, small: int) -> None:
+def s3_runs(bench: Bench) -> None:
     args = bench.args
     with common.s3_server("bench") as endpoint:
         options = {"device": args.device, "threads": args.threads, "broker_url": args.redis_url}
+        home = bench.root / "s3"
         with common.running_stack(
-            bench.root / "s3", workers=0, storage_url="s3://bench/synthjobs", s3_endpoint=endpoint, **options
+            home, 0, storage_url="s3://bench/synthjobs", s3_endpoint=endpoint, **options
         ) as stack:
             model = train_model(stack, "digits", epochs=10)
-            print(f"\nS3 storage (moto's server in this process), {small:,} samples:")
-            body = {"model": model["id"], "total": small, "seed": args.seed, "shard_size": args.shard_size}
+            print(f"\nS3 storage (moto's server, threads of this process), {args.small:,} samples:")
+            body = {
+                "model": model["id"],
+                "total": args.small,
+                "seed": args.seed,
+                "shard_size": args.shard_size,
+            }
             run = service_run(bench, stack, "service, digits, 1 worker, S3", body)
     if bench.small_local is not None:
-        bench.notes.append(f"S3 / local folder = {run.rate / bench.small_local.rate:.3f} ({small:,} samples)")
+        bench.notes.append(
+            f"S3 / local folder = {run.rate / bench.small_local.rate:.3f} ({args.small:,} samples)"
+        )
 
 
 def main() -> None:
@@ -564,28 +633,37 @@ def main() -> None:
     if args.child:
         child_main(args.child)
         return
+    args.conv_total = args.conv_total or args.small
     if args.quick:
-        args.total, args.small, args.shard_size = args.total // 10, args.small // 10, args.shard_size // 10
-        args.conv_total = args.conv_total and args.conv_total // 10
+        for name in ("total", "small", "conv_total", "shard_size"):
+            setattr(args, name, getattr(args, name) // 10)
     common.limit_threads(args.threads)
     print(f"device: {common.describe_device(args.device)}; torch {torch.__version__}")
     print(f"broker: {args.redis_url or 'embedded default (kombu SQLAlchemy transport on SQLite)'}")
-    print(f"sizes: total {args.total:,}, small {args.small:,}, shard size {args.shard_size:,}, batch {BATCH}")
+    print(
+        f"sizes: total {args.total:,}, small {args.small:,}, conv {args.conv_total:,}, shard size "
+        f"{args.shard_size:,}, decoder batch {BATCH}"
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-sample-") as tmp:
         bench = Bench(args, Path(tmp))
         options = {"device": args.device, "threads": args.threads, "broker_url": args.redis_url}
         with common.running_stack(bench.root / "local", workers=0, **options) as stack:
             model = train_model(stack, "digits", epochs=10)
-            digits_runs(bench, stack, model, args.total, args.small)
+            if "digits" not in args.skip:
+                digits_runs(bench, stack, model)
+            if "webdataset" not in args.skip:
+                webdataset_runs(bench, stack, model)
             if "conv" not in args.skip:
-                conv_runs(bench, stack, args.conv_total or args.small)
+                conv_runs(bench, stack, args.conv_total)
         if "s3" not in args.skip:
-            s3_runs(bench, args.small)
+            s3_runs(bench)
     rows = [
-        [r.name, r.samples, r.seconds, r.rate, "/".join(f"{p:.0f}" for p in r.peak_mib)] for r in bench.runs
+        [r.name, r.samples, r.seconds, r.rate, "/".join(f"{p:.0f}" for p in r.peak_mib), r.other_load]
+        for r in bench.runs
     ]
-    common.print_table(["run", "samples", "seconds", "samples/s", "peak RSS MiB"], rows, "Throughput:")
+    headers = ["run", "samples", "seconds", "samples/s", "peak RSS MiB", "other load (cores)"]
+    common.print_table(headers, rows, "Throughput:")
     for note in bench.notes:
         print(f"- {note}")
     print(f"\nbench wall time {time.perf_counter() - started:.0f} s")

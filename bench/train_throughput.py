@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -147,28 +149,42 @@ def run_service(stack: common.Stack, case: Case) -> ServiceRun:
     return ServiceRun(job=job, epochs=epochs, phases=phases)
 
 
+def with_load(fn: Any, own: Any) -> tuple[Any, float]:
+    """fn()'s result and the cores other processes kept busy meanwhile (see common.OtherLoad)."""
+    load = common.OtherLoad(own)
+    result = fn()
+    return result, load.cores()
+
+
 def measure(stack: common.Stack, case: Case, device: str) -> None:
     cfg, n = case.cfg, len(case.data.train_y)
     print(f"\n## {case.name}: {n} training images, {cfg.epochs} epochs, batch {cfg.batch_size}")
     bare_loop(replace(cfg, epochs=2), case.data, device)  # warm-up: lazy imports, allocator, kernels
-    bare_before = bare_loop(cfg, case.data, device)
-    library, heldout, snapshot = library_loop(cfg, case.data, device)
-    service = run_service(stack, case)
-    bare_after = bare_loop(cfg, case.data, device)
+    mine = common.own_cpu_seconds
+    stack_pids = [stack.api.pid, *(w.pid for w in stack.workers)]
+
+    def ours() -> float:
+        return mine() + sum(common.cpu_seconds(pid) for pid in stack_pids)
+
+    bare_before, load_before = with_load(lambda: bare_loop(cfg, case.data, device), mine)
+    (library, heldout, snapshot), load_library = with_load(lambda: library_loop(cfg, case.data, device), mine)
+    service, load_service = with_load(lambda: run_service(stack, case), ours)
+    bare_after, load_after = with_load(lambda: bare_loop(cfg, case.data, device), mine)
     bare = (bare_before + bare_after) / 2 / cfg.epochs  # seconds per epoch
 
     spans = len(service.epochs) - 1
     service_epoch = service.phases["epochs 2..N"] / spans if spans else float("nan")
-    own_epoch = common.median([e["data"]["seconds"] for e in service.epochs])
+    own_epoch = sum(e["data"]["seconds"] for e in service.epochs[1:]) / spans if spans else float("nan")
     rows = [
-        ["bare loop, before the service", bare_before / cfg.epochs, None],
-        ["bare loop, after the service", bare_after / cfg.epochs, None],
-        ["train() in this process", library / cfg.epochs, bare * cfg.epochs / library],
-        ["service: train()'s epoch seconds (median)", own_epoch, bare / own_epoch],
-        [f"service: epoch events, first->last ({spans} epochs)", service_epoch, bare / service_epoch],
+        ["bare loop, before the service", bare_before / cfg.epochs, None, load_before],
+        ["bare loop, after the service", bare_after / cfg.epochs, None, load_after],
+        ["train() in this process", library / cfg.epochs, bare * cfg.epochs / library, load_library],
+        ["service: train()'s own epoch seconds", own_epoch, bare / own_epoch, load_service],
+        [f"service: epoch events, first->last ({spans})", service_epoch, bare / service_epoch, load_service],
     ]
-    rows = [[name, 1e3 * s, n / s, ratio] for name, s, ratio in rows]
-    common.print_table(["loop", "ms/epoch", "samples/s", "ratio to bare (mean)"], rows)
+    rows = [[name, 1e3 * s, n / s, ratio, load] for name, s, ratio, load in rows]
+    headers = ["loop", "ms/epoch", "samples/s", "ratio to bare (mean)", "other load (cores)"]
+    common.print_table(headers, rows)
     print(
         f"service / bare loop = {bare / service_epoch:.3f} (target >= 0.9). Per epoch the service takes "
         f"{1e3 * (service_epoch - bare):+.1f} ms over the bare loop's {1e3 * bare:.1f} ms: inside train() "
@@ -181,6 +197,29 @@ def measure(stack: common.Stack, case: Case, device: str) -> None:
     print(f"whole job {common.job_seconds(service.job):.2f} s (started_at -> finished_at): {phases}")
     metrics = service.job["result"]["metrics"]
     print(f"final held-out -ELBO {metrics['heldout_neg_elbo']:.2f} nats/image on {metrics['device']}")
+
+
+ONE_OFF = """
+import time
+t = time.perf_counter(); import torch; imported = time.perf_counter() - t
+weights = [torch.nn.Parameter(torch.zeros(1))]
+t = time.perf_counter(); torch.optim.Adam(weights); adam = time.perf_counter() - t
+from training.data import load_digits_dataset
+t = time.perf_counter(); load_digits_dataset(); digits = time.perf_counter() - t
+print(f"{imported:.2f} {adam:.2f} {digits:.2f}")
+"""
+
+
+def one_off_costs() -> str:
+    """What the first job of a fresh worker pays once: the first Adam() (imports torch._dynamo), sklearn."""
+    output = subprocess.run(
+        [sys.executable, "-c", ONE_OFF], capture_output=True, text=True, check=True
+    ).stdout
+    imported, adam, digits = output.split()
+    return (
+        f"one-off costs in a fresh process (the first job of each worker pays them): import torch {imported} "
+        f"s, first torch.optim.Adam() {adam} s (imports torch._dynamo), first digits load {digits} s"
+    )
 
 
 def build_cases(args: argparse.Namespace, stack: common.Stack) -> list[Case]:
@@ -222,6 +261,7 @@ def main() -> None:
         f"epoch, SYNTHJOBS_PROGRESS_INTERVAL={defaults['progress_interval'].default}s (per-batch progress; "
         "per-epoch progress and events are always written)"
     )
+    print(one_off_costs())
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         options = {"device": args.device, "threads": args.threads}

@@ -79,6 +79,9 @@ class ContextFilter(logging.Filter):
         return True
 
 
+MIN_SECRET_LENGTH = 6
+
+
 class RedactSecrets(logging.Filter):
     """Replaces each secret value with REDACTED in a record's message, traceback and stack.
 
@@ -88,8 +91,10 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Longest first, so a secret that contains another is replaced whole.
-        self.secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        # Longest first, so a secret that contains another is replaced whole. Values shorter than
+        # MIN_SECRET_LENGTH are skipped: replacing "t" or "pw" everywhere would destroy every log line, and
+        # a secret that short protects nothing anyway.
+        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
 
     def redact(self, value: str) -> str:
         for secret in self.secrets:

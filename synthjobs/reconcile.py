@@ -101,13 +101,13 @@ def _republish_stale_queued(settings: Settings, sender: Celery, report: Reconcil
         if not enqueue_job(sender, job_id, JobKind.TRAIN, settings):
             continue
         with session_scope(url) as session:
-            touched = session.execute(
+            session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
                 .values(updated_at=utcnow())
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            if touched and job_id not in fresh:
+            )
+            if job_id not in fresh:  # even if a worker claimed it meanwhile: the publish happened
                 jobs.add_event(
                     session, job_id, "republished", "no worker took it in time; message published again"
                 )

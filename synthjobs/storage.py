@@ -8,12 +8,13 @@ same object; `validate_key` refuses anything that could leave the storage root.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
@@ -231,7 +232,11 @@ class S3Storage:
         config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
         try:
             self.client.upload_fileobj(
-                stream, self.bucket, self._full(key), ExtraArgs={"ContentType": content_type}, Config=config
+                _Unclosable(stream),
+                self.bucket,
+                self._full(key),
+                ExtraArgs={"ContentType": content_type},
+                Config=config,
             )
         except (BotoCoreError, ClientError) as exc:
             raise s3_error(f"could not write {self.uri(key)}", exc) from exc
@@ -332,6 +337,38 @@ class S3Storage:
             raise s3_error(f"S3 bucket {self.bucket!r} is not reachable", exc) from exc
 
 
+class _Unclosable(io.RawIOBase):
+    """A view of a stream that boto3 cannot close: it closes what it uploads, even after a failed attempt,
+    and the caller must be able to rewind and try again."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:  # the caller owns the stream
+        pass
+
+
 PERMANENT_S3_CODES = frozenset(
     {
         "AccessDenied",
@@ -363,6 +400,14 @@ def s3_error(message: str, exc: Exception) -> StorageError:
         )
         return StorageError(f"{message}: {exc}", transient=transient)
     return StorageError(f"{message}: {exc}", transient=True)  # connection refused, reset, timeouts
+
+
+def local_path_of(url: str) -> Path:
+    """The local path a `file://` URL names, percent-decoded and resolved (symlinks and `..` followed).
+
+    The API and the worker both check data roots against this, so an encoded `%2e%2e` cannot slip past one.
+    """
+    return Path(unquote(urlparse(url).path)).resolve()
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -17,7 +17,14 @@ from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
 from synthjobs import jobs, schedules, shards
-from synthjobs.errors import InvalidTransition, JobFailure, ModelNotFound, ObjectNotFound
+from synthjobs.errors import (
+    InvalidKey,
+    InvalidRequest,
+    InvalidTransition,
+    JobFailure,
+    ModelNotFound,
+    ObjectNotFound,
+)
 from synthjobs.logs import log_context
 from synthjobs.models import JobKind, JobShard, JobState
 from synthjobs.queue import (
@@ -42,7 +49,15 @@ log = logging.getLogger(__name__)
 Pipeline = Callable[[JobContext], dict[str, Any]]
 
 # Failures the user can act on: their message is the job's error as it stands.
-EXPECTED_FAILURES: tuple[type[BaseException], ...] = (JobFailure, ModelNotFound, ObjectNotFound, ValueError)
+# Failures the user can act on (bad data, a missing model or object, an impossible request): they fail a job
+# at once with their own message. Anything else is retried (shards) or reported as an internal error.
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
+    JobFailure,
+    ModelNotFound,
+    ObjectNotFound,
+    InvalidKey,
+    InvalidRequest,
+)
 
 
 def worker_name() -> str:

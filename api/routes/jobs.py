@@ -20,6 +20,7 @@ from synthjobs.queue import enqueue_job, enqueue_shards
 from synthjobs.registry import resolve_model
 from synthjobs.sampling import create_sampling_job, sample_params
 from synthjobs.settings import Settings
+from synthjobs.storage import local_path_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -151,11 +152,10 @@ def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings, te
     if isinstance(body.dataset, str):
         return {"kind": "builtin", "name": body.dataset}
     spec = body.dataset.model_dump()
-    local = spec.get("root") or (
-        spec.get("url", "")[len("file://") :] if spec.get("url", "").startswith("file://") else None
-    )
+    url = spec.get("url", "")
+    local = spec.get("root") or (url if url.startswith("file://") else None)
     if local is not None:
-        resolved = Path(local).resolve()
+        resolved = local_path_of(local) if local.startswith("file://") else Path(local).resolve()
         roots = settings.resolved_data_roots()
         if not any(resolved.is_relative_to(root) for root in roots):
             field = "root" if "root" in spec else "url"

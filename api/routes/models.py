@@ -44,7 +44,7 @@ def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelOut
     return model_out(session, registry.resolve_model(session, model_id, tenant=tenant))
 
 
-@router.put("/{name}/aliases/{alias}", response_model=AliasOut, responses=NOT_FOUND)
+@router.put("/{name:path}/aliases/{alias}", response_model=AliasOut, responses=NOT_FOUND)
 def set_alias(
     name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep, tenant: TenantDep
 ) -> AliasOut:
@@ -61,7 +61,7 @@ def set_alias(
 
 
 @router.delete(
-    "/{name}/aliases/{alias}",
+    "/{name:path}/aliases/{alias}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=NOT_FOUND,
@@ -74,7 +74,7 @@ def delete_alias(name: ModelName, alias: AliasName, session: SessionDep, tenant:
 
 
 @router.post(
-    "/{name}/aliases/{alias}/rollback",
+    "/{name:path}/aliases/{alias}/rollback",
     response_model=AliasOut,
     responses={**NOT_FOUND, 409: {"description": "The alias has no earlier version to go back to."}},
 )
@@ -89,7 +89,7 @@ def roll_back_alias(name: ModelName, alias: AliasName, session: SessionDep, tena
     return alias_out(row, model)
 
 
-@router.get("/{name}/aliases/{alias}/history", response_model=list[AliasEventOut])
+@router.get("/{name:path}/aliases/{alias}/history", response_model=list[AliasEventOut])
 def list_alias_history(
     name: ModelName, alias: AliasName, session: SessionDep, tenant: TenantDep
 ) -> list[AliasEventOut]:

@@ -337,7 +337,7 @@ class FaultKit:
         """The end of every process log, without the API's lines for the test's own polling."""
         parts = []
         for log in sorted(stack.logs.glob("*.log")):
-            text = [line for line in log.read_text(errors="replace").splitlines() if '"GET /v1/' not in line]
+            text = [line for line in log.read_text(errors="replace").splitlines() if "GET /v1/" not in line]
             parts.append(f"--- {log.name}\n" + "\n".join(text[-lines:]))
         return "\n".join(parts)
 

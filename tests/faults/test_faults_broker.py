@@ -99,9 +99,7 @@ def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
         with ThreadPoolExecutor(len(names)) as pool:
             answers = list(
                 pool.map(
-                    lambda name: kit.post_timed(
-                        stack.api_url, "/v1/jobs/train", kit.train_body(30, name), 40
-                    ),
+                    lambda name: kit.post_timed(stack, "/v1/jobs/train", kit.train_body(30, name), 40),
                     names,
                 )
             )

@@ -11,13 +11,13 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 
 from synthjobs.errors import JobFailure
 from synthjobs.settings import Settings
-from synthjobs.storage import S3Storage, Storage
+from synthjobs.storage import S3Storage, Storage, local_path_of
 from training.data import (
     DatasetError,
     ImageDataset,
@@ -69,7 +69,7 @@ def iter_image_folder(url: str, settings: Settings) -> Iterator[tuple[str, str, 
     """(class name, file name, bytes) of every image under `url`/<class_name>/<image>."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        yield from _iter_local_folder(local_path_under_roots(unquote(parsed.path), settings))
+        yield from _iter_local_folder(local_path_under_roots(str(local_path_of(url)), settings))
     elif parsed.scheme == "s3":
         yield from _iter_s3_folder(S3Storage(parsed.netloc, parsed.path, settings), url)
     else:

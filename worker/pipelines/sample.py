@@ -22,6 +22,7 @@ import torch
 
 from synthjobs import jobs, shards
 from synthjobs.db import session_scope
+from synthjobs.errors import JobFailure
 from synthjobs.models import JobShard
 from synthjobs.registry import get_model
 from synthjobs.settings import Settings
@@ -134,7 +135,7 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
     for row in rows:
         size, sha256 = storage.size_and_sha256(row["key"])
         if (size, sha256) != (row["bytes"], row["sha256"]):
-            raise ValueError(f"shard {row['index']} in storage ({size} bytes) differs from its record")
+            raise JobFailure(f"shard {row['index']} in storage ({size} bytes) differs from its record")
     loaded = load_model(settings, storage, params["model_id"], device)
     names = list(loaded.class_names)
     produced = [sum(r["per_class"][c] for r in rows) for c in range(len(names))]

@@ -17,6 +17,7 @@ import torch
 
 from synthjobs import __version__, schedules
 from synthjobs.db import session_scope
+from synthjobs.errors import JobFailure
 from synthjobs.promotion import Policy
 from synthjobs.registry import model_id_for_job, register_model
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
@@ -39,7 +40,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.0, "loading data", force=True)
     spec = ctx.params["dataset"]
     data = load_training_data(spec, ctx.settings, ctx.storage)
-    cfg = TrainConfig.from_dict({**ctx.params["config"], "dataset": describe(spec)})
+    try:
+        cfg = TrainConfig.from_dict({**ctx.params["config"], "dataset": describe(spec)})
+    except ValueError as exc:
+        raise JobFailure(f"invalid training configuration: {exc}") from exc
     digest = fingerprint(data)
     ctx.event(
         "data",
