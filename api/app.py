@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
+from api.deps import session_factory
 from api.errors import install_error_handlers
 from api.limits import BodyLimits
+from api.quota import QuotaGuard
 from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
 from synthjobs import __version__
 from synthjobs.logs import configure_logging, secrets_of
@@ -21,13 +25,24 @@ Submit a job (`POST /v1/jobs/train`, `POST /v1/jobs/sample`): the answer is `202
 """
 
 
+# Answers any operation can give before its own code runs.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be parsed: not UTF-8 JSON, or a malformed multipart upload."},
+    401: {"description": "A valid 'Authorization: Bearer <token>' header is required."},
+    413: {"description": "The body is larger than this deployment accepts."},
+    415: {"description": "The body's content type is not the one this operation takes."},
+}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
     settings.ensure_home()
     configure_logging(secrets=secrets_of(settings))
-    app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION)
+    app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION, responses=COMMON_RESPONSES)
     app.state.settings = settings
+    app.state.session_factory = session_factory(settings)
+    app.state.quota = QuotaGuard(settings)
     app.state.sender = make_sender(settings)
     app.state.storage = open_storage(settings)
     install_error_handlers(app)

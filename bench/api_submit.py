@@ -435,16 +435,19 @@ def call_route(settings: Any, sender: Any, clock: PhaseClock, token: str) -> byt
     from fastapi import Response
 
     from api import deps
+    from api.quota import QuotaGuard
     from api.routes import jobs as jobs_routes
     from api.schemas import JobOut, TrainRequest
 
     with clock.phase("request: JSON parse + TrainRequest validation"):
         body = TrainRequest.model_validate(json.loads(json.dumps(BODY).encode()))
     request = SimpleNamespace(
-        app=SimpleNamespace(state=SimpleNamespace(settings=settings)),
+        app=SimpleNamespace(
+            state=SimpleNamespace(settings=settings, session_factory=deps.session_factory(settings))
+        ),
         headers={"authorization": f"Bearer {token}"},
     )
-    with clock.phase("session: open (sessionmaker per request)"):
+    with clock.phase("session: open"):
         sessions = deps.get_session(request)  # type: ignore[arg-type]
         session = next(sessions)
     try:
@@ -454,6 +457,8 @@ def call_route(settings: Any, sender: Any, clock: PhaseClock, token: str) -> byt
         if "tenant" in params:  # auth: the tenant of the bearer token
             with clock.phase("auth: tenant for the bearer token"):
                 given["tenant"] = deps.get_tenant(request, session, settings)  # type: ignore[attr-defined]
+        if "quota" in params:  # per-tenant limits, as the app holds them
+            given["quota"] = QuotaGuard(settings)
         if "idem" in params:  # no Idempotency-Key: nothing to replay or remember
             given["idem"] = deps.IdempotencyRequest(None, "")  # type: ignore[attr-defined]
         required = [name for name, p in params.items() if p.default is inspect.Parameter.empty]

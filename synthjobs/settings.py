@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(default=None, description="Bearer token the CLI and client send.")
     admin_token: SecretStr | None = Field(default=None, description="Bootstrap token accepted by the API.")
     admin_tenant: str = Field(default="default", description="Tenant the admin token acts as.")
+    token_cache_seconds: float = Field(default=30, ge=0, description="How long a verified token is trusted.")
     max_concurrent_jobs: int = Field(default=1000, ge=1, description="Queued + running jobs per tenant.")
     max_submits_per_minute: int = Field(
         default=1200, ge=1, description="Job submissions per tenant per minute."

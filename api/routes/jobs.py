@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import IdempotencyDep, SenderDep, SessionDep, SettingsDep, TenantDep
+from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
 from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
 from synthjobs import datasets, jobs, shards
@@ -44,17 +42,19 @@ def submit_train(
     settings: SettingsDep,
     tenant: TenantDep,
     idem: IdempotencyDep,
+    quota: QuotaDep,
 ) -> JobOut:
     """Submit a training job."""
     if (earlier := idem.replay(session, tenant)) is not None:
         response.status_code = status.HTTP_200_OK
         return job_out(jobs.get_job(session, earlier))
-    check_quota(session, tenant, settings)
+    quota.check(session, tenant)
     params = train_params(body, session, settings, tenant)
     job = jobs.create_job(session, JobKind.TRAIN, params, tenant=tenant)
     if (earlier := _commit(session, idem, tenant, job.id)) is not None:
         response.status_code = status.HTTP_200_OK
         return job_out(jobs.get_job(session, earlier))
+    quota.record(tenant)
     enqueue_job(sender, job.id, JobKind.TRAIN, settings)
     return job_out(job)
 
@@ -70,12 +70,13 @@ def submit_sample(
     settings: SettingsDep,
     tenant: TenantDep,
     idem: IdempotencyDep,
+    quota: QuotaDep,
 ) -> JobOut:
     """Submit a bulk-sampling job from a trained model (by id, name:version or name@alias)."""
     if (earlier := idem.replay(session, tenant)) is not None:
         response.status_code = status.HTTP_200_OK
         return job_out(jobs.get_job(session, earlier))
-    check_quota(session, tenant, settings)
+    quota.check(session, tenant)
     try:
         model = resolve_model(session, body.model, tenant=tenant)
     except ModelNotFound as exc:
@@ -88,6 +89,7 @@ def submit_sample(
     if (earlier := _commit(session, idem, tenant, job.id)) is not None:
         response.status_code = status.HTTP_200_OK
         return job_out(jobs.get_job(session, earlier))
+    quota.record(tenant)
     enqueue_shards(sender, job.id, list(range(shard_total)), settings)
     return job_out(job)
 
@@ -107,32 +109,6 @@ def _commit(session: SessionDep, idem: IdempotencyDep, tenant: str, job_id: str)
         if earlier is None:
             raise
         return earlier
-
-
-def check_quota(session: SessionDep, tenant: str, settings: Settings) -> None:
-    """429 with Retry-After when the tenant has too many jobs in flight or submitted too many this minute."""
-    in_flight = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.tenant == tenant, Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
-    )
-    if (in_flight or 0) >= settings.max_concurrent_jobs:
-        raise HTTPException(
-            429,
-            f"{in_flight} jobs queued or running; the limit is {settings.max_concurrent_jobs}",
-            headers={"Retry-After": "30"},
-        )
-    recent = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.tenant == tenant, Job.created_at > utcnow() - timedelta(minutes=1))
-    )
-    if (recent or 0) >= settings.max_submits_per_minute:
-        raise HTTPException(
-            429,
-            f"more than {settings.max_submits_per_minute} submissions in the last minute",
-            headers={"Retry-After": "60"},
-        )
 
 
 def train_params(body: TrainRequest, session: SessionDep, settings: Settings, tenant: str) -> dict[str, Any]:

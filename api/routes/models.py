@@ -44,7 +44,7 @@ def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelOut
     return model_out(session, registry.resolve_model(session, model_id, tenant=tenant))
 
 
-@router.put("/{name:path}/aliases/{alias}", response_model=AliasOut, responses=NOT_FOUND)
+@router.put("/{name:path}/aliases/{alias:path}", response_model=AliasOut, responses=NOT_FOUND)
 def set_alias(
     name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep, tenant: TenantDep
 ) -> AliasOut:
@@ -61,7 +61,7 @@ def set_alias(
 
 
 @router.delete(
-    "/{name:path}/aliases/{alias}",
+    "/{name:path}/aliases/{alias:path}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=NOT_FOUND,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy.exc import IntegrityError
 
 from api.deps import SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
@@ -26,7 +27,12 @@ def _check_cron(cron: str, timezone: str) -> None:
         raise HTTPException(422, field_error((field,), str(exc))) from exc
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ScheduleOut,
+    responses={409: {"description": "The tenant has a schedule of that name."}},
+)
 def create_schedule(
     body: ScheduleRequest, session: SessionDep, settings: SettingsDep, tenant: TenantDep
 ) -> Schedule:
@@ -45,7 +51,11 @@ def create_schedule(
         sample=body.sample.model_dump() if body.sample else None,
         policy=body.policy.model_dump(),
     )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError as exc:  # a concurrent create took the name between the check and the insert
+        session.rollback()
+        raise HTTPException(409, f"a schedule named {body.name!r} exists") from exc
     return schedule
 
 

@@ -20,7 +20,7 @@ DIGITS = {"class_names": [str(i) for i in range(10)], "image_shape": [1, 8, 8]}
 
 @pytest.fixture
 def api(make_api: Callable[..., TestClient]) -> TestClient:
-    return make_api()
+    return make_api(token_cache_seconds=0)  # a revoked token must be refused at once in these tests
 
 
 @pytest.fixture
