@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import InvalidTransition, JobNotFound
-from synthjobs.models import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, utcnow
+from synthjobs.models import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, new_id, utcnow
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
@@ -46,10 +46,24 @@ def sources_of(target: JobState) -> list[str]:
 def create_job(
     session: Session, kind: JobKind, params: dict[str, Any], *, tenant: str = DEFAULT_TENANT
 ) -> Job:
-    """Add a QUEUED job; the caller commits before anything is enqueued, so no message outruns its row."""
-    job = Job(kind=kind.value, state=JobState.QUEUED.value, params=params, phase="queued", tenant=tenant)
+    """Add a QUEUED job; the caller commits before anything is enqueued, so no message outruns its row.
+
+    Ids and timestamps are set here, not by a flush, so the job and its event go out in the caller's commit.
+    """
+    now = utcnow()
+    job = Job(
+        id=new_id(),
+        kind=kind.value,
+        state=JobState.QUEUED.value,
+        params=params,
+        phase="queued",
+        tenant=tenant,
+        progress=0.0,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(job)
-    session.flush()
     add_event(session, job.id, "submitted", f"{kind.value} job submitted")
     return job
 
