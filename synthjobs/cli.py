@@ -421,7 +421,13 @@ def run_reconcile(args: argparse.Namespace) -> int:
     from synthjobs.reconcile import reconcile
 
     report = asdict(reconcile(get_settings(), make_sender(get_settings())))
-    emit(args, report, lambda r: "\n".join(f"{k}: {len(v)} {' '.join(v)}" for k, v in r.items()))
+    emit(
+        args,
+        report,
+        lambda r: "\n".join(
+            f"{k}: {len(v)} {' '.join(v)}" if isinstance(v, list) else f"{k}: {v}" for k, v in r.items()
+        ),
+    )
     return EXIT_OK
 
 

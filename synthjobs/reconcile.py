@@ -16,7 +16,7 @@ from datetime import timedelta
 from celery import Celery
 from sqlalchemy import or_, select, update
 
-from synthjobs import jobs, shards
+from synthjobs import idempotency, jobs, shards
 from synthjobs.db import session_scope
 from synthjobs.errors import InvalidTransition
 from synthjobs.models import Job, JobKind, JobShard, JobState, ShardState, utcnow
@@ -35,6 +35,7 @@ class ReconcileReport:
     failed: list[str] = field(default_factory=list)
     shards_requeued: list[str] = field(default_factory=list)
     finalizers: list[str] = field(default_factory=list)
+    idempotency_keys_purged: int = 0
 
 
 def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
@@ -45,6 +46,8 @@ def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
     _republish_stale_queued(settings, sender, report)
     _republish_stale_shards(settings, sender, report)
     _finalize_forgotten(settings, sender, report)
+    with session_scope(settings.resolved_database_url()) as session:
+        report.idempotency_keys_purged = idempotency.purge(session, settings.idempotency_hours)
     if any(asdict(report).values()):
         log.info("reconciler: %s", report)
     return report
