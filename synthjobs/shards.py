@@ -97,20 +97,27 @@ def _start_job(session: Session, job_id: str, worker: str) -> None:
         jobs.add_event(session, job_id, "started", f"first shard claimed by {worker}", {"worker": worker})
 
 
-def renew_shard_lease(session: Session, job_id: str, index: int, worker: str, lease_seconds: float) -> bool:
-    """Extend `worker`'s lease on a running shard; False when the shard is no longer its to run."""
-    renewed = session.execute(
+def _update_held(session: Session, job_id: str, index: int, holder: str, **values: Any) -> bool:
+    """Change a RUNNING shard only while `holder` holds it; True when it did."""
+    changed = session.execute(
         update(JobShard)
         .where(
             JobShard.job_id == job_id,
             JobShard.index == index,
-            JobShard.worker == worker,
+            JobShard.worker == holder,
             JobShard.state == ShardState.RUNNING.value,
         )
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    return renewed == 1
+    return bool(changed == 1)
+
+
+def renew_shard_lease(session: Session, job_id: str, index: int, worker: str, lease_seconds: float) -> bool:
+    """Extend `worker`'s lease on a running shard; False when the shard is no longer its to run."""
+    return _update_held(
+        session, job_id, index, worker, lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)
+    )
 
 
 def complete_shard(
@@ -126,53 +133,39 @@ def complete_shard(
     quality: dict[str, Any],
 ) -> bool:
     """Record a written shard; False if this worker lost the shard meanwhile (its twin's record stands)."""
-    done = session.execute(
-        update(JobShard)
-        .where(
-            JobShard.job_id == job_id,
-            JobShard.index == index,
-            JobShard.worker == worker,
-            JobShard.state == ShardState.RUNNING.value,
-        )
-        .values(
-            state=ShardState.DONE.value,
-            key=key,
-            sha256=sha256,
-            bytes=size,
-            seconds=seconds,
-            quality=quality,
-            lease_expires_at=None,
-            error=None,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if done != 1:
-        return False
-    _update_progress(session, job_id)
-    return True
+    done = _update_held(
+        session,
+        job_id,
+        index,
+        worker,
+        state=ShardState.DONE.value,
+        key=key,
+        sha256=sha256,
+        bytes=size,
+        seconds=seconds,
+        quality=quality,
+        lease_expires_at=None,
+        error=None,
+        updated_at=utcnow(),
+    )
+    if done:
+        _update_progress(session, job_id)
+    return done
 
 
 def release_shard(session: Session, job_id: str, index: int, worker: str, error: str) -> bool:
     """Give a shard back (transient failure): PENDING again for another try. False if not ours."""
-    released = session.execute(
-        update(JobShard)
-        .where(
-            JobShard.job_id == job_id,
-            JobShard.index == index,
-            JobShard.worker == worker,
-            JobShard.state == ShardState.RUNNING.value,
-        )
-        .values(
-            state=ShardState.PENDING.value,
-            worker=None,
-            lease_expires_at=None,
-            error=error[:2000],
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return released == 1
+    return _update_held(
+        session,
+        job_id,
+        index,
+        worker,
+        state=ShardState.PENDING.value,
+        worker=None,
+        lease_expires_at=None,
+        error=error[:2000],
+        updated_at=utcnow(),
+    )
 
 
 def fail_shard(session: Session, job_id: str, index: int, error: str) -> None:

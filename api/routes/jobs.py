@@ -45,15 +45,13 @@ def submit_train(
     quota: QuotaDep,
 ) -> JobOut:
     """Submit a training job."""
-    if (earlier := idem.replay(session, tenant)) is not None:
-        response.status_code = status.HTTP_200_OK
-        return job_out(jobs.get_job(session, earlier))
+    if (earlier := _replayed(session, idem, tenant, response)) is not None:
+        return earlier
     quota.check(session, tenant)
     params = train_params(body, session, settings, tenant)
     job = jobs.create_job(session, JobKind.TRAIN, params, tenant=tenant)
-    if (earlier := _commit(session, idem, tenant, job.id)) is not None:
-        response.status_code = status.HTTP_200_OK
-        return job_out(jobs.get_job(session, earlier))
+    if (earlier := _commit(session, idem, tenant, job.id, response)) is not None:
+        return earlier
     quota.record(tenant)
     enqueue_job(sender, job.id, JobKind.TRAIN, settings)
     return job_out(job)
@@ -73,9 +71,8 @@ def submit_sample(
     quota: QuotaDep,
 ) -> JobOut:
     """Submit a bulk-sampling job from a trained model (by id, name:version or name@alias)."""
-    if (earlier := idem.replay(session, tenant)) is not None:
-        response.status_code = status.HTTP_200_OK
-        return job_out(jobs.get_job(session, earlier))
+    if (earlier := _replayed(session, idem, tenant, response)) is not None:
+        return earlier
     quota.check(session, tenant)
     try:
         model = resolve_model(session, body.model, tenant=tenant)
@@ -86,18 +83,28 @@ def submit_sample(
     except InvalidRequest as exc:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
     job, shard_total = create_sampling_job(session, params, tenant=tenant)
-    if (earlier := _commit(session, idem, tenant, job.id)) is not None:
-        response.status_code = status.HTTP_200_OK
-        return job_out(jobs.get_job(session, earlier))
+    if (earlier := _commit(session, idem, tenant, job.id, response)) is not None:
+        return earlier
     quota.record(tenant)
     enqueue_shards(sender, job.id, list(range(shard_total)), settings)
     return job_out(job)
 
 
-def _commit(session: SessionDep, idem: IdempotencyDep, tenant: str, job_id: str) -> str | None:
+def _replayed(session: SessionDep, idem: IdempotencyDep, tenant: str, response: Response) -> JobOut | None:
+    """The job an earlier request with this Idempotency-Key created (answered 200), or None."""
+    earlier = idem.replay(session, tenant)
+    if earlier is None:
+        return None
+    response.status_code = status.HTTP_200_OK
+    return job_out(jobs.get_job(session, earlier))
+
+
+def _commit(
+    session: SessionDep, idem: IdempotencyDep, tenant: str, job_id: str, response: Response
+) -> JobOut | None:
     """Commit the new job with its idempotency record (the row exists before any message names it).
 
-    Returns the id of the twin request's job when a concurrent request with the same key committed first.
+    Returns the twin request's job when a concurrent request with the same key committed first.
     """
     try:
         idem.remember(session, tenant, "job", job_id)
@@ -105,7 +112,7 @@ def _commit(session: SessionDep, idem: IdempotencyDep, tenant: str, job_id: str)
         return None
     except IntegrityError:
         session.rollback()
-        earlier = idem.replay(session, tenant)
+        earlier = _replayed(session, idem, tenant, response)
         if earlier is None:
             raise
         return earlier
