@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from synthjobs.db import execute_dml
 from synthjobs.models import ApiToken, utcnow
 from synthjobs.settings import Settings
 
@@ -39,7 +40,7 @@ def create_token(session: Session, tenant: str, label: str = "") -> str:
 def revoke_token(session: Session, token: str) -> bool:
     """Revoke a token by its value; False when it was unknown or already revoked."""
     query = update(ApiToken).where(ApiToken.token_sha256 == hash_token(token), ApiToken.revoked_at.is_(None))
-    return session.execute(query.values(revoked_at=utcnow())).rowcount == 1  # type: ignore[attr-defined]
+    return execute_dml(session, query.values(revoked_at=utcnow())) == 1
 
 
 def tenant_for_token(session: Session, token: str, settings: Settings) -> str | None:

@@ -7,6 +7,7 @@ done = client.wait(job["id"], timeout=600)
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import random
@@ -119,9 +120,9 @@ class Client:
         result: Job = self._request("GET", f"/v1/jobs/{job_id}")
         return result
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
+    def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """What happened to the job, oldest first."""
-        result: list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/events")
+        result: builtins.list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/events")
         return result
 
     def list(
@@ -134,7 +135,7 @@ class Client:
         result: dict[str, Any] = self._request("GET", "/v1/jobs", params=params)
         return result
 
-    def models(self, *, name: str | None = None) -> list[dict[str, Any]]:
+    def models(self, *, name: str | None = None) -> builtins.list[dict[str, Any]]:
         """Trained models, newest first."""
         result = self._request("GET", "/v1/models", params={"name": name} if name else None)
         return list(result["items"])
@@ -149,12 +150,12 @@ class Client:
         result: Job = self._request("POST", f"/v1/jobs/{job_id}/cancel")
         return result
 
-    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+    def artifacts(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """The job's outputs with short-lived download URLs."""
-        result: list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/artifacts")
+        result: builtins.list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/artifacts")
         return result
 
-    def download(self, job_id: str, dest: str | Path) -> list[Path]:
+    def download(self, job_id: str, dest: str | Path) -> builtins.list[Path]:
         """Download every output of a finished job into `dest`, verifying shards against the manifest.
 
         Raises DownloadError when a shard's sha256 differs from the one the manifest records.
@@ -221,8 +222,8 @@ class Client:
         result: dict[str, Any] = self._request("POST", "/v1/schedules", json=body)
         return result
 
-    def schedules(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._request("GET", "/v1/schedules")
+    def schedules(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = self._request("GET", "/v1/schedules")
         return result
 
     def update_schedule(self, schedule_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -230,8 +231,8 @@ class Client:
         result: dict[str, Any] = self._request("PATCH", f"/v1/schedules/{schedule_id}", json=changes)
         return result
 
-    def schedule_runs(self, schedule_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._request("GET", f"/v1/schedules/{schedule_id}/runs")
+    def schedule_runs(self, schedule_id: str) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = self._request("GET", f"/v1/schedules/{schedule_id}/runs")
         return result
 
     def wait(

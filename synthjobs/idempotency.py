@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from synthjobs.db import execute_dml
 from synthjobs.errors import SynthJobsError
 from synthjobs.models import IdempotencyKey, utcnow
 
@@ -55,4 +56,4 @@ def remember(
 def purge(session: Session, hours: float) -> int:
     """Forget keys older than `hours` (at least 24 h are kept)."""
     cutoff = utcnow() - timedelta(hours=max(hours, 24))
-    return session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)).rowcount  # type: ignore[attr-defined]
+    return execute_dml(session, delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from synthjobs.db import execute_dml
 from synthjobs.errors import InvalidTransition, JobNotFound
 from synthjobs.models import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, new_id, utcnow
 
@@ -90,7 +91,8 @@ def claim_job(
         Job.state == JobState.QUEUED.value,
         and_(Job.state == JobState.RUNNING.value, Job.lease_expires_at < now),
     )
-    claimed = session.execute(
+    claimed = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, claimable, Job.attempts < max_attempts)
         .values(
@@ -102,14 +104,15 @@ def claim_job(
             phase="starting",
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if claimed == 1:
         attempts = get_job(session, job_id).attempts
         message = f"claimed by {worker}" + (f" (attempt {attempts})" if attempts > 1 else "")
         add_event(session, job_id, "claimed", message, {"worker": worker, "attempt": attempts})
         return True
-    exhausted = session.execute(
+    exhausted = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, claimable, Job.attempts >= max_attempts)
         .values(
@@ -120,8 +123,8 @@ def claim_job(
             lease_expires_at=None,
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if exhausted == 1:
         add_event(session, job_id, "failed", f"worker lost {max_attempts} times; giving up")
     return False
@@ -130,24 +133,26 @@ def claim_job(
 def renew_lease(session: Session, job_id: str, worker: str, lease_seconds: float) -> bool:
     """Extend `worker`'s lease on a RUNNING job; False when the job is no longer its to run."""
     now = utcnow()
-    renewed = session.execute(
+    renewed = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     return renewed == 1
 
 
 def requeue_expired(session: Session, job_id: str, reason: str) -> bool:
     """Move a RUNNING job whose lease expired back to QUEUED (the reconciler then re-enqueues it)."""
     now = utcnow()
-    requeued = session.execute(
+    requeued = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_expires_at < now)
         .values(state=JobState.QUEUED.value, phase=f"requeued: {reason}"[:200], worker=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if requeued == 1:
         add_event(session, job_id, "requeued", reason)
     return requeued == 1
@@ -155,7 +160,8 @@ def requeue_expired(session: Session, job_id: str, reason: str) -> bool:
 
 def release_job(session: Session, job_id: str, worker: str, reason: str) -> bool:
     """Hand a RUNNING job held by `worker` back to QUEUED (graceful shutdown); it resumes elsewhere."""
-    released = session.execute(
+    released = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
         .values(
@@ -165,8 +171,8 @@ def release_job(session: Session, job_id: str, worker: str, reason: str) -> bool
             lease_expires_at=None,
             updated_at=utcnow(),
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if released == 1:
         add_event(session, job_id, "requeued", reason)
     return released == 1
@@ -219,7 +225,7 @@ def _guarded_update(
     query = update(Job).where(Job.id == job_id, Job.state.in_(sources_of(target)))
     if worker is not None:
         query = query.where(Job.worker == worker)
-    changed = session.execute(query.values(**values).execution_options(synchronize_session=False)).rowcount
+    changed = execute_dml(session, query.values(**values).execution_options(synchronize_session=False))
     if changed != 1:
         current = JobState(get_job(session, job_id).state)
         check_transition(current, target)
@@ -228,7 +234,8 @@ def _guarded_update(
 
 def set_progress(session: Session, job_id: str, progress: float, phase: str) -> bool:
     """Record how far a RUNNING job is; False when the job is no longer running (e.g. cancelled)."""
-    changed = session.execute(
+    changed = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
         .values(
@@ -236,8 +243,8 @@ def set_progress(session: Session, job_id: str, progress: float, phase: str) -> 
             phase=phase[:200],
             updated_at=utcnow(),
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     return changed == 1
 
 

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import IO, TypeVar
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -79,7 +79,7 @@ class RetryingStorage:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         return retry_transient(lambda: self.inner.put_bytes(key, data, content_type), what=f"writing {key}")
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
         start = stream.tell()
 
         def put() -> str:

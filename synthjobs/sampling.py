@@ -53,7 +53,7 @@ def requested_counts(request: dict[str, Any], class_names: list[str]) -> list[in
         return resolve_counts(per_class, class_names)
     proportions = request.get("distribution", "uniform")
     if proportions == "uniform":
-        return split_total(int(total), [1.0] * len(class_names))
+        return split_total(int(str(total)), [1.0] * len(class_names))
     weights = [0.0] * len(class_names)
     for index, weight in _by_class(proportions, class_names, "distribution").items():
         if not math.isfinite(weight) or weight < 0:
@@ -62,7 +62,7 @@ def requested_counts(request: dict[str, Any], class_names: list[str]) -> list[in
         weights[index] = weight
     if sum(weights) <= 0:
         raise InvalidRequest(("distribution",), "proportions must not all be zero")
-    return split_total(int(total), weights)
+    return split_total(int(str(total)), weights)
 
 
 def resolve_counts(per_class: int | dict[str, int], class_names: list[str]) -> list[int]:

@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthjobs import jobs
+from synthjobs.db import execute_dml
 from synthjobs.models import Job, JobShard, JobState, ShardState, utcnow
 
 
@@ -58,7 +59,8 @@ def claim_shard(
         JobShard.state == ShardState.PENDING.value,
         and_(JobShard.state == ShardState.RUNNING.value, JobShard.lease_expires_at < now),
     )
-    claimed = session.execute(
+    claimed = execute_dml(
+        session,
         update(JobShard)
         .where(
             JobShard.job_id == job_id, JobShard.index == index, claimable, JobShard.attempts < max_attempts
@@ -70,8 +72,8 @@ def claim_shard(
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if claimed != 1:
         return None
     return session.get(JobShard, (job_id, index), populate_existing=True)
@@ -79,7 +81,8 @@ def claim_shard(
 
 def _start_job(session: Session, job_id: str, worker: str) -> None:
     now = utcnow()
-    started = session.execute(
+    started = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
         .values(
@@ -91,15 +94,16 @@ def _start_job(session: Session, job_id: str, worker: str) -> None:
             lease_expires_at=None,
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if started:
         jobs.add_event(session, job_id, "started", f"first shard claimed by {worker}", {"worker": worker})
 
 
 def _update_held(session: Session, job_id: str, index: int, holder: str, **values: Any) -> bool:
     """Change a RUNNING shard only while `holder` holds it; True when it did."""
-    changed = session.execute(
+    changed = execute_dml(
+        session,
         update(JobShard)
         .where(
             JobShard.job_id == job_id,
@@ -108,8 +112,8 @@ def _update_held(session: Session, job_id: str, index: int, holder: str, **value
             JobShard.state == ShardState.RUNNING.value,
         )
         .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     return bool(changed == 1)
 
 
@@ -209,7 +213,8 @@ def claim_finalizer(session: Session, job_id: str, worker: str, lease_seconds: f
         .scalar_subquery()
     )
     free = or_(Job.finalizer.is_(None), Job.lease_expires_at < now)
-    claimed = session.execute(
+    claimed = execute_dml(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING.value, free, undone == 0)
         .values(
@@ -218,8 +223,8 @@ def claim_finalizer(session: Session, job_id: str, worker: str, lease_seconds: f
             phase="finalizing",
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if claimed == 1:
         jobs.add_event(session, job_id, "finalizing", f"all shards done; finalizer {worker}")
     return claimed == 1

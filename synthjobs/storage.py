@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
@@ -43,7 +43,7 @@ class Storage(Protocol):
         """Store `data` under `key` (overwriting) and return the object's URI."""
         ...
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
         """Store a file-like object's content under `key` without holding it all in memory."""
         ...
 
@@ -110,7 +110,7 @@ class LocalStorage:
             raise
         return self.uri(key)
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -224,7 +224,7 @@ class S3Storage:
             raise s3_error(f"could not write {self.uri(key)}", exc) from exc
         return self.uri(key)
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream") -> str:
+    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
         """Multipart upload for large objects (boto3's managed transfer), a single PUT for small ones."""
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
@@ -341,7 +341,7 @@ class _Unclosable(io.RawIOBase):
     """A view of a stream that boto3 cannot close: it closes what it uploads, even after a failed attempt,
     and the caller must be able to rewind and try again."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         super().__init__()
         self._stream = stream
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -19,7 +19,7 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 EXTENSIONS = {"npz": "npz", "webdataset": "tar"}
 
 
-def write_npz(stream: BinaryIO, images: np.ndarray, labels: np.ndarray) -> None:
+def write_npz(stream: IO[bytes], images: np.ndarray, labels: np.ndarray) -> None:
     """An .npz readable by `np.load`: `images` (uint8) and `labels` (int64), uncompressed."""
     with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in (("images", images), ("labels", labels.astype(np.int64, copy=False))):
@@ -29,7 +29,7 @@ def write_npz(stream: BinaryIO, images: np.ndarray, labels: np.ndarray) -> None:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def write_webdataset(stream: BinaryIO, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
+def write_webdataset(stream: IO[bytes], images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
     """A tar of `{key}.png` + `{key}.cls` pairs (webdataset's conventions), keys `{prefix}-{i:07d}`."""
     with tarfile.open(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT) as archive:
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
@@ -45,7 +45,7 @@ def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
     archive.addfile(info, io.BytesIO(payload))
 
 
-def write_shard(stream: BinaryIO, fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
+def write_shard(stream: IO[bytes], fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
     """Write one shard in `fmt` (npz or webdataset)."""
     if fmt == "npz":
         write_npz(stream, images, labels)

@@ -22,7 +22,7 @@ from synthjobs.storage import local_path_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-NOT_FOUND = {404: {"description": "No job with that id."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with that id."}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key created."},
     409: {"description": "The Idempotency-Key was used with a different request."},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN)]
 AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN)]
-NOT_FOUND = {404: {"description": "No such model or alias."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such model or alias."}}
 
 
 def model_out(session: SessionDep, model: Model) -> ModelOut:

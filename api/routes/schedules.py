@@ -16,7 +16,7 @@ from synthjobs.cron import CronError, CronSchedule
 from synthjobs.models import Schedule
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
-NOT_FOUND = {404: {"description": "No such schedule."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule."}}
 
 
 def _check_cron(cron: str, timezone: str) -> None:

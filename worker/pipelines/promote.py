@@ -21,7 +21,7 @@ from synthjobs.queue import enqueue_shards
 from synthjobs.sampling import create_sampling_job, sample_params
 from training.checkpoint import load_checkpoint
 from training.data import ImageDataset
-from training.evaluate import conditional_accuracy
+from training.evaluate import as_flat_pixels, conditional_accuracy
 from training.evaluate import tstr as tstr_accuracy
 from training.model import CVAE
 from training.sample import generate, shard_generator
@@ -40,7 +40,9 @@ def figures(
     images = generate(model, labels, generator=shard_generator(EVAL_SEED, 0), device=device)
     return {
         "tstr": round(tstr_accuracy(images, labels, data, seed=0, device=device), 4),
-        "conditional_accuracy": round(conditional_accuracy(classifier, images, labels)["overall"], 4),
+        "conditional_accuracy": round(
+            conditional_accuracy(classifier, as_flat_pixels(images, data.image_shape), labels)["overall"], 4
+        ),
         "heldout_neg_elbo": round(heldout_neg_elbo(model, data, device=device), 4),
     }
 

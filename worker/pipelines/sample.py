@@ -15,7 +15,7 @@ import math
 import tempfile
 import time
 from collections import OrderedDict
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def score_subset(
     return {"scored": scored, "correct": correct}
 
 
-def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> tuple[BinaryIO, int, str]:
+def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> tuple[IO[bytes], int, str]:
     """The shard file (spooled to disk past 64 MB), its size and sha256."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned to the caller
     write_shard(spool, fmt, images, labels, prefix)
