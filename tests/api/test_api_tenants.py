@@ -89,6 +89,8 @@ def test_another_tenants_resources_answer_404_on_every_endpoint(
         ("GET", f"/v1/jobs/{ids['job']}", None),
         ("GET", f"/v1/jobs/{ids['job']}/events", None),
         ("POST", f"/v1/jobs/{ids['job']}/cancel", None),
+        ("GET", f"/v1/jobs/{ids['job']}/artifacts", None),
+        ("GET", f"/v1/jobs/{ids['job']}/artifacts/manifest.json", None),
         ("GET", f"/v1/models/{ids['model']}", None),
         ("GET", "/v1/models/acme-cvae:1", None),
         ("GET", "/v1/models/acme-cvae@champion", None),

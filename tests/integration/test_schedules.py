@@ -115,3 +115,16 @@ def test_invalid_cron_is_rejected_naming_the_field(start_stack) -> None:
         "/v1/schedules", json=_schedule_body(epochs=1) | {"timezone": "Mars/Base"}
     )
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "timezone"]
+
+
+def test_unchanged_data_is_not_retrained_when_the_policy_says_so(start_stack) -> None:
+    stack = start_stack()
+    body = _schedule_body(epochs=1)
+    body["policy"] = {"skip_unchanged_data": True}
+    schedule_id = stack.client._request("POST", "/v1/schedules", json=body)["id"]
+    first, run = _fire(stack, schedule_id)
+    assert run["outcome"] == "promoted"
+    second, run = _fire(stack, schedule_id)
+    assert run["outcome"] == "skipped" and "data unchanged" in run["decision"]["reason"]
+    assert second["result"]["skipped"] is True
+    assert [m["version"] for m in stack.client.models(name="digits-cvae")] == [1]
