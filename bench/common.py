@@ -124,10 +124,24 @@ class Stack:
         self.stop_workers()
         processes.stop(self.api)
         self.client.close()
+        broker = self.env.get("SYNTHJOBS_BROKER_URL", "")
+        if broker.startswith(("redis://", "rediss://")):
+            forget_redis_queue(broker, self.env["SYNTHJOBS_QUEUE"])
 
     def storage_path(self, uri: str) -> Path:
         """The local path of a file:// URI written by this stack."""
         return Path(uri.removeprefix("file://"))
+
+
+def forget_redis_queue(url: str, queue: str) -> None:
+    """Delete what kombu left in Redis for this stack's own queue (its bindings), and nothing else."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"*{queue}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def start_stack(home: Path, workers: int = 1, **env_options: Any) -> Stack:
