@@ -42,4 +42,4 @@ def signature_valid(
     """Whether a link's signature is ours and it has not expired."""
     if expires < (now or time.time()):
         return False
-    return hmac.compare_digest(sign(key, job_id, name, expires), signature)
+    return hmac.compare_digest(sign(key, job_id, name, expires).encode(), signature.encode())

@@ -70,7 +70,7 @@ def download_artifact(
     settings: SettingsDep,
     storage: StorageDep,
     expires: Annotated[int | None, Query()] = None,
-    signature: Annotated[str | None, Query(max_length=64)] = None,
+    signature: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
 ) -> FileResponse | RedirectResponse:
     """Download one output: with a valid signed link, or with the job's tenant's bearer token."""
     if expires is not None and signature is not None:
