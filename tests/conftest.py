@@ -26,6 +26,8 @@ PG_ADMIN_URL = os.environ.get(
     "SYNTHJOBS_TEST_PG_URL", f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
 )
 REDIS_URL = os.environ.get("SYNTHJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Tests flush their Redis database; runs side by side on one server each take their own number.
+REDIS_DB = int(os.environ.get("SYNTHJOBS_TEST_REDIS_DB", "9"))
 S3_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -118,10 +120,10 @@ def redis_server_url() -> str:
 
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
-    """A Redis database flushed before and after the test (db 9, kept apart from anyone's db 0)."""
+    """A Redis database flushed before and after the test (db 9 unless told, apart from anyone's db 0)."""
     import redis
 
-    url = f"{redis_server_url}/9"
+    url = f"{redis_server_url}/{REDIS_DB}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
