@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy.orm import Session
 
 from synthjobs import registry
 from synthjobs.db import dispose_engines, session_scope
@@ -21,7 +22,7 @@ DATASET = {"class_names": ["0", "1"]}
 TENANTS = ("acme", "globex")
 
 
-def _register(session: sa.orm.Session, tenant: str, name: str = "shared-cvae") -> Model:
+def _register(session: Session, tenant: str, name: str = "shared-cvae") -> Model:
     return registry.register_model(
         session,
         model_id=str(uuid.uuid4()),
