@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synthjobs.auth import client_token
-from synthjobs.client import APIUnreachable, Client, ClientError, DownloadError, JobFailed, WaitTimeout
+from synthjobs.client import (
+    APIUnreachable,
+    Client,
+    ClientError,
+    DownloadError,
+    JobFailed,
+    JobNotFinished,
+    WaitTimeout,
+)
 from synthjobs.settings import get_settings
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
@@ -286,9 +294,18 @@ def cancel_job(args: argparse.Namespace) -> int:
 
 
 def download_job(args: argparse.Namespace) -> int:
+    """Exit 1 for a failed or cancelled job (it has no outputs) or a shard unlike the manifest's, 2 for a
+    job not finished yet."""
     with client_for(args) as client:
         try:
             paths = client.download(args.job_id, args.dest)
+        except JobFailed as exc:
+            reason = f": {exc.job['error']}" if exc.job.get("error") else ""
+            print(f"error: job {args.job_id} {exc.job['state']}{reason}; it has no outputs", file=sys.stderr)
+            return EXIT_JOB_FAILED
+        except JobNotFinished as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except DownloadError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_JOB_FAILED

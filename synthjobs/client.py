@@ -53,12 +53,52 @@ class DownloadError(SynthJobsError):
     """A downloaded output does not match the manifest (size or sha256)."""
 
 
+class JobNotFinished(SynthJobsError):
+    """A job's outputs were asked for while it is still QUEUED or RUNNING; `job` holds its state."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job['id']} is still {job['state']}: wait for it to finish, then download")
+        self.job = job
+
+
+def _sha256_of(path: Path) -> str | None:
+    """The file's sha256, read in chunks: a shard can be larger than the memory of the machine checking it."""
+    if not path.exists():
+        return None
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _verify_against_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     for shard in manifest.get("shards", []):
         path = folder / shard["key"].rsplit("/", 1)[-1]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        digest = _sha256_of(path)
         if digest != shard["sha256"]:
             raise DownloadError(f"{path.name}: sha256 {digest} differs from the manifest's {shard['sha256']}")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the default port spelled out: `:443` and no port compare equal."""
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def is_under(url: str, base_url: str) -> bool:
+    """Whether `url` is on the API at `base_url`: same scheme, host and port, and under its path.
+
+    The path must continue `base_url`'s path at a segment boundary (`/api` covers `/api/v1/…`, not
+    `/api-other/…`). Comparing the text instead would send the token to `http://api-minio:9000/…` for a
+    base of `http://api`. A relative URL is resolved against the API, as the HTTP client does.
+    """
+    target, base = httpx.URL(url), httpx.URL(base_url)
+    if not target.is_absolute_url:
+        return not target.host  # a path on the API; `//host/…` is another host
+    if _origin(target) != _origin(base):
+        return False
+    prefix = base.path.rstrip("/")
+    return target.path == prefix or target.path.startswith(prefix + "/")
 
 
 class Client:
@@ -158,8 +198,14 @@ class Client:
     def download(self, job_id: str, dest: str | Path) -> builtins.list[Path]:
         """Download every output of a finished job into `dest`, verifying shards against the manifest.
 
-        Raises DownloadError when a shard's sha256 differs from the one the manifest records.
+        Raises JobFailed for a FAILED or CANCELLED job and JobNotFinished for one still queued or running
+        (neither has outputs), and DownloadError when a shard's sha256 differs from the manifest's.
         """
+        job = self.get(job_id)
+        if job["state"] in TERMINAL - {"SUCCEEDED"}:
+            raise JobFailed(job)
+        if job["state"] not in TERMINAL:
+            raise JobNotFinished(job)
         folder = Path(dest)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
@@ -173,11 +219,14 @@ class Client:
         return written
 
     def _fetch(self, url: str, path: Path) -> None:
-        """Stream one URL to `path` (the bearer header only goes to the API itself, never to S3)."""
-        same_host = url.startswith(self.base_url)
+        """Stream one URL to `path`; the bearer token goes only to the API itself, never to S3 or elsewhere.
+
+        Redirects are followed; httpx drops the Authorization header when one leaves the API's origin.
+        """
+        same_host = is_under(url, self.base_url)
         client = self._http if same_host else httpx.Client(timeout=self._http.timeout)
         try:
-            with client.stream("GET", url) as response:
+            with client.stream("GET", url, follow_redirects=True) as response:
                 if response.status_code >= 400:
                     raise ClientError(response.status_code, response.read().decode(errors="replace")[:500])
                 with path.open("wb") as handle:

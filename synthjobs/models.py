@@ -155,7 +155,7 @@ class AliasEvent(Base):
     """One move of an alias: from which model to which, by whom and why (None = unset)."""
 
     __tablename__ = "alias_events"
-    __table_args__ = (Index("ix_alias_events_name_alias", "name", "alias", "id"),)
+    __table_args__ = (Index("ix_alias_events_tenant_name_alias", "tenant", "name", "alias", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(TENANT, default=DEFAULT_TENANT)

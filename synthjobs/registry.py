@@ -100,7 +100,11 @@ def resolve_model(session: Session, ref: str, *, tenant: str = DEFAULT_TENANT) -
 def set_alias(
     session: Session, name: str, alias: str, model: Model, *, actor: str = "api", reason: str = ""
 ) -> ModelAlias:
-    """Point `name@alias` at `model` (a version of `name`), recording the move in the alias history."""
+    """Point `name@alias` at `model` (a version of `name`), recording the move in the alias history.
+
+    The alias and its history event belong to the model's tenant: an alias only ever names a model of its
+    own tenant, so a move is never visible to (or undone by) another tenant.
+    """
     if model.name != name:
         raise ModelNotFound(f"model {model.id} is a version of {model.name!r}, not of {name!r}")
     tenant = model.tenant
@@ -112,11 +116,16 @@ def set_alias(
     else:
         row.model_id = model.id
         row.updated_at = utcnow()
-    session.add(
-        AliasEvent(
-            name=name, alias=alias, from_model_id=previous, to_model_id=model.id, actor=actor, reason=reason
-        )
+    event = AliasEvent(
+        tenant=tenant,
+        name=name,
+        alias=alias,
+        from_model_id=previous,
+        to_model_id=model.id,
+        actor=actor,
+        reason=reason,
     )
+    session.add(event)
     session.flush()
     return row
 
@@ -164,11 +173,21 @@ def aliases_of(session: Session, model_id: str) -> list[str]:
 
 
 def previous_target(session: Session, name: str, alias: str, *, tenant: str = DEFAULT_TENANT) -> Model | None:
-    """The model the tenant's `name@alias` pointed at before its last move (None if nothing earlier)."""
-    last = alias_history(session, name, alias, tenant=tenant)[:1]
-    if not last or last[0].from_model_id is None:
+    """The model the tenant's `name@alias` pointed at before its last move (None if nothing earlier).
+
+    Only the tenant's own history and models count: a rollback can never pick (and then move) a model
+    of another tenant, even from a history row written before alias events carried their tenant.
+    """
+    query = select(AliasEvent.from_model_id).where(
+        AliasEvent.tenant == tenant, AliasEvent.name == name, AliasEvent.alias == alias
+    )
+    previous = session.scalar(query.order_by(AliasEvent.id.desc()).limit(1))
+    if previous is None:
         return None
-    return session.get(Model, last[0].from_model_id)
+    model = session.get(Model, previous)
+    if model is None or model.tenant != tenant or model.name != name:
+        return None
+    return model
 
 
 def find_version(session: Session, name: str, version: int, *, tenant: str = DEFAULT_TENANT) -> Model:

@@ -89,14 +89,15 @@ def roll_back_alias(name: ModelName, alias: AliasName, session: SessionDep, tena
     return alias_out(row, model)
 
 
-@router.get("/{name:path}/aliases/{alias}/history", response_model=list[AliasEventOut])
+@router.get("/{name:path}/aliases/{alias}/history", response_model=list[AliasEventOut], responses=NOT_FOUND)
 def list_alias_history(
     name: ModelName, alias: AliasName, session: SessionDep, tenant: TenantDep
 ) -> list[AliasEventOut]:
     """Every move of an alias, newest first: from which model to which, by whom, why."""
-    return [
-        AliasEventOut.model_validate(e) for e in registry.alias_history(session, name, alias, tenant=tenant)
-    ]
+    events = registry.alias_history(session, name, alias, tenant=tenant)
+    if not events:  # 404 for an alias this tenant never had, like every other lookup
+        registry.resolve_model(session, f"{name}@{alias}", tenant=tenant)
+    return [AliasEventOut.model_validate(e) for e in events]
 
 
 def alias_out(row: ModelAlias, model: Model) -> AliasOut:

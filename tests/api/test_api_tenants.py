@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from synthjobs.auth import create_token, revoke_token
+from synthjobs import jobs
+from synthjobs.auth import create_token
 from synthjobs.db import session_scope
+from synthjobs.models import JobState
 from synthjobs.registry import register_model
 
 TRAIN = {"dataset": "digits", "hyperparameters": {"epochs": 1}}
@@ -39,88 +43,265 @@ def _npz() -> bytes:
     return buffer.getvalue()
 
 
-def _acme_resources(api: TestClient, ledger_url: Callable[[TestClient], str], acme: dict[str, str]) -> dict:
-    job = api.post("/v1/jobs/train", json=TRAIN, headers=acme).json()
+# --- the cross-tenant probe -----------------------------------------------------------------------------
+#
+# Tenant globex tries every route of the API on tenant acme's objects (both non-default tenants): ids,
+# `name:version`, `name@alias`, alias history and rollback, schedules' dataset references, artifacts,
+# idempotency keys. Paths and bodies are templates filled with acme's ids from `_acme_resources`.
+# `test_every_api_route_has_a_cross_tenant_probe` fails, naming the route, for any route of the app that
+# neither PROBES nor PROBED_ELSEWHERE covers: a new route needs its probe before it ships.
+
+ACME_JOB_KEY, ACME_UPLOAD_KEY = "acme-nightly-job", "acme-nightly-upload"
+ACME_DATASET = {"kind": "uploaded", "id": "{dataset}"}
+CRON = {"cron": "0 3 * * *", "model_name": "acme-cvae"}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request of tenant globex, and the status that shows it reached nothing of acme's.
+
+    A 2xx answer must not mention any of acme's ids either (lists, and creations that replay by key).
+    """
+
+    method: str
+    path: str
+    json: Any = None
+    status: int = 404
+    upload: bool = False
+    idempotency_key: str | None = None
+
+
+PROBES: list[Probe] = [
+    # jobs
+    Probe("GET", "/v1/jobs/{job}"),
+    Probe("GET", "/v1/jobs/{job}/events"),
+    Probe("POST", "/v1/jobs/{job}/cancel"),
+    Probe("POST", "/v1/jobs/{done_job}/cancel"),  # 404, not acme's 409: not even that it finished
+    Probe("GET", "/v1/jobs", status=200),
+    Probe("GET", "/v1/jobs?state=SUCCEEDED", status=200),
+    Probe("POST", "/v1/jobs/train", {"dataset": ACME_DATASET}, status=422),
+    Probe("POST", "/v1/jobs/train", TRAIN, status=202, idempotency_key=ACME_JOB_KEY),
+    Probe("POST", "/v1/jobs/sample", {"model": "{model}", "per_class": 1}, status=422),
+    Probe("POST", "/v1/jobs/sample", {"model": "acme-cvae:1", "per_class": 1}, status=422),
+    Probe("POST", "/v1/jobs/sample", {"model": "acme-cvae@champion", "per_class": 1}, status=422),
+    # artifacts (with globex's own bearer token; signed links are per job and name)
+    Probe("GET", "/v1/jobs/{done_job}/artifacts"),
+    Probe("GET", "/v1/jobs/{done_job}/artifacts/manifest.json"),
+    # models, aliases, alias history and rollback
+    Probe("GET", "/v1/models", status=200),
+    Probe("GET", "/v1/models?name=acme-cvae", status=200),
+    Probe("GET", "/v1/models/{model}"),
+    Probe("GET", "/v1/models/acme-cvae:1"),
+    Probe("GET", "/v1/models/acme-cvae@champion"),
+    Probe("PUT", "/v1/models/acme-cvae/aliases/champion", {"model_id": "{model}"}),
+    Probe("PUT", "/v1/models/acme-cvae/aliases/champion", {"version": 1}),
+    Probe("PUT", "/v1/models/acme-cvae/aliases/staging", {"version": 1}),
+    Probe("DELETE", "/v1/models/acme-cvae/aliases/champion"),
+    Probe("POST", "/v1/models/acme-cvae/aliases/champion/rollback"),
+    Probe("GET", "/v1/models/acme-cvae/aliases/champion/history"),
+    # datasets
+    Probe("GET", "/v1/datasets", status=200),
+    Probe("GET", "/v1/datasets/{dataset}"),
+    Probe("POST", "/v1/datasets", upload=True, status=201, idempotency_key=ACME_UPLOAD_KEY),
+    # schedules, and the data their training specs name
+    Probe("GET", "/v1/schedules", status=200),
+    Probe("GET", "/v1/schedules/{schedule}"),
+    Probe("PATCH", "/v1/schedules/{schedule}", {"paused": True}),
+    Probe("DELETE", "/v1/schedules/{schedule}"),
+    Probe("GET", "/v1/schedules/{schedule}/runs"),
+    Probe("POST", "/v1/schedules", {"name": "copy", **CRON, "train": {"dataset": ACME_DATASET}}, status=422),
+    Probe("PATCH", "/v1/schedules/{own_schedule}", {"train": {"dataset": ACME_DATASET}}, status=422),
+]
+
+# Routes that hold no tenant's data.
+NO_TENANT_DATA: set[tuple[str, str]] = {("GET", "/healthz"), ("GET", "/metrics")}
+# Routes whose cross-tenant probe needs more than one request of PROBES, as (method, route path) → the name
+# of the test function in this module that probes it.
+PROBED_ELSEWHERE: dict[tuple[str, str], str] = {}
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    """A probe's path or body with `{job}`, `{model}`, … replaced by those ids."""
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {key: _fill(item, ids) for key, item in value.items()}
+    return value
+
+
+def _acme_resources(
+    api: TestClient, ledger_url: Callable[[TestClient], str], acme: dict[str, str], globex: dict[str, str]
+) -> dict[str, str]:
+    """acme's objects: a queued job, a finished one with an artifact, acme-cvae v1 and v2 with champion
+    moved v1 → v2, an uploaded dataset and a schedule training on it; and globex's own schedule."""
+    job = api.post("/v1/jobs/train", json=TRAIN, headers={**acme, "Idempotency-Key": ACME_JOB_KEY}).json()
+    done = api.post("/v1/jobs/train", json=TRAIN, headers=acme).json()
+    manifest = api.app.state.storage.put_bytes(f"jobs/{done['id']}/manifest.json", b"{}")  # type: ignore[attr-defined]
     with session_scope(ledger_url(api)) as session:
-        model = register_model(
-            session,
-            model_id=str(uuid.uuid4()),
-            name="acme-cvae",
-            training_job_id=None,
-            checkpoint_uri="file:///nowhere/model.pt",
-            hyperparameters={},
-            metrics={},
-            dataset=DIGITS,
-            tenant="acme",
-        )
-        model_id = model.id
-    api.put("/v1/models/acme-cvae/aliases/champion", json={"version": 1}, headers=acme).raise_for_status()
-    dataset = api.post("/v1/datasets", files={"file": ("d.npz", _npz())}, headers=acme).json()
+        assert jobs.claim_job(session, done["id"], "probe-worker", 60)
+        jobs.finish_job(session, done["id"], JobState.SUCCEEDED, result={"manifest_uri": manifest})
+        models = [_register(session, "acme", "acme-cvae") for _ in range(2)]
+    for version in (1, 2):
+        api.put(
+            "/v1/models/acme-cvae/aliases/champion", json={"version": version}, headers=acme
+        ).raise_for_status()
+    upload = {**acme, "Idempotency-Key": ACME_UPLOAD_KEY}
+    dataset = api.post("/v1/datasets", files={"file": ("d.npz", _npz())}, headers=upload).json()
+    train = {"dataset": {"kind": "uploaded", "id": dataset["id"]}}
     schedule = api.post(
-        "/v1/schedules",
-        headers=acme,
-        json={"name": "nightly", "cron": "0 3 * * *", "model_name": "acme-cvae", "train": TRAIN},
+        "/v1/schedules", headers=acme, json={"name": "nightly", **CRON, "train": train}
     ).json()
-    return {"job": job["id"], "model": model_id, "dataset": dataset["id"], "schedule": schedule["id"]}
+    own = api.post(
+        "/v1/schedules",
+        headers=globex,
+        json={"name": "nightly", **CRON, "model_name": "globex-cvae", "train": TRAIN},
+    ).json()
+    return {
+        "job": job["id"],
+        "done_job": done["id"],
+        "model": models[0],
+        "model_v2": models[1],
+        "dataset": dataset["id"],
+        "schedule": schedule["id"],
+        "own_schedule": own["id"],
+    }
 
 
-def test_requests_without_a_valid_token_are_refused_with_401(
-    api: TestClient, tokens: dict[str, str], ledger_url: Callable[[TestClient], str]
-) -> None:
-    anonymous = {"Authorization": ""}
-    assert api.get("/v1/jobs", headers=anonymous).status_code == 401
-    assert api.get("/v1/jobs", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
-    assert api.get("/v1/jobs", headers={"Authorization": f"Basic {tokens['acme']}"}).status_code == 401
-    response = api.post("/v1/jobs/train", json=TRAIN, headers=anonymous)
-    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
-    assert api.get("/v1/jobs", headers=as_tenant(api, tokens["acme"])).status_code == 200
-    with session_scope(ledger_url(api)) as session:
-        assert revoke_token(session, tokens["acme"])
-    assert api.get("/v1/jobs", headers=as_tenant(api, tokens["acme"])).status_code == 401
-    assert api.get("/healthz", headers=anonymous).status_code == 200
+def _register(session: Any, tenant: str, name: str) -> str:
+    model = register_model(
+        session,
+        model_id=str(uuid.uuid4()),
+        name=name,
+        training_job_id=None,
+        checkpoint_uri="file:///nowhere/model.pt",
+        hyperparameters={},
+        metrics={},
+        dataset=DIGITS,
+        tenant=tenant,
+    )
+    return model.id
 
 
-def test_another_tenants_resources_answer_404_on_every_endpoint(
+def _send(api: TestClient, probe: Probe, ids: dict[str, str], headers: dict[str, str]) -> Any:
+    if probe.idempotency_key:
+        headers = {**headers, "Idempotency-Key": probe.idempotency_key}
+    files = {"file": ("d.npz", _npz())} if probe.upload else None
+    return api.request(
+        probe.method, _fill(probe.path, ids), json=_fill(probe.json, ids), files=files, headers=headers
+    )
+
+
+def test_another_tenants_objects_are_out_of_reach_on_every_route(
     api: TestClient, tokens: dict[str, str], ledger_url: Callable[[TestClient], str]
 ) -> None:
     acme, globex = as_tenant(api, tokens["acme"]), as_tenant(api, tokens["globex"])
-    ids = _acme_resources(api, ledger_url, acme)
-    probes = [
-        ("GET", f"/v1/jobs/{ids['job']}", None),
-        ("GET", f"/v1/jobs/{ids['job']}/events", None),
-        ("POST", f"/v1/jobs/{ids['job']}/cancel", None),
-        ("GET", f"/v1/jobs/{ids['job']}/artifacts", None),
-        ("GET", f"/v1/jobs/{ids['job']}/artifacts/manifest.json", None),
-        ("GET", f"/v1/models/{ids['model']}", None),
-        ("GET", "/v1/models/acme-cvae:1", None),
-        ("GET", "/v1/models/acme-cvae@champion", None),
-        ("PUT", "/v1/models/acme-cvae/aliases/champion", {"model_id": ids["model"]}),
-        ("PUT", "/v1/models/acme-cvae/aliases/champion", {"version": 1}),
-        ("DELETE", "/v1/models/acme-cvae/aliases/champion", None),
-        ("POST", "/v1/models/acme-cvae/aliases/champion/rollback", None),
-        ("GET", f"/v1/datasets/{ids['dataset']}", None),
-        ("GET", f"/v1/schedules/{ids['schedule']}", None),
-        ("PATCH", f"/v1/schedules/{ids['schedule']}", {"paused": True}),
-        ("DELETE", f"/v1/schedules/{ids['schedule']}", None),
-        ("GET", f"/v1/schedules/{ids['schedule']}/runs", None),
-    ]
-    for method, path, body in probes:
-        response = api.request(method, path, json=body, headers=globex)
-        assert response.status_code == 404, (
-            f"{method} {path} answered {response.status_code}: {response.text}"
+    ids = _acme_resources(api, ledger_url, acme, globex)
+    for probe in PROBES:
+        if probe.method == "GET" and probe.status == 404:  # the probe is worth something: acme reaches it
+            owner = _send(api, probe, ids, acme)
+            assert owner.status_code == 200, f"acme's own {probe.path}: {owner.status_code} {owner.text}"
+    assert api.get(f"/v1/jobs/{ids['done_job']}/artifacts", headers=acme).json(), "acme sees its artifact"
+    leaks = [ids[name] for name in ("job", "done_job", "model", "model_v2", "dataset", "schedule")]
+    for probe in PROBES:
+        response = _send(api, probe, ids, globex)
+        where = f"globex's {probe.method} {_fill(probe.path, ids)}"
+        assert response.status_code == probe.status, (
+            f"{where} answered {response.status_code}: {response.text}"
         )
-    assert (
-        api.post("/v1/jobs/sample", json={"model": ids["model"], "per_class": 1}, headers=globex).status_code
-        == 422
-    )
-    body = {"dataset": {"kind": "uploaded", "id": ids["dataset"]}}
-    assert api.post("/v1/jobs/train", json=body, headers=globex).status_code == 422
-    assert api.get("/v1/jobs", headers=globex).json()["items"] == []
-    assert api.get("/v1/models", headers=globex).json()["items"] == []
-    assert api.get("/v1/datasets", headers=globex).json() == []
-    assert api.get("/v1/schedules", headers=globex).json() == []
+        if response.is_success:
+            assert not [i for i in leaks if i in response.text], f"{where} showed acme's ids: {response.text}"
     assert api.get(f"/v1/jobs/{ids['job']}", headers=acme).json()["state"] == "QUEUED", "nothing was touched"
-    assert api.get("/v1/models/acme-cvae@champion", headers=acme).status_code == 200
+    champion = api.get("/v1/models/acme-cvae@champion", headers=acme).json()
+    assert champion["id"] == ids["model_v2"] and champion["aliases"] == ["champion"]
+    assert len(api.get("/v1/models/acme-cvae/aliases/champion/history", headers=acme).json()) == 2
+    assert api.get(f"/v1/schedules/{ids['schedule']}", headers=acme).json()["paused"] is False
+    assert api.get(f"/v1/datasets/{ids['dataset']}", headers=acme).status_code == 200
+
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+
+
+def _operations(app: Any) -> list[tuple[str, str]]:
+    """Every (method, path) of the app, from its OpenAPI document (the paths as it publishes them).
+
+    The document rather than `app.routes`: since FastAPI 0.16x, `app.routes` holds one private
+    `_IncludedRouter` per `include_router`, not the routes. A route hidden with `include_in_schema=False`
+    is therefore not seen here; the API has none.
+    """
+    paths = app.openapi()["paths"]
+    return [
+        (method.upper(), path) for path, item in paths.items() for method in item if method in HTTP_METHODS
+    ]
+
+
+def _operation_of(operations: list[tuple[str, str]], method: str, path: str) -> tuple[str, str] | None:
+    """The operation a request's method and path fall on (`{param}` stands for one path segment)."""
+    segments = path.split("?")[0].strip("/").split("/")
+    for op_method, template in operations:
+        parts = template.strip("/").split("/")
+        if op_method == method and len(parts) == len(segments):
+            if all(
+                p == s or (p.startswith("{") and p.endswith("}"))
+                for p, s in zip(parts, segments, strict=True)
+            ):
+                return op_method, template
+    return None
+
+
+def test_every_api_route_has_a_cross_tenant_probe(api: TestClient) -> None:
+    operations = _operations(api.app)
+    assert len(operations) >= 25, f"only {len(operations)} operations found: is the enumeration broken?"
+    dummy = {
+        name: str(uuid.uuid4())
+        for name in ("job", "done_job", "model", "dataset", "schedule", "own_schedule")
+    }
+    probed: set[tuple[str, str]] = set()
+    for probe in PROBES:
+        operation = _operation_of(operations, probe.method, _fill(probe.path, dummy))
+        assert operation is not None, f"the probe {probe.method} {probe.path} matches no route of the app"
+        probed.add(operation)
+    for operation, test_name in PROBED_ELSEWHERE.items():
+        assert operation in operations, f"PROBED_ELSEWHERE names {operation}, which the app does not have"
+        assert callable(globals().get(test_name)), (
+            f"PROBED_ELSEWHERE names {test_name}, no test of this module"
+        )
+    unprobed = [op for op in operations if op not in probed | PROBED_ELSEWHERE.keys() | NO_TENANT_DATA]
+    assert not unprobed, (
+        "routes with no cross-tenant probe (add a Probe to PROBES, or name its test in PROBED_ELSEWHERE):\n"
+        + "\n".join(f"  {method} {path}" for method, path in unprobed)
+    )
+
+
+def test_alias_history_and_rollback_stay_within_each_tenant(
+    api: TestClient, tokens: dict[str, str], ledger_url: Callable[[TestClient], str]
+) -> None:
+    headers = {tenant: as_tenant(api, tokens[tenant]) for tenant in ("acme", "globex")}
+    alias = "/v1/models/shared-cvae/aliases/champion"
+    with session_scope(ledger_url(api)) as session:
+        ids = {tenant: [_register(session, tenant, "shared-cvae") for _ in range(2)] for tenant in headers}
+    for tenant, auth in headers.items():
+        for version in (1, 2):
+            body = {"version": version, "reason": f"{tenant} v{version}"}
+            api.put(alias, json=body, headers=auth).raise_for_status()
+    for tenant, auth in headers.items():
+        history = api.get(f"{alias}/history", headers=auth).json()
+        assert [(e["from_model_id"], e["to_model_id"], e["reason"]) for e in history] == [
+            (ids[tenant][0], ids[tenant][1], f"{tenant} v2"),
+            (None, ids[tenant][0], f"{tenant} v1"),
+        ], f"{tenant}'s history"
+    rolled = api.post(f"{alias}/rollback", headers=headers["acme"])
+    assert rolled.status_code == 200 and rolled.json()["model_id"] == ids["acme"][0], rolled.text
+    globex_champion = api.get("/v1/models/shared-cvae@champion", headers=headers["globex"]).json()
+    assert globex_champion["id"] == ids["globex"][1], "acme's rollback left globex's alias where it was"
+    assert len(api.get(f"{alias}/history", headers=headers["globex"]).json()) == 2
+    assert len(api.get(f"{alias}/history", headers=headers["acme"]).json()) == 3
+    # The admin token acts as the tenant `default`, which never had this alias: nothing to read or undo.
+    assert api.get(f"{alias}/history").status_code == 404
+    assert api.post(f"{alias}/rollback").status_code == 404
+    rolled = api.post(f"{alias}/rollback", headers=headers["globex"])
+    assert rolled.status_code == 200 and rolled.json()["model_id"] == ids["globex"][0], rolled.text
+    acme_champion = api.get("/v1/models/shared-cvae@champion", headers=headers["acme"]).json()
+    assert acme_champion["id"] == ids["acme"][0]
 
 
 def test_tenants_number_their_model_versions_apart(
