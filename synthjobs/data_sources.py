@@ -110,7 +110,10 @@ def parse_location(url: str) -> Location:
 
     The path is percent-decoded before it is split, so `%2F` and `%2e%2e` mean what they decode to.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host part
+        raise DataSourceRefused(f"{url!r} is not a valid URL") from exc
     if parts.scheme not in SCHEMES:
         raise DataSourceRefused(f"{url!r} is neither an s3:// nor a file:// URL")
     if parts.query or parts.fragment:

@@ -61,6 +61,8 @@ def test_a_url_outside_every_source_of_the_tenant_is_refused(url: str) -> None:
         "file://remote-host/data/acme",
         "gs://shared/acme",
         "s3:///acme",
+        "s3://[shared/acme",
+        "s3://user@shared/acme",
     ],
 )
 def test_dot_dot_encoded_or_not_and_malformed_urls_are_refused(url: str) -> None:
