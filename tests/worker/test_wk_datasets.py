@@ -95,6 +95,13 @@ def test_a_torchvision_root_with_files_linking_out_is_refused(tmp_path: Path, da
     with pytest.raises(DatasetError, match="leads outside its data source"):
         _load(spec, _settings(tmp_path, data))
 
+    # The same link one folder further, behind a link that itself stays inside the source.
+    (data / "acme" / "tv" / "MNIST" / "raw").rename(data / "acme" / "raw-elsewhere")
+    (data / "acme" / "tv" / "MNIST" / "raw").symlink_to(data / "acme" / "raw-elsewhere")
+    (data / "acme" / "tv" / "MNIST" / "loop").symlink_to(data / "acme" / "tv" / "MNIST")
+    with pytest.raises(DatasetError, match="leads outside its data source"):
+        _load(spec, _settings(tmp_path, data))
+
 
 def test_the_worker_refuses_torchvision_downloads_unless_the_deployment_allows_them(
     tmp_path: Path, data: Path

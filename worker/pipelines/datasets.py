@@ -157,7 +157,14 @@ def _check_torchvision_tree(root: Path, name: str, settings: Settings, tenant: s
     if not folder.exists():
         return
     guard.check(folder)
-    for parent, dirs, files in os.walk(folder):
+    seen: set[str] = set()
+    # Links are followed (torchvision follows them), each one checked first; a cycle is walked once.
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         for entry in (*dirs, *files):
             guard.check(Path(parent) / entry)
 
