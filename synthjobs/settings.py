@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synthjobs.data_sources import LEGACY_TENANT, DataSource
+
 
 class Settings(BaseSettings):
     """Every knob of the service. Field names map to `SYNTHJOBS_<NAME>` variables."""
@@ -75,7 +77,22 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="Min seconds between training checkpoints (besides every N epochs)."
     )
     data_roots: list[Path] = Field(
-        default_factory=list, description="Local folders jobs may read datasets from (default: home/data)."
+        default_factory=list,
+        description="Local folders the 'default' tenant may read datasets from (default: home/data).",
+    )
+    data_sources: dict[str, list[DataSource]] = Field(
+        default_factory=dict,
+        description="Per tenant, the only locations its datasets may come from (JSON: tenant -> list of "
+        "'s3://bucket/prefix' | 'file:///root' | {url, endpoint_url, region, access_key_id_env, "
+        "secret_access_key_env, session_token_env}).",
+    )
+    data_sources_instance_credentials: bool = Field(
+        default=False,
+        description="Let S3 data sources without their own credentials use the host's default AWS "
+        "credential chain (instance profile, metadata endpoint); off: such sources are refused.",
+    )
+    allow_dataset_downloads: bool = Field(
+        default=False, description="Let torchvision datasets with download: true fetch from the internet."
     )
     tstr_samples_per_class: int = Field(
         default=500, ge=10, description="Generated samples per class the promotion gate's TSTR trains on."
@@ -126,6 +143,18 @@ class Settings(BaseSettings):
     def resolved_data_roots(self) -> list[Path]:
         """Local folders a job may read a dataset from; nothing else on the worker's disk is reachable."""
         return [root.resolve() for root in self.data_roots] or [(self.home / "data").resolve()]
+
+    def resolved_data_sources(self, tenant: str) -> list[DataSource]:
+        """The locations `tenant` may read datasets from: its own sources, never another tenant's.
+
+        The 'default' tenant also owns the legacy `data_roots` (or, when it has no source at all, the
+        embedded default's home/data), so single-tenant deployments keep working unchanged.
+        """
+        sources = list(self.data_sources.get(tenant, []))
+        if tenant == LEGACY_TENANT:
+            roots = self.data_roots or ([] if sources else [self.home / "data"])
+            sources += [DataSource(url=root.resolve().as_uri()) for root in roots]
+        return sources
 
     def ensure_home(self) -> None:
         """Create the embedded default's folder when any default path points into it."""

@@ -183,13 +183,17 @@ class LocalStorage:
 class S3Storage:
     """A bucket and prefix on any S3-compatible endpoint, through boto3."""
 
-    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+    def __init__(self, bucket: str, prefix: str, settings: Settings, *, client: Any = None) -> None:
+        """`client`: a boto3 S3 client of its own (a tenant's data source); default: the service's."""
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        if client is not None:
+            self.client = client
+            return
         credentials = {}
         if settings.s3_access_key_id and settings.s3_secret_access_key:
             credentials = {

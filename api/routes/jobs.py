@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -12,13 +12,13 @@ from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDe
 from api.errors import field_error
 from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
 from synthjobs import datasets, jobs, shards
+from synthjobs.data_sources import DataSourceRefused, match_source
 from synthjobs.errors import DatasetNotFound, InvalidRequest, ModelNotFound
 from synthjobs.models import Job, JobKind, JobState, utcnow
 from synthjobs.queue import enqueue_job, enqueue_shards
 from synthjobs.registry import resolve_model
 from synthjobs.sampling import create_sampling_job, sample_params
 from synthjobs.settings import Settings
-from synthjobs.storage import local_path_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -131,25 +131,39 @@ def train_params(body: TrainRequest, session: SessionDep, settings: Settings, te
 
 
 def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings, tenant: str) -> dict[str, Any]:
-    """The request's dataset as a normalised spec; 422 for a path outside the data roots or an unknown id."""
+    """The dataset as a normalised spec; 422 for data outside the tenant's sources or an unknown id."""
     if isinstance(body.dataset, str):
         return {"kind": "builtin", "name": body.dataset}
     spec = body.dataset.model_dump()
-    url = spec.get("url", "")
-    local = spec.get("root") or (url if url.startswith("file://") else None)
-    if local is not None:
-        resolved = local_path_of(local) if local.startswith("file://") else Path(local).resolve()
-        roots = settings.resolved_data_roots()
-        if not any(resolved.is_relative_to(root) for root in roots):
-            field = "root" if "root" in spec else "url"
-            message = f"{local} is not under a data root ({', '.join(map(str, roots))})"
-            raise HTTPException(422, field_error(("dataset", field), message))
+    if spec["kind"] == "torchvision":
+        if spec["download"] and not settings.allow_dataset_downloads:
+            message = "this deployment does not download datasets; put the files under root and omit download"
+            raise HTTPException(422, field_error(("dataset", "download"), message, "not_allowed"))
+        _check_data_location(spec["root"], "root", settings, tenant)
+    if spec["kind"] == "image_folder":
+        _check_data_location(spec["url"], "url", settings, tenant)
     if spec["kind"] == "uploaded":
         try:
             spec["uri"] = datasets.get_dataset(session, spec["id"], tenant=tenant).uri
         except DatasetNotFound as exc:
             raise HTTPException(422, field_error(("dataset", "id"), str(exc), "not_found")) from exc
     return spec
+
+
+def _check_data_location(value: str, field: str, settings: Settings, tenant: str) -> None:
+    """422 on `dataset.<field>` unless `value` is in one of the tenant's data sources (workers re-check)."""
+    sources = settings.resolved_data_sources(tenant)
+    try:
+        source, _ = match_source(
+            value, sources, settings.resolved_storage_url(), resolve_local=os.path.realpath
+        )
+    except DataSourceRefused as exc:
+        raise HTTPException(422, field_error(("dataset", field), str(exc), "not_allowed")) from exc
+    if source.location.scheme == "s3" and not (
+        source.has_credentials or settings.data_sources_instance_credentials
+    ):
+        message = f"{value}: its data source has no credentials configured on this deployment"
+        raise HTTPException(422, field_error(("dataset", field), message, "not_allowed"))
 
 
 def default_model_name(spec: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -357,3 +358,33 @@ def test_submit_rate_and_concurrency_limits_answer_429_with_retry_after(
     assert api.post("/v1/jobs/train", json=TRAIN).status_code == 202
     limited = api.post("/v1/jobs/train", json=TRAIN)
     assert limited.status_code == 429 and "queued or running" in limited.json()["detail"]
+
+
+def test_another_tenants_dataset_urls_and_roots_are_refused_with_422(
+    make_api: Callable[..., TestClient], ledger_url: Callable[[TestClient], str], tmp_path: Path
+) -> None:
+    for tenant in ("acme", "globex"):
+        (tmp_path / tenant / "shapes").mkdir(parents=True)
+    keys = {"access_key_id_env": "K", "secret_access_key_env": "S"}
+    api = make_api(
+        storage_url="s3://service/out",
+        data_sources={
+            tenant: [(tmp_path / tenant).as_uri(), {"url": f"s3://shared/{tenant}", **keys}]
+            for tenant in ("acme", "globex")
+        },
+    )
+    with session_scope(ledger_url(api)) as session:
+        globex = as_tenant(api, create_token(session, "globex"))
+    acme_data = [
+        ("url", {"kind": "image_folder", "url": (tmp_path / "acme" / "shapes").as_uri()}),
+        ("url", {"kind": "image_folder", "url": "s3://shared/acme"}),
+        ("url", {"kind": "image_folder", "url": "s3://service/out/models"}),
+        ("url", {"kind": "image_folder", "url": "s3://service/out/jobs"}),
+        ("root", {"kind": "torchvision", "name": "MNIST", "root": str(tmp_path / "acme")}),
+    ]
+    for field, dataset in acme_data:
+        response = api.post("/v1/jobs/train", json={"dataset": dataset}, headers=globex)
+        assert response.status_code == 422, f"{dataset}: {response.status_code} {response.text}"
+        assert response.json()["detail"][0]["loc"] == ["body", "dataset", field]
+    own = {"kind": "image_folder", "url": "s3://shared/globex/cats"}
+    assert api.post("/v1/jobs/train", json={"dataset": own}, headers=globex).status_code == 202

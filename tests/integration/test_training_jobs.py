@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,17 @@ def test_image_folder_in_s3_trains_and_a_corrupt_image_is_named(
 ) -> None:
     from PIL import Image
 
-    stack = start_stack(storage_url=f"s3://{s3_bucket}/service", s3_endpoint=s3_endpoint)
+    # The folder must be one of the tenant's data sources, read with that source's own credentials.
+    source = {
+        "url": f"s3://{s3_bucket}/folder",
+        "access_key_id_env": "AWS_ACCESS_KEY_ID",
+        "secret_access_key_env": "AWS_SECRET_ACCESS_KEY",
+    }
+    stack = start_stack(
+        storage_url=f"s3://{s3_bucket}/service",
+        s3_endpoint=s3_endpoint,
+        extra_env={"SYNTHJOBS_DATA_SOURCES": json.dumps({"default": [source]})},
+    )
     rng = np.random.default_rng(1)
     for class_name in ("circle", "square"):
         for index in range(6):

@@ -1,23 +1,36 @@
 """Turn a job's dataset spec into an in-memory ImageDataset, reading storage or a local root.
 
-Specs are normalised by the API (`api/schemas.py`); they name data, never code. Local paths must lie under
-one of the configured data roots (symlinks resolved), so a request cannot make a worker read its own
-files. Problems with the data itself raise training's DatasetError, which fails the job with its message.
+Specs are normalised by the API (`api/schemas.py`); they name data, never code. Every location is checked
+again here against the job's tenant's data sources (`synthjobs.data_sources`), so a request cannot make a
+worker read its own files, another tenant's data or the service's outputs: local paths with symlinks
+resolved (each class folder and each file too), S3 through a client built from the source's own endpoint
+and credentials, never the service's. Problems with the data itself raise training's DatasetError, which
+fails the job with its message.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
-from synthjobs.errors import JobFailure
+from synthjobs.data_sources import (
+    DataSource,
+    DataSourceRefused,
+    Location,
+    check_inside,
+    local_location,
+    match_source,
+)
+from synthjobs.errors import JobFailure, StorageError
 from synthjobs.settings import Settings
-from synthjobs.storage import S3Storage, Storage, local_path_of
+from synthjobs.storage import S3Storage, Storage, s3_error
 from training.data import (
     DatasetError,
     ImageDataset,
@@ -27,19 +40,29 @@ from training.data import (
     load_torchvision_dataset,
 )
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The folder under a torchvision root that each dataset's loader reads.
+TORCHVISION_FOLDERS = {"MNIST": "MNIST", "FashionMNIST": "FashionMNIST", "CIFAR10": "cifar-10-batches-py"}
 
 
-def load_training_data(spec: dict[str, Any], settings: Settings, storage: Storage) -> ImageDataset:
-    """The dataset a training job asked for."""
+def load_training_data(
+    spec: dict[str, Any], settings: Settings, storage: Storage, *, tenant: str
+) -> ImageDataset:
+    """The dataset a training job of `tenant` asked for, read only from that tenant's data sources."""
     kind = spec.get("kind")
     if kind == "builtin":
         return load_dataset(spec["name"])
     if kind == "torchvision":
-        root = local_path_under_roots(spec["root"], settings)
-        return load_torchvision_dataset(spec["name"], str(root), download=bool(spec.get("download")))
+        download = bool(spec.get("download"))
+        if download and not settings.allow_dataset_downloads:
+            raise JobFailure("this deployment does not download datasets (download: true is refused)")
+        root = local_path_under_roots(spec["root"], settings, tenant=tenant)
+        _check_torchvision_tree(root, spec["name"], settings, tenant)
+        return load_torchvision_dataset(spec["name"], str(root), download=download)
     if kind == "image_folder":
-        return decode_image_folder(iter_image_folder(spec["url"], settings))
+        return decode_image_folder(iter_image_folder(spec["url"], settings, tenant=tenant))
     if kind == "uploaded":
         return _load_npz(storage.get_bytes(storage.key_of(spec["uri"])), f"dataset {spec['id']}")
     raise JobFailure(f"unknown dataset kind {kind!r}")
@@ -55,42 +78,150 @@ def describe(spec: dict[str, Any]) -> str:
     return f"uploaded:{spec.get('id')}"
 
 
-def local_path_under_roots(path: str, settings: Settings) -> Path:
-    """`path` resolved, if it lies under a configured data root; JobFailure otherwise."""
-    resolved = Path(path).resolve()
-    roots = settings.resolved_data_roots()
-    if not any(resolved.is_relative_to(root) for root in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise JobFailure(f"{path} is not under a data root this worker may read ({allowed})")
-    return resolved
+def source_of(url: str, settings: Settings, tenant: str) -> tuple[DataSource, Location]:
+    """The tenant's data source holding `url` and `url` normalised (symlinks resolved); JobFailure if none.
+
+    The API checked this at submit; checking again here refuses a job whose params were changed since, or
+    a source the deployment has removed since.
+    """
+    try:
+        return match_source(
+            url,
+            settings.resolved_data_sources(tenant),
+            settings.resolved_storage_url(),
+            resolve_local=os.path.realpath,
+        )
+    except DataSourceRefused as exc:
+        raise JobFailure(str(exc)) from exc
 
 
-def iter_image_folder(url: str, settings: Settings) -> Iterator[tuple[str, str, bytes]]:
+def local_path_under_roots(path: str, settings: Settings, *, tenant: str) -> Path:
+    """`path` resolved, if it lies in one of the tenant's file:// data sources; JobFailure otherwise."""
+    _, location = source_of(path, settings, tenant)
+    if location.scheme != "file":
+        raise JobFailure(f"{path} is not a local path")
+    return Path(location.path)
+
+
+def iter_image_folder(url: str, settings: Settings, *, tenant: str) -> Iterator[tuple[str, str, bytes]]:
     """(class name, file name, bytes) of every image under `url`/<class_name>/<image>."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        yield from _iter_local_folder(local_path_under_roots(str(local_path_of(url)), settings))
-    elif parsed.scheme == "s3":
-        yield from _iter_s3_folder(S3Storage(parsed.netloc, parsed.path, settings), url)
+    source, location = source_of(url, settings, tenant)
+    if location.scheme == "file":
+        guard = _Containment(source.location, settings)
+        yield from _iter_local_folder(Path(location.path), guard)
+    elif location.scheme == "s3":
+        yield from _iter_s3_folder(_source_storage(source, location, settings), url)
     else:
         raise JobFailure(f"unsupported image folder URL {url!r}")
 
 
-def _iter_local_folder(root: Path) -> Iterator[tuple[str, str, bytes]]:
+class _Containment:
+    """Refuses a path that resolves outside its data source's root or into the service's storage."""
+
+    def __init__(self, root: Location, settings: Settings) -> None:
+        self.root = local_location(os.path.realpath(root.path))
+        self.service_storage = settings.resolved_storage_url()
+
+    def check(self, path: Path) -> Path:
+        """The real path of `path` (links followed) if it stays inside; DatasetError otherwise."""
+        try:
+            real = check_inside(str(path), self.root, self.service_storage, resolve_local=os.path.realpath)
+        except DataSourceRefused as exc:
+            raise DatasetError(str(exc)) from exc
+        return Path(real.path)
+
+
+def _iter_local_folder(root: Path, guard: _Containment) -> Iterator[tuple[str, str, bytes]]:
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist")
-    for path in sorted(root.glob("*/*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            yield path.parent.name, f"{path.parent.name}/{path.name}", path.read_bytes()
+    for class_dir in _visible(root):
+        if not class_dir.is_dir():
+            continue
+        guard.check(class_dir)  # a class folder that links out of the source is refused...
+        for path in _visible(class_dir):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                real = guard.check(path)  # ...and so is each image that does
+                yield class_dir.name, f"{class_dir.name}/{path.name}", real.read_bytes()
+
+
+def _visible(folder: Path) -> list[Path]:
+    """Entries of `folder` as glob's `*` sees them: sorted, dot-files left out."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _check_torchvision_tree(root: Path, name: str, settings: Settings, tenant: str) -> None:
+    """Refuse a torchvision root whose files link outside the tenant's source (torchvision reads them)."""
+    source, _ = source_of(str(root), settings, tenant)
+    guard = _Containment(source.location, settings)
+    folder = root / TORCHVISION_FOLDERS.get(name, name)
+    if not folder.exists():
+        return
+    guard.check(folder)
+    seen: set[str] = set()
+    # Links are followed (torchvision follows them), each one checked first; a cycle is walked once.
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for entry in (*dirs, *files):
+            guard.check(Path(parent) / entry)
+
+
+def _source_storage(source: DataSource, location: Location, settings: Settings) -> S3Storage:
+    """The S3 prefix `location` read with the source's own endpoint and credentials, never the service's."""
+    import boto3
+    from botocore.config import Config
+
+    credentials: dict[str, str] = {}
+    if source.has_credentials:
+        names = [
+            ("aws_access_key_id", source.access_key_id_env),
+            ("aws_secret_access_key", source.secret_access_key_env),
+            ("aws_session_token", source.session_token_env),
+        ]
+        for argument, env in names:
+            if env and not os.environ.get(env):
+                log.warning("data source %s: environment variable %s is not set", source.url, env)
+                raise JobFailure(
+                    f"the credentials of data source {source.url} are not available on this worker"
+                )
+            if env:
+                credentials[argument] = os.environ[env]
+    elif not settings.data_sources_instance_credentials:
+        raise JobFailure(f"data source {source.url} has no credentials configured on this deployment")
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    client = boto3.client(
+        "s3",
+        endpoint_url=source.endpoint_url or settings.s3_endpoint_url,
+        region_name=source.region or settings.s3_region,
+        config=config,
+        **credentials,
+    )
+    return S3Storage(location.bucket, location.path, settings, client=client)
 
 
 def _iter_s3_folder(store: S3Storage, url: str) -> Iterator[tuple[str, str, bytes]]:
-    keys = [k for k in store.list_keys("") if k.count("/") == 1 and k.lower().endswith(IMAGE_SUFFIXES)]
+    try:
+        listed = store.list_keys("")
+    except (BotoCoreError, ClientError) as exc:
+        raise _dataset_read_error(s3_error(f"could not list {url}", exc)) from exc
+    keys = [k for k in listed if k.count("/") == 1 and k.lower().endswith(IMAGE_SUFFIXES)]
     if not keys:
         raise DatasetError(f"image folder {url} holds no <class>/<image> files ({', '.join(IMAGE_SUFFIXES)})")
     for key in keys:
         class_name, _ = key.split("/")
-        yield class_name, key, store.get_raw(key)
+        try:
+            payload = store.get_raw(key)
+        except StorageError as exc:
+            raise _dataset_read_error(exc) from exc
+        yield class_name, key, payload
+
+
+def _dataset_read_error(exc: StorageError) -> Exception:
+    """A transient error stays one (retried); a permanent one (access denied) fails the job readably."""
+    return exc if exc.transient else JobFailure(str(exc))
 
 
 def _load_npz(payload: bytes, label: str) -> ImageDataset:

@@ -208,11 +208,10 @@ def _tstr(
 ) -> dict[str, Any]:
     """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class."""
     with session_scope(settings.resolved_database_url()) as session:
-        spec = get_model(session, params["model_id"]).dataset.get("spec") or {
-            "kind": "builtin",
-            "name": "digits",
-        }
-    data = load_training_data(spec, settings, storage)
+        model = get_model(session, params["model_id"])
+        spec = model.dataset.get("spec") or {"kind": "builtin", "name": "digits"}
+        tenant = model.tenant  # its training data is read as its own tenant's, from that tenant's sources
+    data = load_training_data(spec, settings, storage, tenant=tenant)
     labels = torch.arange(len(loaded.class_names)).repeat_interleave(TSTR_PER_CLASS)
     images = generate(
         loaded.model,

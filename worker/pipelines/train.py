@@ -39,7 +39,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     """Train (or resume), evaluate, store and register the model of a training job; return its result."""
     ctx.progress(0.0, "loading data", force=True)
     spec = ctx.params["dataset"]
-    data = load_training_data(spec, ctx.settings, ctx.storage)
+    data = load_training_data(spec, ctx.settings, ctx.storage, tenant=ctx.tenant)
     try:
         cfg = TrainConfig.from_dict({**ctx.params["config"], "dataset": describe(spec)})
     except ValueError as exc:
