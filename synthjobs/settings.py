@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_connect_timeout: float = Field(
+        default=5, gt=0, le=120, description="Seconds to open a connection to S3 (one attempt)."
+    )
+    s3_read_timeout: float = Field(
+        default=60, gt=0, le=3600, description="Seconds S3 may stay silent mid-response (one attempt)."
+    )
 
     api_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = Field(default=None, description="Bearer token the CLI and client send.")
