@@ -15,6 +15,7 @@ import math
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -29,7 +30,8 @@ from synthjobs.settings import Settings
 from synthjobs.storage import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
 from training.evaluate import as_flat_pixels, predict, trtr, tstr
-from training.sample import generate, grid_png, shard_generator
+from training.sample import GenerationStopped, generate, grid_png, shard_generator
+from worker.context import LeaseLost
 from worker.formats import EXTENSIONS, write_shard
 from worker.pipelines.datasets import load_training_data
 
@@ -53,17 +55,29 @@ def load_model(settings: Settings, storage: Storage, model_id: str, device: torc
 
 
 def generate_shard(
-    loaded: LoadedCheckpoint, params: dict[str, Any], index: int, counts: list[int], device: torch.device
+    loaded: LoadedCheckpoint,
+    params: dict[str, Any],
+    index: int,
+    counts: list[int],
+    device: torch.device,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels of shard `index`: labels in class order, latents from (seed, index)."""
+    """The images and labels of shard `index`: labels in class order, latents from (seed, index).
+
+    Raises LeaseLost when `should_stop` turns True between batches.
+    """
     labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-    images = generate(
-        loaded.model,
-        labels,
-        generator=shard_generator(int(params["seed"]), index),
-        temperature=float(params.get("temperature", 1.0)),
-        device=device,
-    )
+    try:
+        images = generate(
+            loaded.model,
+            labels,
+            generator=shard_generator(int(params["seed"]), index),
+            temperature=float(params.get("temperature", 1.0)),
+            device=device,
+            should_stop=should_stop,
+        )
+    except GenerationStopped as exc:
+        raise LeaseLost(f"shard {index}: {exc}") from exc
     return images, labels.numpy().astype(np.int64)
 
 
@@ -99,20 +113,38 @@ def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) 
 
 
 def run_shard(
-    shard: JobShard, params: dict[str, Any], settings: Settings, storage: Storage, device: torch.device
+    shard: JobShard,
+    params: dict[str, Any],
+    settings: Settings,
+    storage: Storage,
+    device: torch.device,
+    lost: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
-    """Generate, encode and store one shard; return what `shards.complete_shard` records."""
+    """Generate, encode and store one shard; return what `shards.complete_shard` records.
+
+    `lost` is polled between decoder batches and before each later step: once it is True (another worker
+    or the reconciler took the shard over), LeaseLost is raised and nothing is written; the new owner
+    writes the shard.
+    """
+
+    def check() -> None:
+        if lost():
+            raise LeaseLost(f"shard {shard.index} of job {shard.job_id} was taken over")
+
     started = time.monotonic()
     loaded = load_model(settings, storage, params["model_id"], device)
     counts = list(shard.per_class["counts"])
-    images, labels = generate_shard(loaded, params, shard.index, counts, device)
+    images, labels = generate_shard(loaded, params, shard.index, counts, device, should_stop=lost)
+    check()
     total = sum(params["counts"])
     wanted = math.ceil(int(params.get("quality_samples", 2000)) * shard.count / total) if total else 0
     quality = score_subset(loaded, images, labels, wanted, len(counts))
+    check()
     fmt = params.get("format", "npz")
     key = shards.shard_key(shard.job_id, shard.index, EXTENSIONS[fmt])
     spool, size, sha256 = encode_shard(fmt, images, labels, f"{shard.job_id[:8]}-{shard.index:05d}")
     with spool:
+        check()
         storage.put_stream(key, spool)
     return {
         "key": key,
