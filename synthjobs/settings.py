@@ -84,7 +84,10 @@ class Settings(BaseSettings):
         default_factory=list, description="Local folders jobs may read datasets from (default: home/data)."
     )
     tstr_samples_per_class: int = Field(
-        default=500, ge=10, description="Generated samples per class the promotion gate's TSTR trains on."
+        default=500,
+        ge=10,
+        le=50_000,
+        description="Generated samples per class TSTR trains on (promotion gate, sampling quality tstr).",
     )
     tick_interval: float = Field(
         default=15, gt=0, description="Seconds between schedule ticks (synthjobs beat)."

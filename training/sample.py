@@ -32,6 +32,17 @@ def shard_generator(seed: int, shard_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
 
 
+def shard_permutation(seed: int, shard_index: int, n: int) -> torch.Tensor:
+    """A random order of `n` items fixed by (seed, shard_index) alone, independent of the latents' stream.
+
+    Used to shuffle a shard's labels before generation, so its samples are not sorted by class and a rerun
+    still gives the same bytes.
+    """
+    digest = hashlib.sha256(f"synthjobs-shuffle:{int(seed)}:{int(shard_index)}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+    return torch.randperm(n, generator=generator)
+
+
 @torch.inference_mode()
 def generate(
     model: CVAE,

@@ -30,14 +30,13 @@ from synthjobs.settings import Settings
 from synthjobs.storage import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
 from training.evaluate import as_flat_pixels, predict, trtr, tstr
-from training.sample import GenerationStopped, generate, grid_png, shard_generator
+from training.sample import GenerationStopped, generate, grid_png, shard_generator, shard_permutation
 from worker.context import LeaseLost
 from worker.formats import EXTENSIONS, write_shard
 from worker.pipelines.datasets import load_training_data
 
 log = logging.getLogger(__name__)
 SPOOL_BYTES = 64 << 20
-TSTR_PER_CLASS = 500  # generated samples per class the TSTR classifier trains on
 _models: OrderedDict[tuple[str, str], LoadedCheckpoint] = OrderedDict()
 
 
@@ -62,11 +61,15 @@ def generate_shard(
     device: torch.device,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels of shard `index`: labels in class order, latents from (seed, index).
+    """The images and labels of shard `index`, latents from (seed, index).
 
+    Labels are in class order, or with `shuffle` in an order fixed by (seed, index): the labels are permuted
+    before generation, so no second copy of the images is made and a rerun gives the same bytes.
     Raises LeaseLost when `should_stop` turns True between batches.
     """
     labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    if params.get("shuffle", False):  # jobs submitted before `shuffle` existed keep their class order
+        labels = labels[shard_permutation(int(params["seed"]), index, len(labels))]
     try:
         images = generate(
             loaded.model,
@@ -189,6 +192,7 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
         "total": sum(produced),
         "bytes": sum(r["bytes"] for r in rows),
         "quality": quality,
+        "shuffle": bool(params.get("shuffle", False)),
         "shards": [{k: v for k, v in r.items() if k != "index"} for r in rows],
     }
     manifest_uri = storage.put_bytes(
@@ -238,14 +242,19 @@ def _tstr(
     params: dict[str, Any],
     device: torch.device,
 ) -> dict[str, Any]:
-    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class."""
+    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class.
+
+    A model that records no training dataset (registered by hand, or before datasets were recorded) has no
+    real data to test on: TSTR is skipped with the reason, never computed on some other dataset.
+    """
+    per_class = settings.tstr_samples_per_class
     with session_scope(settings.resolved_database_url()) as session:
-        spec = get_model(session, params["model_id"]).dataset.get("spec") or {
-            "kind": "builtin",
-            "name": "digits",
-        }
+        spec = get_model(session, params["model_id"]).dataset.get("spec")
+    if not spec:
+        reason = "the model records no dataset it was trained on, so there is no real held-out data"
+        return {"tstr": None, "trtr": None, "tstr_skipped": reason}
     data = load_training_data(spec, settings, storage)
-    labels = torch.arange(len(loaded.class_names)).repeat_interleave(TSTR_PER_CLASS)
+    labels = torch.arange(len(loaded.class_names)).repeat_interleave(per_class)
     images = generate(
         loaded.model,
         labels,
@@ -256,7 +265,7 @@ def _tstr(
     return {
         "tstr": round(tstr(images, labels, data, seed=0, device=device), 4),
         "trtr": round(trtr(data, seed=0, device=device), 4),
-        "tstr_samples_per_class": TSTR_PER_CLASS,
+        "tstr_samples_per_class": per_class,
     }
 
 
