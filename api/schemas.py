@@ -161,6 +161,10 @@ class SampleRequest(Request):
         default="basic", description="basic: conditional accuracy of a subset; tstr: also TSTR on real data."
     )
     quality_samples: int = Field(default=2000, ge=0, le=100_000, description="Samples scored for quality.")
+    shuffle: bool = Field(
+        default=True,
+        description="Shuffle each shard's samples (deterministic per seed and shard); false: class order.",
+    )
 
 
 class ShardOut(BaseModel):

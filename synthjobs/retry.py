@@ -36,9 +36,20 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_transient(
-    action: Callable[[], T], *, what: str, attempts: int = 8, base: float = 0.25, cap: float = 8.0
+    action: Callable[[], T],
+    *,
+    what: str,
+    attempts: int = 8,
+    base: float = 0.25,
+    cap: float = 8.0,
+    deadline: float | None = None,
 ) -> T:
-    """Run `action`, retrying transient failures with exponential backoff and full jitter."""
+    """Run `action`, retrying transient failures with exponential backoff and full jitter.
+
+    At most `attempts` calls; with `deadline`, no retry starts once the elapsed time plus the next
+    backoff would pass that many seconds, so a lasting outage fails in bounded time.
+    """
+    started = time.monotonic()
     for attempt in range(1, attempts + 1):
         try:
             return action()
@@ -46,6 +57,8 @@ def retry_transient(
             if attempt == attempts or not is_transient(exc):
                 raise
             delay = random.uniform(0, min(cap, base * 2**attempt))
+            if deadline is not None and time.monotonic() - started + delay > deadline:
+                raise
             log.warning(
                 "%s failed (%s: %s); retry %d/%d in %.2fs",
                 what,
@@ -69,15 +82,29 @@ def in_transaction(url: str, work: Callable[[Session], T], *, what: str) -> T:
     return retry_transient(once, what=what)
 
 
-class RetryingStorage:
-    """A Storage whose every call is retried on transient errors (an S3 endpoint down for a few seconds)."""
+STORAGE_ATTEMPTS = 8  # calls per storage operation; S3Storage itself makes one HTTP attempt per call
+STORAGE_DEADLINE = 60.0  # seconds of backoff (plus the attempts' own timeouts) before giving up
 
-    def __init__(self, inner: Storage) -> None:
+
+class RetryingStorage:
+    """A Storage whose every call is retried on transient errors (an S3 endpoint down for a few seconds).
+
+    This is the only retry layer for storage: boto3's own retries are off (see S3Storage), so one call
+    here costs at most `attempts` HTTP attempts and about `deadline` seconds of backoff.
+    """
+
+    def __init__(
+        self, inner: Storage, *, attempts: int = STORAGE_ATTEMPTS, deadline: float = STORAGE_DEADLINE
+    ) -> None:
         self.inner = inner
         self.url = inner.url
+        self.attempts, self.deadline = attempts, deadline
+
+    def _retry(self, action: Callable[[], T], what: str) -> T:
+        return retry_transient(action, what=what, attempts=self.attempts, deadline=self.deadline)
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        return retry_transient(lambda: self.inner.put_bytes(key, data, content_type), what=f"writing {key}")
+        return self._retry(lambda: self.inner.put_bytes(key, data, content_type), what=f"writing {key}")
 
     def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
         start = stream.tell()
@@ -86,22 +113,22 @@ class RetryingStorage:
             stream.seek(start)  # a failed attempt may have consumed part of the stream
             return self.inner.put_stream(key, stream, content_type)
 
-        return retry_transient(put, what=f"writing {key}")
+        return self._retry(put, what=f"writing {key}")
 
     def get_bytes(self, key: str) -> bytes:
-        return retry_transient(lambda: self.inner.get_bytes(key), what=f"reading {key}")
+        return self._retry(lambda: self.inner.get_bytes(key), what=f"reading {key}")
 
     def exists(self, key: str) -> bool:
-        return retry_transient(lambda: self.inner.exists(key), what=f"checking {key}")
+        return self._retry(lambda: self.inner.exists(key), what=f"checking {key}")
 
     def delete(self, key: str) -> None:
-        retry_transient(lambda: self.inner.delete(key), what=f"deleting {key}")
+        self._retry(lambda: self.inner.delete(key), what=f"deleting {key}")
 
     def list_keys(self, prefix: str) -> list[str]:
-        return retry_transient(lambda: self.inner.list_keys(prefix), what=f"listing {prefix}")
+        return self._retry(lambda: self.inner.list_keys(prefix), what=f"listing {prefix}")
 
     def size_and_sha256(self, key: str) -> tuple[int, str]:
-        return retry_transient(lambda: self.inner.size_and_sha256(key), what=f"hashing {key}")
+        return self._retry(lambda: self.inner.size_and_sha256(key), what=f"hashing {key}")
 
     def uri(self, key: str) -> str:
         return self.inner.uri(key)

@@ -16,6 +16,8 @@ from synthjobs.models import Job, JobKind, Model
 from synthjobs.settings import Settings
 from synthjobs.sharding import plan_shards, shard_count, split_total
 
+DISTRIBUTION_TOLERANCE = 1e-9  # how far from 1 a distribution's proportions may sum (float rounding)
+
 
 def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> dict[str, Any]:
     """The params of a sampling job for a validated request body and the model it was resolved to."""
@@ -23,6 +25,13 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
     counts = requested_counts(request, class_names)
     shard_size = request.get("shard_size") or settings.default_shard_size
     check_sample_limits(sum(counts), shard_size, settings)
+    quality = request.get("quality", "basic")
+    if quality == "tstr" and not model.dataset.get("spec"):
+        message = (
+            f"model {model.name}:{model.version} records no dataset it was trained on, so TSTR has no real "
+            "held-out data to test on; use quality 'basic'"
+        )
+        raise InvalidRequest(("quality",), message)
     return {
         "model_id": model.id,
         "model": f"{model.name}:{model.version}",
@@ -31,8 +40,9 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
         "temperature": request.get("temperature", 1.0),
         "shard_size": shard_size,
         "format": request.get("format", "npz"),
-        "quality": request.get("quality", "basic"),
+        "quality": quality,
         "quality_samples": request.get("quality_samples", 2000),
+        "shuffle": bool(request.get("shuffle", True)),
     }
 
 
@@ -62,6 +72,13 @@ def requested_counts(request: dict[str, Any], class_names: list[str]) -> list[in
         weights[index] = weight
     if sum(weights) <= 0:
         raise InvalidRequest(("distribution",), "proportions must not all be zero")
+    if abs(math.fsum(weights) - 1.0) > DISTRIBUTION_TOLERANCE:
+        # A partial map is not renormalised: {"0": 0.5} must not silently mean 100 % class 0.
+        message = (
+            f"proportions sum to {math.fsum(weights):.12g}, not 1; classes left out get no samples, "
+            "so give every class you want with proportions that add up to 1"
+        )
+        raise InvalidRequest(("distribution",), message)
     return split_total(int(str(total)), weights)
 
 

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_connect_timeout: float = Field(
+        default=5, gt=0, le=120, description="Seconds to open a connection to S3 (one attempt)."
+    )
+    s3_read_timeout: float = Field(
+        default=60, gt=0, le=3600, description="Seconds S3 may stay silent mid-response (one attempt)."
+    )
 
     api_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = Field(default=None, description="Bearer token the CLI and client send.")
@@ -95,7 +101,10 @@ class Settings(BaseSettings):
         default=False, description="Let torchvision datasets with download: true fetch from the internet."
     )
     tstr_samples_per_class: int = Field(
-        default=500, ge=10, description="Generated samples per class the promotion gate's TSTR trains on."
+        default=500,
+        ge=10,
+        le=50_000,
+        description="Generated samples per class TSTR trains on (promotion gate, sampling quality tstr).",
     )
     tick_interval: float = Field(
         default=15, gt=0, description="Seconds between schedule ticks (synthjobs beat)."

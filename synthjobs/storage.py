@@ -13,6 +13,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -205,9 +208,11 @@ class S3Storage:
             endpoint_url=settings.s3_endpoint_url,
             region_name=settings.s3_region,
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
+                # One HTTP attempt per call: retries belong to one layer only (synthjobs.retry), so a
+                # refused endpoint costs a bounded, countable number of attempts instead of 5 x 8.
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=settings.s3_connect_timeout,
+                read_timeout=settings.s3_read_timeout,
                 signature_version="s3v4",  # presigned URLs as MinIO and every AWS region accept them
             ),
             **credentials,
@@ -217,24 +222,34 @@ class S3Storage:
         validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
+    @contextmanager
+    def _call(self, message: str, *, missing: str | None = None) -> Iterator[None]:
+        """Turn whatever boto3 raises inside the block into a classified StorageError (see `s3_error`).
 
+        With `missing`, a "no such key" answer becomes ObjectNotFound(missing).
+        """
         try:
+            yield
+        except StorageError:
+            raise  # InvalidKey from validate_key, or an error already classified
+        except _s3_exceptions() as exc:
+            if missing is not None and _is_not_found(exc):
+                raise ObjectNotFound(missing) from exc
+            raise s3_error(message, exc) from exc
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        with self._call(f"could not write {self.uri(key)}"):
             self.client.put_object(
                 Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise s3_error(f"could not write {self.uri(key)}", exc) from exc
         return self.uri(key)
 
     def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
         """Multipart upload for large objects (boto3's managed transfer), a single PUT for small ones."""
         from boto3.s3.transfer import TransferConfig
-        from botocore.exceptions import BotoCoreError, ClientError
 
         config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
-        try:
+        with self._call(f"could not write {self.uri(key)}"):
             self.client.upload_fileobj(
                 _Unclosable(stream),
                 self.bucket,
@@ -242,86 +257,59 @@ class S3Storage:
                 ExtraArgs={"ContentType": content_type},
                 Config=config,
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise s3_error(f"could not write {self.uri(key)}", exc) from exc
         return self.uri(key)
 
     def get_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._call(f"could not read {self.uri(key)}", missing=f"no object {self.uri(key)}"):
             response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
             return bytes(response["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise ObjectNotFound(f"no object {self.uri(key)}") from exc
-            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
-        except BotoCoreError as exc:
-            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
 
     def get_raw(self, key: str) -> bytes:
         """A user's object under this prefix, by a key the service did not build (read-only datasets)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         full = f"{self.prefix}/{key}" if self.prefix else key
-        try:
+        with self._call(f"could not read s3://{self.bucket}/{full}"):
             return bytes(self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
-        except (BotoCoreError, ClientError) as exc:
-            raise s3_error(f"could not read s3://{self.bucket}/{full}", exc) from exc
 
     def presigned_url(self, key: str, seconds: int) -> str | None:
-        return str(
-            self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)}, ExpiresIn=seconds
+        with self._call(f"could not sign a URL for {self.uri(key)}"):
+            return str(
+                self.client.generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)}, ExpiresIn=seconds
+                )
             )
-        )
 
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         """Reads the object back and hashes it: what is stored, not what we meant to store."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         digest, size = hashlib.sha256(), 0
-        try:
+        with self._call(f"could not read {self.uri(key)}", missing=f"no object {self.uri(key)}"):
             body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
             for chunk in body.iter_chunks(1 << 20):
                 size += len(chunk)
                 digest.update(chunk)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise ObjectNotFound(f"no object {self.uri(key)}") from exc
-            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
-        except BotoCoreError as exc:
-            raise s3_error(f"could not read {self.uri(key)}", exc) from exc
         return size, digest.hexdigest()
 
     def delete(self, key: str) -> None:
         """Remove the object under `key` (absent is fine)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._call(f"could not delete {self.uri(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
-        except (BotoCoreError, ClientError) as exc:
-            raise s3_error(f"could not delete {self.uri(key)}", exc) from exc
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise s3_error(f"could not check {self.uri(key)}", exc) from exc
+            with self._call(f"could not check {self.uri(key)}", missing=key):
+                self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except ObjectNotFound:
+            return False
+        return True
 
     def list_keys(self, prefix: str) -> list[str]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         keys: list[str] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                keys.append(key[len(self.prefix) + 1 :] if self.prefix else key)
+        with self._call(f"could not list {self.url}/{prefix}"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    keys.append(key[len(self.prefix) + 1 :] if self.prefix else key)
         return sorted(keys)
 
     def uri(self, key: str) -> str:
@@ -333,12 +321,8 @@ class S3Storage:
         return validate_key(uri[len(self.url) + 1 :])
 
     def check(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._call(f"S3 bucket {self.bucket!r} is not reachable"):
             self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
-            raise s3_error(f"S3 bucket {self.bucket!r} is not reachable", exc) from exc
 
 
 class _Unclosable(io.RawIOBase):
@@ -388,22 +372,91 @@ PERMANENT_S3_CODES = frozenset(
 )
 
 
-def s3_error(message: str, exc: Exception) -> StorageError:
-    """A StorageError for a boto3 failure, transient unless S3 said something a retry cannot change."""
+NOT_FOUND_S3_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+# botocore errors a retry cannot fix: the request or the client's configuration is wrong. Every other
+# botocore error (refused or reset connections, timeouts, truncated bodies, checksum mismatches) is a
+# network or endpoint blip and transient.
+_PERMANENT_BOTOCORE = (
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "ParamValidationError",
+    "NoRegionError",
+    "UnknownServiceError",
+    "UnknownSignatureVersionError",
+    "UnsupportedSignatureVersionError",
+    "InvalidRegionError",
+    "InvalidEndpointConfigurationError",
+    "InvalidS3AddressingStyleError",
+    "InvalidConfigError",
+    "InvalidRetryConfigurationError",
+    "DataNotFoundError",
+    "ValidationError",
+)
+
+
+@lru_cache(maxsize=1)
+def _s3_exceptions() -> tuple[type[BaseException], ...]:
+    """Everything a boto3 call can raise for a failed request (imported lazily: boto3 is heavy)."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return (BotoCoreError, ClientError, Boto3Error, Urllib3Error, OSError)
+
+
+@lru_cache(maxsize=1)
+def _permanent_botocore() -> tuple[type[BaseException], ...]:
+    import botocore.exceptions
+
+    return tuple(
+        getattr(botocore.exceptions, name)
+        for name in _PERMANENT_BOTOCORE
+        if hasattr(botocore.exceptions, name)
+    )
+
+
+def _is_not_found(exc: BaseException) -> bool:
     from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NOT_FOUND_S3_CODES
+
+
+def is_transient_s3(exc: BaseException) -> bool:
+    """Whether the same S3 call may succeed later: the one place every boto3 failure is classified.
+
+    - ClientError (S3 answered): by its code and HTTP status: 5xx, 408, 429, throttling and timeouts are
+      transient; denied access, a missing bucket or key, a bad request are not.
+    - boto3's own errors (a failed managed upload) wrap the botocore error that caused them: classified by
+      that cause, transient when there is none.
+    - botocore errors: configuration and parameter errors are permanent; every other one (refused or
+      reset connections, connect/read timeouts, truncated bodies) is transient.
+    - urllib3 and socket errors that slip through botocore are transient.
+    """
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        transient = code not in PERMANENT_S3_CODES and (
+        return code not in PERMANENT_S3_CODES and (
             status >= 500
             or status in (0, 408, 429)
             or "Slow" in code
             or "Throttl" in code
             or "Timeout" in code
         )
-        return StorageError(f"{message}: {exc}", transient=transient)
-    return StorageError(f"{message}: {exc}", transient=True)  # connection refused, reset, timeouts
+    if isinstance(exc, Boto3Error):
+        cause = exc.__cause__ or exc.__context__
+        return True if cause is None or cause is exc else is_transient_s3(cause)
+    if isinstance(exc, BotoCoreError):
+        return not isinstance(exc, _permanent_botocore())
+    return True  # urllib3 / OSError: connection refused, reset, timed out
+
+
+def s3_error(message: str, exc: BaseException) -> StorageError:
+    """A StorageError for a boto3 failure, transient unless a retry cannot change the outcome."""
+    return StorageError(f"{message}: {type(exc).__name__}: {exc}", transient=is_transient_s3(exc))
 
 
 def local_path_of(url: str) -> Path:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from training.model import CVAE
+
+
+class GenerationStopped(Exception):
+    """`generate` was told to stop (its `should_stop` returned True) before it had decoded every batch."""
 
 
 def shard_generator(seed: int, shard_index: int) -> torch.Generator:
@@ -27,6 +32,17 @@ def shard_generator(seed: int, shard_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
 
 
+def shard_permutation(seed: int, shard_index: int, n: int) -> torch.Tensor:
+    """A random order of `n` items fixed by (seed, shard_index) alone, independent of the latents' stream.
+
+    Used to shuffle a shard's labels before generation, so its samples are not sorted by class and a rerun
+    still gives the same bytes.
+    """
+    digest = hashlib.sha256(f"synthjobs-shuffle:{int(seed)}:{int(shard_index)}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+    return torch.randperm(n, generator=generator)
+
+
 @torch.inference_mode()
 def generate(
     model: CVAE,
@@ -37,6 +53,7 @@ def generate(
     batch_size: int = 4096,
     device: str | torch.device = "cpu",
     image_shape: tuple[int, int, int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Generate one image per label as uint8.
 
@@ -52,9 +69,13 @@ def generate(
         batch_size: images per decoder call.
         device: where to decode.
         image_shape: (C, H, W); defaults to `model.image_shape` (set by training and by load_checkpoint).
+        should_stop: polled before each batch; when it returns True, GenerationStopped is raised.
 
     Returns:
         uint8 array (N, H, W) for one channel, (N, H, W, C) otherwise.
+
+    Raises:
+        GenerationStopped: if `should_stop` returned True.
     """
     shape = image_shape or model.image_shape
     if shape is None:
@@ -64,6 +85,8 @@ def generate(
     labels = labels.to(torch.int64).reshape(-1)
     chunks = []
     for start in range(0, len(labels), batch_size):
+        if should_stop is not None and should_stop():
+            raise GenerationStopped(f"stopped after {start} of {len(labels)} images")
         p = model.sample(labels[start : start + batch_size], generator=generator, temperature=temperature)
         chunks.append(torch.round(p * 255).to(torch.uint8).cpu())  # (B, D)
     flat = torch.cat(chunks) if chunks else torch.empty((0, c * h * w), dtype=torch.uint8)

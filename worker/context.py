@@ -116,8 +116,18 @@ class JobContext:
             what="adding an event",
         )
 
+    @property
+    def lease_lost(self) -> bool:
+        """Whether another worker (or the reconciler) took the job over: from then on it owns the job's
+        checkpoints and outcome, and this worker must write nothing more."""
+        if self._stop_reason is None and self._lease is not None and self._lease.lost:
+            self._stop_reason = "lease lost"
+        return self._stop_reason == "lease lost"
+
     def should_stop(self) -> bool:
         """True once the job was cancelled, ran out of time, was taken over, or the worker is stopping."""
+        if self.lease_lost:
+            return True
         if self._stop_reason is None and time.monotonic() - self._started > self.max_runtime_seconds:
             self._stop_reason = "max runtime exceeded"
         if self._stop_reason is None and SHUTTING_DOWN.is_set():

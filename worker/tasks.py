@@ -220,12 +220,18 @@ def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker
     )
     try:
         with lease:
-            outcome = sample_pipeline.run_shard(row, params, settings, storage, device)
+            outcome = sample_pipeline.run_shard(row, params, settings, storage, device, lambda: lease.lost)
+        if lease.lost:
+            raise LeaseLost(f"shard {shard} was taken over during its upload")
         recorded = in_transaction(
             url,
             lambda s: shards.complete_shard(s, job_id, shard, worker, **outcome),
             what="recording a shard",
         )
+    except LeaseLost as exc:
+        # Another worker (or the reconciler) owns the shard now: record nothing, retry nothing.
+        log.warning("shard %s of job %s: %s; stopped, leaving it to its new owner", shard, job_id, exc)
+        return
     except Exception as exc:  # noqa: BLE001 - a failing shard must never take the worker down
         _shard_failed(settings, job_id, shard, worker, row.attempts, exc)
         return

@@ -174,6 +174,57 @@ def test_invalid_distribution_is_refused(
     assert loc in [error["loc"][: len(loc)] for error in response.json()["detail"]]
 
 
+@pytest.mark.parametrize(
+    ("distribution", "total"),
+    [({"0": 0.5}, "0.5"), ({"3": 0.5, "8": 0.6}, "1.1"), ({"3": 2, "8": 1}, "3"), ({"3": 1e-12}, "1e-12")],
+)
+def test_distribution_whose_proportions_do_not_sum_to_one_is_refused_naming_the_sum(
+    api: TestClient, add_model: AddModel, distribution: dict[str, float], total: str
+) -> None:
+    add_model(api)
+    body = {"model": "digits-cvae:1", "total": 10, "distribution": distribution}
+    error = _only_error(api.post("/v1/jobs/sample", json=body))
+    assert error["loc"] == ["body", "distribution"]
+    assert f"sum to {total}," in error["msg"]
+
+
+def test_distribution_may_leave_classes_out_when_its_proportions_sum_to_one(
+    api: TestClient, add_model: AddModel
+) -> None:
+    add_model(api)
+    body = {"model": "digits-cvae:1", "total": 10, "distribution": {"1": 0.1, "2": 0.2, "3": 0.7}}
+    response = api.post("/v1/jobs/sample", json=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["counts"] == [0, 1, 2, 7, 0, 0, 0, 0, 0, 0]
+
+
+def test_tstr_quality_for_a_model_without_its_training_dataset_is_refused(
+    api: TestClient, add_model: AddModel
+) -> None:
+    add_model(api)  # registered without the spec of the data it was trained on
+    body = {"model": "digits-cvae:1", "per_class": 5, "quality": "tstr"}
+    error = _only_error(api.post("/v1/jobs/sample", json=body))
+    assert error["loc"] == ["body", "quality"] and "no dataset" in error["msg"]
+
+
+def test_tstr_quality_for_a_model_with_its_training_dataset_is_accepted(
+    api: TestClient, add_model: AddModel
+) -> None:
+    digits = {"class_names": [str(i) for i in range(10)], "image_shape": [1, 8, 8]}
+    add_model(api, dataset={**digits, "spec": {"kind": "builtin", "name": "digits"}})
+    body = {"model": "digits-cvae:1", "per_class": 5, "quality": "tstr"}
+    response = api.post("/v1/jobs/sample", json=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["quality"] == "tstr"
+
+
+def test_samples_are_shuffled_within_shards_unless_asked_not_to(api: TestClient, add_model: AddModel) -> None:
+    add_model(api)
+    default = api.post("/v1/jobs/sample", json={"model": "digits-cvae:1", "per_class": 5})
+    off = api.post("/v1/jobs/sample", json={"model": "digits-cvae:1", "per_class": 5, "shuffle": False})
+    assert default.json()["params"]["shuffle"] is True and off.json()["params"]["shuffle"] is False
+
+
 @pytest.mark.parametrize("weight", ["NaN", "Infinity"])
 def test_non_finite_distribution_is_refused(
     make_api: Callable[..., TestClient], add_model: AddModel, weight: str

@@ -142,6 +142,20 @@ def test_each_npz_shard_holds_uint8_images_and_int64_labels(start_stack) -> None
     assert counts.tolist() == [13] * 10
 
 
+def test_shards_are_shuffled_by_default_and_in_class_order_with_shuffle_off(start_stack) -> None:
+    stack = start_stack()
+    model_id = _trained_model(stack)
+    body = {"model": model_id, "per_class": 30, "shard_size": 100, "seed": 2}
+    shuffled = _succeeded(stack, stack.client.submit_sample(body)["id"])
+    ordered = _succeeded(stack, stack.client.submit_sample({**body, "shuffle": False})["id"])
+    assert _manifest(stack, shuffled)["shuffle"] is True and _manifest(stack, ordered)["shuffle"] is False
+    for job, is_sorted in ((shuffled, False), (ordered, True)):
+        for uri in job["result"]["output_uris"]:
+            with np.load(uri.removeprefix("file://")) as data:
+                assert bool(np.all(np.diff(data["labels"]) >= 0)) is is_sorted, uri
+    assert _shard_digests(_manifest(stack, shuffled)) != _shard_digests(_manifest(stack, ordered))
+
+
 def test_cancel_stops_the_remaining_shards(start_stack) -> None:
     stack = start_stack()
     model_id = _trained_model(stack)

@@ -80,3 +80,18 @@ def test_retried_stream_upload_starts_again_from_the_beginning() -> None:
     inner = HalfReadingStorage()
     RetryingStorage(inner).put_stream("jobs/x/shard-00000.npz", io.BytesIO(b"abcdefgh"))  # type: ignore[arg-type]
     assert inner.stored["jobs/x/shard-00000.npz"] == b"abcdefgh"
+
+
+def test_retries_stop_before_the_deadline_would_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, slept = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(retry.time, "sleep", sleep)
+    monkeypatch.setattr(retry.time, "monotonic", lambda: clock[0])
+    failures: list[Exception] = [TimeoutError() for _ in range(100)]
+    with pytest.raises(TimeoutError):
+        retry_transient(flaky(failures), what="test", attempts=100, base=1.0, cap=8.0, deadline=20.0)
+    assert sum(slept) <= 20.0 and len(failures) > 80

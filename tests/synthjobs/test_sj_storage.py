@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from synthjobs import processes, retry
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
+from synthjobs.retry import RetryingStorage
 from synthjobs.settings import Settings
-from synthjobs.storage import LocalStorage, S3Storage, Storage, open_storage, validate_key
+from synthjobs.storage import (
+    LocalStorage,
+    S3Storage,
+    Storage,
+    is_transient_s3,
+    open_storage,
+    s3_error,
+    validate_key,
+)
 
 SHARD_KEY = f"jobs/{uuid.uuid4()}/shard-00001.npz"
 
@@ -253,3 +265,118 @@ def test_invalid_key_is_both_a_storage_error_and_a_value_error() -> None:
         validate_key("../x")
     with pytest.raises(ValueError):
         validate_key("../x")
+
+
+# --- S3 failures: classified in one place, retried by one layer ----------------------------------------
+
+
+def _s3_on_a_refused_port() -> tuple[S3Storage, list[str]]:
+    """An S3Storage whose endpoint is a free local port with nothing listening, and its HTTP attempts."""
+    endpoint = f"http://127.0.0.1:{processes.free_port()}"
+    settings = Settings(
+        s3_endpoint_url=endpoint,
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",
+        s3_connect_timeout=1,
+    )
+    storage = S3Storage("bucket", "prefix", settings)
+    attempts: list[str] = []
+    storage.client.meta.events.register("before-send", lambda request, **_: attempts.append(request.url))
+    return storage, attempts
+
+
+def _every_operation(storage: Storage) -> dict[str, Callable[[], object]]:
+    return {
+        "put_bytes": lambda: storage.put_bytes(SHARD_KEY, b"x"),
+        "put_stream": lambda: storage.put_stream(SHARD_KEY, io.BytesIO(b"x")),
+        "get_bytes": lambda: storage.get_bytes(SHARD_KEY),
+        "exists": lambda: storage.exists(SHARD_KEY),
+        "list_keys": lambda: storage.list_keys("jobs"),
+        "size_and_sha256": lambda: storage.size_and_sha256(SHARD_KEY),
+        "delete": lambda: storage.delete(SHARD_KEY),
+        "check": storage.check,
+    }
+
+
+def test_s3_refused_connection_is_one_http_attempt_and_a_transient_storage_error_for_every_operation() -> (
+    None
+):
+    storage, attempts = _s3_on_a_refused_port()
+    for name, operation in _every_operation(storage).items():
+        attempts.clear()
+        with pytest.raises(StorageError) as raised:
+            operation()
+        assert raised.value.transient, name
+        assert "EndpointConnectionError" in str(raised.value), name
+        assert len(attempts) == 1, f"{name}: botocore retried on its own ({len(attempts)} attempts)"
+
+
+def test_retrying_storage_on_a_refused_s3_endpoint_stops_after_a_bounded_number_of_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(retry.time, "sleep", slept.append)
+    inner, attempts = _s3_on_a_refused_port()
+    storage = RetryingStorage(inner)
+    for name in ("get_bytes", "exists", "list_keys", "put_bytes"):
+        attempts.clear()
+        slept.clear()
+        with pytest.raises(StorageError) as raised:
+            _every_operation(storage)[name]()
+        assert raised.value.transient, name
+        assert 2 <= len(attempts) <= retry.STORAGE_ATTEMPTS, f"{name}: {len(attempts)} HTTP attempts"
+        assert sum(slept) <= retry.STORAGE_DEADLINE
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+def test_s3_errors_are_classified_transient_only_when_a_retry_can_help() -> None:
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+
+    transient = [
+        EndpointConnectionError(endpoint_url="http://x"),
+        ConnectionClosedError(endpoint_url="http://x"),
+        ReadTimeoutError(endpoint_url="http://x"),
+        ConnectTimeoutError(endpoint_url="http://x"),
+        ResponseStreamingError(error="reset"),
+        _client_error("SlowDown", 503),
+        _client_error("InternalError", 500),
+        _client_error("RequestTimeout", 400),
+        ConnectionResetError(),
+    ]
+    permanent = [
+        NoCredentialsError(),
+        ParamValidationError(report="bad"),
+        _client_error("AccessDenied", 403),
+        _client_error("NoSuchBucket", 404),
+        _client_error("InvalidArgument", 400),
+    ]
+    for exc in transient:
+        assert is_transient_s3(exc) and s3_error("op", exc).transient, repr(exc)
+    for exc in permanent:
+        assert not is_transient_s3(exc) and not s3_error("op", exc).transient, repr(exc)
+
+    def upload_failed(cause: Exception) -> Exception:
+        try:
+            raise cause
+        except Exception:
+            try:
+                raise S3UploadFailedError("Failed to upload")  # as boto3 raises it, inside `except`
+            except S3UploadFailedError as wrapped:
+                return wrapped
+
+    assert not is_transient_s3(upload_failed(_client_error("AccessDenied", 403)))
+    assert is_transient_s3(upload_failed(_client_error("SlowDown", 503)))

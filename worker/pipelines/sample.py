@@ -15,6 +15,7 @@ import math
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -29,13 +30,13 @@ from synthjobs.settings import Settings
 from synthjobs.storage import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
 from training.evaluate import as_flat_pixels, predict, trtr, tstr
-from training.sample import generate, grid_png, shard_generator
+from training.sample import GenerationStopped, generate, grid_png, shard_generator, shard_permutation
+from worker.context import LeaseLost
 from worker.formats import EXTENSIONS, write_shard
 from worker.pipelines.datasets import load_training_data
 
 log = logging.getLogger(__name__)
 SPOOL_BYTES = 64 << 20
-TSTR_PER_CLASS = 500  # generated samples per class the TSTR classifier trains on
 _models: OrderedDict[tuple[str, str], LoadedCheckpoint] = OrderedDict()
 
 
@@ -53,17 +54,33 @@ def load_model(settings: Settings, storage: Storage, model_id: str, device: torc
 
 
 def generate_shard(
-    loaded: LoadedCheckpoint, params: dict[str, Any], index: int, counts: list[int], device: torch.device
+    loaded: LoadedCheckpoint,
+    params: dict[str, Any],
+    index: int,
+    counts: list[int],
+    device: torch.device,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels of shard `index`: labels in class order, latents from (seed, index)."""
+    """The images and labels of shard `index`, latents from (seed, index).
+
+    Labels are in class order, or with `shuffle` in an order fixed by (seed, index): the labels are permuted
+    before generation, so no second copy of the images is made and a rerun gives the same bytes.
+    Raises LeaseLost when `should_stop` turns True between batches.
+    """
     labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-    images = generate(
-        loaded.model,
-        labels,
-        generator=shard_generator(int(params["seed"]), index),
-        temperature=float(params.get("temperature", 1.0)),
-        device=device,
-    )
+    if params.get("shuffle", False):  # jobs submitted before `shuffle` existed keep their class order
+        labels = labels[shard_permutation(int(params["seed"]), index, len(labels))]
+    try:
+        images = generate(
+            loaded.model,
+            labels,
+            generator=shard_generator(int(params["seed"]), index),
+            temperature=float(params.get("temperature", 1.0)),
+            device=device,
+            should_stop=should_stop,
+        )
+    except GenerationStopped as exc:
+        raise LeaseLost(f"shard {index}: {exc}") from exc
     return images, labels.numpy().astype(np.int64)
 
 
@@ -99,20 +116,38 @@ def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) 
 
 
 def run_shard(
-    shard: JobShard, params: dict[str, Any], settings: Settings, storage: Storage, device: torch.device
+    shard: JobShard,
+    params: dict[str, Any],
+    settings: Settings,
+    storage: Storage,
+    device: torch.device,
+    lost: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
-    """Generate, encode and store one shard; return what `shards.complete_shard` records."""
+    """Generate, encode and store one shard; return what `shards.complete_shard` records.
+
+    `lost` is polled between decoder batches and before each later step: once it is True (another worker
+    or the reconciler took the shard over), LeaseLost is raised and nothing is written; the new owner
+    writes the shard.
+    """
+
+    def check() -> None:
+        if lost():
+            raise LeaseLost(f"shard {shard.index} of job {shard.job_id} was taken over")
+
     started = time.monotonic()
     loaded = load_model(settings, storage, params["model_id"], device)
     counts = list(shard.per_class["counts"])
-    images, labels = generate_shard(loaded, params, shard.index, counts, device)
+    images, labels = generate_shard(loaded, params, shard.index, counts, device, should_stop=lost)
+    check()
     total = sum(params["counts"])
     wanted = math.ceil(int(params.get("quality_samples", 2000)) * shard.count / total) if total else 0
     quality = score_subset(loaded, images, labels, wanted, len(counts))
+    check()
     fmt = params.get("format", "npz")
     key = shards.shard_key(shard.job_id, shard.index, EXTENSIONS[fmt])
     spool, size, sha256 = encode_shard(fmt, images, labels, f"{shard.job_id[:8]}-{shard.index:05d}")
     with spool:
+        check()
         storage.put_stream(key, spool)
     return {
         "key": key,
@@ -157,6 +192,7 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
         "total": sum(produced),
         "bytes": sum(r["bytes"] for r in rows),
         "quality": quality,
+        "shuffle": bool(params.get("shuffle", False)),
         "shards": [{k: v for k, v in r.items() if k != "index"} for r in rows],
     }
     manifest_uri = storage.put_bytes(
@@ -206,13 +242,21 @@ def _tstr(
     params: dict[str, Any],
     device: torch.device,
 ) -> dict[str, Any]:
-    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class."""
+    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class.
+
+    A model that records no training dataset (registered by hand, or before datasets were recorded) has no
+    real data to test on: TSTR is skipped with the reason, never computed on some other dataset.
+    """
+    per_class = settings.tstr_samples_per_class
     with session_scope(settings.resolved_database_url()) as session:
         model = get_model(session, params["model_id"])
-        spec = model.dataset.get("spec") or {"kind": "builtin", "name": "digits"}
+        spec = model.dataset.get("spec")
         tenant = model.tenant  # its training data is read as its own tenant's, from that tenant's sources
+    if not spec:
+        reason = "the model records no dataset it was trained on, so there is no real held-out data"
+        return {"tstr": None, "trtr": None, "tstr_skipped": reason}
     data = load_training_data(spec, settings, storage, tenant=tenant)
-    labels = torch.arange(len(loaded.class_names)).repeat_interleave(TSTR_PER_CLASS)
+    labels = torch.arange(len(loaded.class_names)).repeat_interleave(per_class)
     images = generate(
         loaded.model,
         labels,
@@ -223,7 +267,7 @@ def _tstr(
     return {
         "tstr": round(tstr(images, labels, data, seed=0, device=device), 4),
         "trtr": round(trtr(data, seed=0, device=device), 4),
-        "tstr_samples_per_class": TSTR_PER_CLASS,
+        "tstr_samples_per_class": per_class,
     }
 
 

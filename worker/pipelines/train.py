@@ -55,8 +55,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         return unchanged
     checkpoints = Checkpoints(ctx, cfg, data, digest)
     outcome = _train(ctx, cfg, data, checkpoints)
-    if outcome.stopped:
-        checkpoints.flush()  # keep the last completed epoch, whatever stopped us
+    if outcome.stopped and not ctx.lease_lost:
+        checkpoints.flush()  # keep the last completed epoch, unless the job is someone else's now
     ctx.raise_if_stopped()
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
     classifier = train_classifier(data, seed=cfg.seed, device=ctx.device)
@@ -138,6 +138,8 @@ class Checkpoints:
 
     def _write(self, state: TrainState) -> None:
         self._unsaved = None
+        if self.ctx.lease_lost:
+            return  # the worker that took the job over writes its own checkpoints
         key = f"{self.prefix}/epoch-{state.epoch:05d}.pt"
         payload = save_train_state(
             state, self.cfg, image_shape=self.data.image_shape, class_names=self.data.class_names
