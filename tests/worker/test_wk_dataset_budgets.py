@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from synthjobs.errors import InvalidRequest
+from synthjobs.sampling import SHARD_OVERHEAD_BYTES, sample_bytes
 from synthjobs.settings import Settings
 from training.config import TrainConfig
 from training.data import DatasetError, dataset_from_arrays
+from worker.formats import write_shard
 from worker.pipelines.datasets import _load_npz, load_training_data
 from worker.pipelines.train import check_model_fits
 
@@ -105,3 +107,16 @@ def test_the_worker_refuses_a_model_past_the_budget_with_its_figure() -> None:
     with pytest.raises(InvalidRequest, match=r"model would have 3.4e7 parameters .* limit is 1e7"):
         check_model_fits(cfg, data, Settings(max_model_parameters=10_000_000))
     check_model_fits(cfg, data, Settings())
+
+
+@pytest.mark.parametrize("fmt", ["npz", "webdataset"])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 28, 28)])
+def test_the_submit_time_shard_estimate_bounds_the_real_file(fmt: str, shape: tuple[int, int, int]) -> None:
+    c, h, w = shape
+    n = 50
+    rng = np.random.default_rng(0)  # random pixels: PNG cannot compress them, the worst case
+    images = rng.integers(0, 256, (n, h, w) if c == 1 else (n, h, w, c), dtype=np.uint8)
+    buffer = io.BytesIO()
+    write_shard(buffer, fmt, images, rng.integers(0, 10, n), "job-00000")
+    estimate = n * (sample_bytes(list(shape), fmt) or 0) + SHARD_OVERHEAD_BYTES
+    assert len(buffer.getvalue()) <= estimate < 1.2 * len(buffer.getvalue()) + SHARD_OVERHEAD_BYTES
