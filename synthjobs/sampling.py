@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from synthjobs import jobs, shards
 from synthjobs.errors import InvalidRequest
+from synthjobs.model_budget import human_bytes
 from synthjobs.models import Job, JobKind, Model
 from synthjobs.settings import Settings
 from synthjobs.sharding import plan_shards, shard_count, split_total
@@ -23,7 +24,8 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
     """The params of a sampling job for a validated request body and the model it was resolved to."""
     class_names = list(model.dataset.get("class_names", []))
     counts = requested_counts(request, class_names)
-    shard_size = request.get("shard_size") or settings.default_shard_size
+    per_sample = sample_bytes(model.dataset.get("image_shape"), request.get("format", "npz"))
+    shard_size = request.get("shard_size") or default_shard_size(per_sample, settings)
     check_sample_limits(sum(counts), shard_size, settings)
     quality = request.get("quality", "basic")
     if quality == "tstr" and not model.dataset.get("spec"):
@@ -32,6 +34,7 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
             "held-out data to test on; use quality 'basic'"
         )
         raise InvalidRequest(("quality",), message)
+    check_output_bytes(request, sum(counts), shard_size, per_sample, settings)
     return {
         "model_id": model.id,
         "model": f"{model.name}:{model.version}",
@@ -132,3 +135,67 @@ def check_sample_limits(total: int, shard_size: int, settings: Settings) -> None
     if shard_size > settings.max_shard_size:
         message = f"shard_size {shard_size} is above this deployment's limit of {settings.max_shard_size}"
         raise InvalidRequest(("shard_size",), message, "limit")
+
+
+# A shard file's fixed cost besides its samples: zip or tar headers, .npy headers, the tar's end blocks.
+SHARD_OVERHEAD_BYTES = 16 << 10
+TAR_BLOCK = 512
+
+
+def sample_bytes(image_shape: Any, fmt: str) -> int | None:
+    """Bytes one generated sample takes in a shard file of `fmt`, at most; None if the shape is unknown.
+
+    npz: the uint8 image plus its int64 label. webdataset: a tar member (512-byte header, data padded to
+    512) for the PNG, at worst stored uncompressed (zlib's bound), and one for the label's `.cls`.
+    """
+    try:
+        c, h, w = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        return None
+    pixels = c * h * w
+    if fmt == "webdataset":
+        rows = h * (w * c + 1)  # one filter byte per row
+        deflated = rows + (rows >> 12) + (rows >> 14) + (rows >> 25) + 13  # zlib's compressBound
+        png = 8 + 25 + 12 + deflated + 12  # signature, IHDR, IDAT framing, IEND
+        return TAR_BLOCK + _padded(png) + TAR_BLOCK + TAR_BLOCK
+    return pixels + 8
+
+
+def default_shard_size(per_sample: int | None, settings: Settings) -> int:
+    """The deployment's default shard size, lowered so a shard of the model's samples fits max_shard_bytes."""
+    if per_sample is None:
+        return settings.default_shard_size
+    fits = (settings.max_shard_bytes - SHARD_OVERHEAD_BYTES) // per_sample
+    return max(1, min(settings.default_shard_size, settings.max_shard_size, fits))
+
+
+def check_output_bytes(
+    request: dict[str, Any], total: int, shard_size: int, per_sample: int | None, settings: Settings
+) -> None:
+    """422 when one shard or the whole job's output is larger, in bytes, than this deployment allows."""
+    if per_sample is None:  # a model registered without its image shape: only the counts are checked
+        return
+    fmt = request.get("format", "npz")
+    shard = min(shard_size, total) * per_sample + SHARD_OVERHEAD_BYTES
+    if shard > settings.max_shard_bytes:
+        fits = max(0, (settings.max_shard_bytes - SHARD_OVERHEAD_BYTES) // per_sample)
+        message = (
+            f"shard_size {shard_size} makes shards of about {human_bytes(shard)} ({per_sample} bytes a "
+            f"sample as {fmt}); this deployment's limit is {human_bytes(settings.max_shard_bytes)} per "
+            f"shard, {fits} samples of this model"
+        )
+        raise InvalidRequest(("shard_size",), message, "limit")
+    output = total * per_sample + shard_count(total, shard_size) * SHARD_OVERHEAD_BYTES
+    if output > settings.max_job_output_bytes:
+        fits = settings.max_job_output_bytes // (per_sample + SHARD_OVERHEAD_BYTES // shard_size + 1)
+        field = "total" if request.get("total") is not None else "per_class"
+        message = (
+            f"{total} samples make about {human_bytes(output)} of output ({per_sample} bytes a sample as "
+            f"{fmt}); this deployment's limit is {human_bytes(settings.max_job_output_bytes)} per job, "
+            f"about {fits} samples of this model"
+        )
+        raise InvalidRequest((field,), message, "limit")
+
+
+def _padded(size: int) -> int:
+    return -(-size // TAR_BLOCK) * TAR_BLOCK

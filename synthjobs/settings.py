@@ -120,6 +120,51 @@ class Settings(BaseSettings):
     max_shard_size: int = 1_000_000
     max_shards: int = 10_000
     default_shard_size: int = 100_000
+    # Byte and pixel budgets (issue 10): counts alone let a small request cost gigabytes. Defaults keep one
+    # worker process on a 24 GiB machine well inside its memory.
+    max_dataset_bytes: int = Field(
+        default=1 << 30,
+        ge=1,
+        le=1 << 40,
+        description="Largest decoded .npz dataset (its arrays' bytes, from their headers); 413 at upload.",
+    )
+    max_image_pixels: int = Field(
+        default=1 << 24,
+        ge=4,
+        le=1 << 32,
+        description="Largest image (width x height) of an image folder, read from its header before decoding "
+        "(Pillow refuses past 179M pixels whatever this says).",
+    )
+    max_dataset_pixels: int = Field(
+        default=1 << 28,
+        ge=4,
+        le=1 << 40,
+        description="Pixels (width x height, summed over images) an image folder may decode to in all.",
+    )
+    max_model_parameters: int = Field(
+        default=200_000_000,
+        ge=1,
+        le=1 << 40,
+        description="Parameters of the CVAE a training job builds (16 bytes each while training with Adam).",
+    )
+    max_activation_bytes: int = Field(
+        default=4 << 30,
+        ge=1,
+        le=1 << 44,
+        description="Estimated activation memory of one training batch (image size x hidden x batch_size).",
+    )
+    max_shard_bytes: int = Field(
+        default=512 << 20,
+        ge=1,
+        le=1 << 40,
+        description="Largest output shard file; a worker holds about three times this while writing one.",
+    )
+    max_job_output_bytes: int = Field(
+        default=16 << 30,
+        ge=1,
+        le=1 << 50,
+        description="Largest output of one sampling job (all its shard files together).",
+    )
 
     def resolved_database_url(self) -> str:
         """The jobs database; an SQLite file under home when unset."""

@@ -249,3 +249,58 @@ def start_stack(tmp_path: Path) -> Iterator[StackFactory]:
             processes.stop(worker)
         processes.stop(stack.api)
         stack.client.close()
+
+
+# --- Decompression bombs (issue 10): small files that declare or decode to far more than they weigh -------
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 .npy header for an array of `descr` and `shape`, padded as numpy pads it (64 bytes)."""
+    text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {shape!r}, }}"
+    text += " " * (-(10 + len(text) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+def npz_bomb(members: dict[str, tuple[str, tuple[int, ...], int]]) -> bytes:
+    """An .npz of deflated members `name: (descr, shape, data bytes)`, the data zeros written 1 MB at a time.
+
+    The data size need not match the header's shape x itemsize, so a test can build an honest bomb (huge
+    and consistent, tiny once compressed) or a lying one (a huge header over a few bytes of data).
+    """
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, (descr, shape, size) in members.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                member.write(npy_header(descr, shape))
+                for start in range(0, size, len(chunk)):
+                    member.write(chunk[: min(len(chunk), size - start)])
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def zip_bomb() -> bytes:
+    """A consistent .npz of 8192 zero images of 128x128 (128 MiB decoded) that compresses to about 130 kB."""
+    n = 8192
+    return npz_bomb({"images": ("|u1", (n, 128, 128), n * 128 * 128), "labels": ("<i8", (n,), n * 8)})
+
+
+@pytest.fixture(scope="session")
+def png_bomb() -> bytes:
+    """A 16000x16000 black 1-bit PNG: about 30 kB that decodes to 256 MB of greyscale pixels."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (16000, 16000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def build_npz() -> Callable[[dict[str, tuple[str, tuple[int, ...], int]]], bytes]:
+    """`npz_bomb`, for tests that build their own archive."""
+    return npz_bomb

@@ -13,7 +13,7 @@ from api.deps import IdempotencyDep, SessionDep, SettingsDep, StorageDep, Tenant
 from api.schemas import DatasetOut
 from synthjobs import datasets, idempotency
 from synthjobs.models import Dataset
-from synthjobs.npzinfo import NpzError, check_dataset_arrays, read_npz_headers
+from synthjobs.npzinfo import NpzError, NpzTooLarge, check_dataset_arrays, read_npz_headers
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -25,7 +25,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}$"
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetOut,
     responses={
-        413: {"description": "The upload is larger than this deployment accepts."},
+        413: {"description": "The upload, or its arrays once decoded, larger than this deployment accepts."},
         422: {"description": "Not a usable .npz dataset; the detail says why."},
     },
 )
@@ -52,7 +52,9 @@ def upload_dataset(
         response.status_code = status.HTTP_200_OK
         return datasets.get_dataset(session, earlier)
     try:
-        images = check_dataset_arrays(read_npz_headers(file.file))
+        images = check_dataset_arrays(read_npz_headers(file.file), settings.max_dataset_bytes)
+    except NpzTooLarge as exc:  # a small archive that decodes to more than a worker may load
+        raise HTTPException(413, [{"loc": ["body", "file"], "msg": str(exc), "type": "limit"}]) from exc
     except NpzError as exc:
         raise HTTPException(422, [{"loc": ["body", "file"], "msg": str(exc), "type": "value_error"}]) from exc
     dataset_id = datasets.new_dataset_id()

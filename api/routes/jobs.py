@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
 from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
-from synthjobs import datasets, jobs, shards
+from synthjobs import datasets, jobs, model_budget, shards
 from synthjobs.data_sources import DataSourceRefused, match_source
 from synthjobs.errors import DatasetNotFound, InvalidRequest, ModelNotFound
 from synthjobs.models import Job, JobKind, JobState, utcnow
@@ -122,6 +122,7 @@ def train_params(body: TrainRequest, session: SessionDep, settings: Settings, te
     """A training job's params from its request; 422 past a limit or for data the workers may not read."""
     check_train_limits(body, settings)
     spec = dataset_spec(body, session, settings, tenant)
+    check_model_limits(body, submit_image_shape(spec, session, tenant), settings)
     return {
         "model_name": body.model_name or default_model_name(spec),
         "dataset": spec,
@@ -186,6 +187,45 @@ def check_train_limits(body: TrainRequest, settings: Settings) -> None:
         if value > limit:
             message = f"{name} {value} is above this deployment's limit of {limit}"
             raise HTTPException(422, field_error(("hyperparameters", name), message, "limit"))
+
+
+def submit_image_shape(
+    spec: dict[str, Any], session: SessionDep, tenant: str
+) -> tuple[tuple[int, int, int], int] | None:
+    """(C, H, W) and class count of the dataset as far as known at submit; None for an image folder.
+
+    An uploaded dataset's classes are unknown until its labels are read, so its figure uses the fewest a
+    dataset can have (the worker checks again with the exact one).
+    """
+    if spec["kind"] in ("builtin", "torchvision"):
+        return model_budget.KNOWN_DATASETS.get(spec["name"])
+    if spec["kind"] == "uploaded":
+        shape = datasets.get_dataset(session, spec["id"], tenant=tenant).image_shape
+        try:
+            chw = (int(shape["channels"]), int(shape["height"]), int(shape["width"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return chw, model_budget.MIN_CLASSES
+    return None
+
+
+def check_model_limits(
+    body: TrainRequest, known: tuple[tuple[int, int, int], int] | None, settings: Settings
+) -> None:
+    """422 with the figure and the limit when the model or its activations are past this deployment's."""
+    if known is None:
+        return
+    image_shape, num_classes = known
+    try:
+        model_budget.check_model_budget(
+            image_shape,
+            num_classes,
+            body.hyperparameters.model_dump(),
+            max_parameters=settings.max_model_parameters,
+            max_activation_bytes=settings.max_activation_bytes,
+        )
+    except InvalidRequest as exc:
+        raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)

@@ -194,7 +194,13 @@ def _check_labels(labels: np.ndarray, n_images: int) -> np.ndarray:
 
 def _check_class_names(class_names: Sequence[str] | None, labels: np.ndarray) -> tuple[str, ...]:
     if class_names is None:
-        return tuple(str(i) for i in range(int(labels.max()) + 1))
+        implied = int(labels.max()) + 1
+        if implied > len(labels):  # some class is empty; and a label of 10**9 must not build 10**9 names
+            raise DatasetError(
+                f"label {implied - 1} implies {implied} classes but there are only {len(labels)} images; "
+                "labels must run from 0 to K-1 with at least 2 images each"
+            )
+        return tuple(str(i) for i in range(implied))
     if isinstance(class_names, str):
         raise DatasetError("class_names must be a sequence of strings, got one string")
     names = tuple(class_names)

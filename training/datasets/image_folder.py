@@ -1,11 +1,14 @@
 """A labelled image folder (`<class_name>/<image>`) decoded into an ImageDataset.
 
 The caller (the worker) lists the files, e.g. from an uploaded archive or object storage, and hands over
-their bytes; decoding uses torchvision.io (libpng, libjpeg), so `training/` needs no image library.
+their bytes; decoding uses torchvision.io (libpng, libjpeg). A few hundred kilobytes of PNG can decode to
+gigabytes, so when the caller gives a pixel budget each image's width and height are read from its header
+first (Pillow reads only the header on open) and checked before anything is decoded.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable
 
@@ -18,8 +21,16 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PALETTE = 3  # IHDR colour type of an indexed-colour PNG
 
 
-def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset:
+def decode_image_folder(
+    files: Iterable[tuple[str, str, bytes]],
+    *,
+    max_image_pixels: int | None = None,
+    max_dataset_pixels: int | None = None,
+) -> ImageDataset:
     """Decode (class_name, filename, raw bytes) items into an ImageDataset.
+
+    `max_image_pixels` bounds each image's width x height and `max_dataset_pixels` their sum; both are read
+    from the image headers before each image is decoded, so an oversized folder fails without allocating.
 
     Messages name a file as `class_name/filename`, or as `filename` alone if it already holds a "/" (a
     path such as "cat/0.png").
@@ -35,8 +46,9 @@ def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset
 
     Raises:
         DatasetError: on an empty class or file name, a duplicate file, undecodable bytes or an animated
-            image (naming the file), an image whose shape differs from the first one's (naming it and the
-            expected shape), or anything `dataset_from_arrays` rejects (e.g. a class with one image).
+            image (naming the file), an image or the folder past its pixel budget, an image whose shape
+            differs from the first one's (naming it and the expected shape), or anything
+            `dataset_from_arrays` rejects (e.g. a class with one image).
     """
     items = sorted(files, key=lambda item: (item[0], item[1]))
     if not items:
@@ -46,6 +58,7 @@ def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset
     images: list[np.ndarray] = []
     first = ""
     previous: tuple[str, str] | None = None
+    total_pixels = 0
     for class_name, filename, raw in items:
         path = filename if "/" in filename else f"{class_name}/{filename}"  # a name with "/" is a path
         if not class_name or not filename:
@@ -53,6 +66,13 @@ def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset
         if (class_name, filename) == previous:
             raise DatasetError(f"{path}: listed twice")
         previous = (class_name, filename)
+        if max_image_pixels is not None or max_dataset_pixels is not None:
+            total_pixels += image_pixels(raw, path, max_image_pixels)
+            if max_dataset_pixels is not None and total_pixels > max_dataset_pixels:
+                raise DatasetError(
+                    f"the image folder holds more than {max_dataset_pixels} pixels, this deployment's "
+                    f"limit per dataset (reached at {path}, image {len(images) + 1} of {len(items)})"
+                )
         image = decode_image_bytes(raw, path)  # (H, W, C)
         if not images:
             first = path
@@ -66,16 +86,20 @@ def decode_image_folder(files: Iterable[tuple[str, str, bytes]]) -> ImageDataset
     return dataset_from_arrays(np.stack(images), labels, class_names)
 
 
-def decode_image_bytes(raw: bytes, path: str = "image") -> np.ndarray:
+def decode_image_bytes(raw: bytes, path: str = "image", *, max_pixels: int | None = None) -> np.ndarray:
     """Decode one PNG/JPEG (or GIF/WebP) to uint8 (H, W, C), C in {1, 3}, converted as `decode_image_folder`.
 
+    With `max_pixels`, the header's width x height is checked against it before decoding.
+
     Raises:
-        DatasetError: naming `path`, if the bytes are not a single decodable image.
+        DatasetError: naming `path`, if the bytes are not a single decodable image or exceed `max_pixels`.
     """
     from torchvision.io import ImageReadMode, decode_image  # lazy: torchvision takes a second to import
 
     if not raw:
         raise DatasetError(f"{path}: empty file")
+    if max_pixels is not None:
+        image_pixels(raw, path, max_pixels)
     data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     try:
         with warnings.catch_warnings():
@@ -97,6 +121,54 @@ def decode_image_bytes(raw: bytes, path: str = "image") -> np.ndarray:
     if image.dtype != torch.uint8 or image.shape[0] not in (1, 3):
         raise DatasetError(f"{path}: unsupported pixel format ({image.dtype}, {image.shape[0]} channels)")
     return image.permute(1, 2, 0).contiguous().numpy()  # (H, W, C)
+
+
+def image_pixels(raw: bytes, path: str = "image", max_pixels: int | None = None) -> int:
+    """Width x height of an encoded image, from its header alone (nothing is decoded).
+
+    Raises:
+        DatasetError: naming `path`, if the bytes are not an image Pillow can identify, the image is past
+            `max_pixels` (or Pillow's own decompression-bomb limit), or it is animated.
+    """
+    from PIL import Image, UnidentifiedImageError  # lazy: only image folders need it
+
+    if not raw:
+        raise DatasetError(f"{path}: empty file")
+    if (size := _png_size(raw)) is not None:  # before Pillow, whose own bomb check would word it otherwise
+        _check_pixels(path, *size, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            with Image.open(io.BytesIO(raw)) as image:  # reads the header only
+                width, height = image.size
+                pixels = _check_pixels(path, width, height, max_pixels)
+                if getattr(image, "is_animated", False):
+                    raise DatasetError(f"{path}: animated images are not supported")
+    except Image.DecompressionBombError as exc:
+        limit = f"; this deployment's limit is {max_pixels} pixels per image" if max_pixels else ""
+        raise DatasetError(f"{path}: image too large to decode ({exc}){limit}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a decodable image ({_first_line(exc)})") from exc
+    return pixels
+
+
+def _check_pixels(path: str, width: int, height: int, max_pixels: int | None) -> int:
+    pixels = width * height
+    if max_pixels is not None and pixels > max_pixels:
+        raise DatasetError(
+            f"{path} is {width}x{height} = {pixels} pixels; this deployment's limit is {max_pixels} pixels "
+            "per image"
+        )
+    return pixels
+
+
+def _png_size(raw: bytes) -> tuple[int, int] | None:
+    # IHDR is always the first chunk: signature (8), length (4), b"IHDR" (4), width (4), height (4).
+    if raw[:8] != _PNG_SIGNATURE or raw[12:16] != b"IHDR" or len(raw) < 24:
+        return None
+    return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
 
 
 def _is_palette_png(raw: bytes) -> bool:

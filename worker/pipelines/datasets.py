@@ -13,9 +13,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +31,7 @@ from synthjobs.data_sources import (
     match_source,
 )
 from synthjobs.errors import JobFailure, StorageError
+from synthjobs.npzinfo import NpzError, check_decoded_size, read_npz_headers
 from synthjobs.settings import Settings
 from synthjobs.storage import S3Storage, Storage, s3_error
 from training.data import (
@@ -62,9 +65,14 @@ def load_training_data(
         _check_torchvision_tree(root, spec["name"], settings, tenant)
         return load_torchvision_dataset(spec["name"], str(root), download=download)
     if kind == "image_folder":
-        return decode_image_folder(iter_image_folder(spec["url"], settings, tenant=tenant))
+        return decode_image_folder(
+            iter_image_folder(spec["url"], settings, tenant=tenant),
+            max_image_pixels=settings.max_image_pixels,
+            max_dataset_pixels=settings.max_dataset_pixels,
+        )
     if kind == "uploaded":
-        return _load_npz(storage.get_bytes(storage.key_of(spec["uri"])), f"dataset {spec['id']}")
+        payload = storage.get_bytes(storage.key_of(spec["uri"]))
+        return _load_npz(payload, f"dataset {spec['id']}", settings.max_dataset_bytes)
     raise JobFailure(f"unknown dataset kind {kind!r}")
 
 
@@ -224,14 +232,49 @@ def _dataset_read_error(exc: StorageError) -> Exception:
     return exc if exc.transient else JobFailure(str(exc))
 
 
-def _load_npz(payload: bytes, label: str) -> ImageDataset:
+def _load_npz(payload: bytes, label: str, max_bytes: int) -> ImageDataset:
+    """An uploaded .npz as an ImageDataset, never decoding more than `max_bytes`.
+
+    The headers are checked first, as at upload (the limit may have been lowered since, and a file can come
+    from before the check existed): each member's declared size must match its header and the sum stay
+    within `max_bytes`. Each array is then read through a reader capped at its member's declared size, so
+    an archive whose data inflates past what it declares fails instead of growing in memory.
+    """
     try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-            if "images" not in archive or "labels" not in archive:
-                raise DatasetError(f"{label}: an .npz dataset needs arrays 'images' and 'labels'")
-            names = [str(n) for n in archive["class_names"]] if "class_names" in archive else None
-            return dataset_from_arrays(archive["images"], archive["labels"], names)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
+        arrays = read_npz_headers(payload)
+        check_decoded_size(arrays, max_bytes)
+    except NpzError as exc:
+        raise DatasetError(f"{label}: {exc}") from exc
+    if "images" not in arrays or "labels" not in arrays:
+        raise DatasetError(f"{label}: an .npz dataset needs arrays 'images' and 'labels'")
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+
+            def read(name: str) -> np.ndarray:
+                member = archive.getinfo(f"{name}.npy")
+                with archive.open(member) as stream:
+                    capped = _CappedReader(stream, arrays[name].member_size, f"{label}: {name}.npy")
+                    return np.lib.format.read_array(capped, allow_pickle=False)  # type: ignore[arg-type]
+
+            images, labels = read("images"), read("labels")
+            names = [str(n) for n in read("class_names")] if "class_names" in arrays else None
+    except DatasetError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DatasetError(f"{label}: not a readable .npz file ({exc})") from exc
+    return dataset_from_arrays(images, labels, names)
+
+
+class _CappedReader:
+    """A read-only stream that refuses to yield more than `cap` bytes of the stream it wraps."""
+
+    def __init__(self, stream: IO[bytes], cap: int, label: str) -> None:
+        self._stream, self._left, self._label, self._cap = stream, cap, label, cap
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        data = self._stream.read(want)
+        self._left -= len(data)
+        if self._left < 0:
+            raise DatasetError(f"{self._label} inflates past its declared {self._cap} bytes")
+        return data

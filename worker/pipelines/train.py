@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthjobs import __version__, schedules
+from synthjobs import __version__, model_budget, schedules
 from synthjobs.db import session_scope
 from synthjobs.errors import JobFailure
 from synthjobs.promotion import Policy
 from synthjobs.registry import model_id_for_job, register_model
+from synthjobs.settings import Settings
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
 from training.data import ImageDataset, fingerprint
@@ -44,6 +45,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         cfg = TrainConfig.from_dict({**ctx.params["config"], "dataset": describe(spec)})
     except ValueError as exc:
         raise JobFailure(f"invalid training configuration: {exc}") from exc
+    check_model_fits(cfg, data, ctx.settings)
     digest = fingerprint(data)
     ctx.event(
         "data",
@@ -70,6 +72,21 @@ def run(ctx: JobContext) -> dict[str, Any]:
     decision = promote.compare(ctx, result["model_id"], result["model_name"], gate, classifier, data, policy)
     follow_up = promote.apply(ctx, result["model_id"], decision)
     return {**result, "promotion": decision.to_dict(), "follow_up_sample_job_id": follow_up}
+
+
+def check_model_fits(cfg: TrainConfig, data: ImageDataset, settings: Settings) -> None:
+    """Fail the job, naming the figure, before building a model past this deployment's budget.
+
+    The API checked with what it knew at submit; an image folder's shape and an upload's class count are
+    only known here, and the limits may have changed since (InvalidRequest fails the job with its message).
+    """
+    model_budget.check_model_budget(
+        data.image_shape,
+        data.num_classes,
+        cfg.to_dict(),
+        max_parameters=settings.max_model_parameters,
+        max_activation_bytes=settings.max_activation_bytes,
+    )
 
 
 def _unchanged_data(ctx: JobContext, digest: str) -> dict[str, Any] | None:
