@@ -95,7 +95,9 @@ def test_a_folder_of_large_pngs_fails_before_decoding(tmp_path: Path, png_bomb: 
         (tmp_path / "folder" / cls / "big.png").write_bytes(png_bomb)
     settings = Settings(home=tmp_path, data_roots=[tmp_path])
     spec = {"kind": "image_folder", "url": (tmp_path / "folder").as_uri()}
-    growth, error = _peak_rss_growth(lambda: load_training_data(spec, settings, storage=None))  # type: ignore[arg-type]
+    growth, error = _peak_rss_growth(
+        lambda: load_training_data(spec, settings, storage=None, tenant="default")
+    )  # type: ignore[arg-type]
     assert isinstance(error, DatasetError), error
     assert "a/big.png is 16000x16000 = 256000000 pixels; this deployment's limit is 16777216" in str(error)
     assert growth < 64 * MB, f"peak RSS grew by {growth} bytes refusing two 256-Mpixel PNGs"
