@@ -25,6 +25,7 @@ STORAGE_URL: ContextVar[str] = ContextVar("synthjobs_storage_url", default="")
 def _public(value: Any) -> Any:
     return hide_storage_root(value, STORAGE_URL.get())
 
+
 SEED = Field(default=0, ge=0, le=2**63 - 1, description="Random seed; the same seed gives the same result.")
 
 

@@ -172,9 +172,7 @@ def release_shard(session: Session, job_id: str, index: int, worker: str, error:
     )
 
 
-def fail_shard(
-    session: Session, job_id: str, index: int, error: str, error_code: str | None = None
-) -> None:
+def fail_shard(session: Session, job_id: str, index: int, error: str, error_code: str | None = None) -> None:
     """Mark a shard failed for good and fail its job, naming the shard and the reason (and its code)."""
     session.execute(
         update(JobShard)

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Pipeline = Callable[[JobContext], dict[str, Any]]
 
+
 def worker_name() -> str:
     """Who holds a claimed job: host and pid, enough to find the process."""
     return f"{socket.gethostname()}:{os.getpid()}"
