@@ -58,7 +58,7 @@ COPY worker ./worker
 COPY training ./training
 RUN pip install ".[worker]"
 
-# ---- worker: `synthjobs worker` execs a Celery worker (solo pool) on the `gpu` queue --------------------
+# ---- worker: `synthjobs worker` runs a Celery worker (solo pool) on the `gpu` queue ---------------------
 FROM base AS worker
 COPY --from=build-worker /opt/venv /opt/venv
 USER synthjobs

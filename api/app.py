@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import session_factory
 from api.errors import install_error_handlers
 from api.limits import BodyLimits
 from api.quota import QuotaGuard
 from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
+from api.schemas import STORAGE_URL
 from synthjobs import __version__
+from synthjobs.artifacts import check_signing_key, signing_key
 from synthjobs.logs import configure_logging, secrets_of
 from synthjobs.queue import make_sender
 from synthjobs.settings import Settings, get_settings
@@ -34,9 +37,24 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class StorageUrlContext:
+    """Sets `api.schemas.STORAGE_URL` for each request, so responses hide this app's local storage root."""
+
+    def __init__(self, app: ASGIApp, storage_url: str) -> None:
+        self.app, self.storage_url = app, storage_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = STORAGE_URL.set(self.storage_url)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            STORAGE_URL.reset(token)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
+    check_signing_key(settings)
     settings.ensure_home()
     configure_logging(secrets=secrets_of(settings))
     app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION, responses=COMMON_RESPONSES)
@@ -45,10 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.quota = QuotaGuard(settings)
     app.state.sender = make_sender(settings)
     app.state.storage = open_storage(settings)
+    app.state.signing_key = signing_key(settings)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimits, max_json_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes
     )
+    app.add_middleware(StorageUrlContext, storage_url=app.state.storage.url)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(models.router)

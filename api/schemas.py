@@ -7,13 +7,24 @@ than something silently ignored. Static bounds here are sanity limits; the deplo
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from synthjobs.artifacts import hide_storage_root
 from synthjobs.registry import MODEL_NAME_PATTERN
+
+# The storage URL of the app answering this request (`api.app` sets it per request). Responses name local
+# objects by storage key: where the server keeps its files is not the user's to know.
+STORAGE_URL: ContextVar[str] = ContextVar("synthjobs_storage_url", default="")
+
+
+def _public(value: Any) -> Any:
+    return hide_storage_root(value, STORAGE_URL.get())
+
 
 SEED = Field(default=0, ge=0, le=2**63 - 1, description="Random seed; the same seed gives the same result.")
 
@@ -193,6 +204,11 @@ class JobOut(BaseModel):
     params: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
+    error_code: str | None = Field(
+        default=None,
+        description="Why a FAILED job failed, for programs: internal_error, job_failed, dataset_error, "
+        "training_diverged, model_not_found, worker_lost, ... (`error` says it for people).",
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -206,6 +222,11 @@ class JobOut(BaseModel):
     )
 
     model_config = ConfigDict(from_attributes=True)
+
+    @model_validator(mode="after")
+    def _hide_storage_root(self) -> JobOut:
+        self.params, self.result, self.error = _public(self.params), _public(self.result), _public(self.error)
+        return self
 
 
 class JobPage(BaseModel):
@@ -225,6 +246,11 @@ class EventOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
+    @model_validator(mode="after")
+    def _hide_storage_root(self) -> EventOut:
+        self.message, self.data = _public(self.message), _public(self.data)
+        return self
+
 
 class ModelOut(BaseModel):
     """A trained model in the registry."""
@@ -241,6 +267,11 @@ class ModelOut(BaseModel):
     aliases: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(from_attributes=True)
+
+    @model_validator(mode="after")
+    def _hide_storage_root(self) -> ModelOut:
+        self.checkpoint_uri, self.dataset = _public(self.checkpoint_uri), _public(self.dataset)
+        return self
 
 
 class AliasRequest(Request):
@@ -283,13 +314,18 @@ class DatasetOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
+    @model_validator(mode="after")
+    def _hide_storage_root(self) -> DatasetOut:
+        self.uri = _public(self.uri)
+        return self
+
 
 class ModelList(BaseModel):
     items: list[ModelOut]
 
 
 class Health(BaseModel):
-    """Each dependency's state: `ok`, or why it is down."""
+    """Each dependency's state, `ok` or `down` (why is in the API's log, never in this answer)."""
 
     status: Literal["ok", "degraded"]
     checks: dict[str, str]

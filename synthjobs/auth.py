@@ -63,7 +63,7 @@ def local_token(settings: Settings, *, create: bool) -> str | None:
         return path.read_text().strip() or None
     if not create:
         return None
-    settings.ensure_home()
+    settings.make_home()
     token = "sj_local_" + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from synthjobs.auth import client_token
@@ -340,10 +341,17 @@ def list_models(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from synthjobs.artifacts import check_signing_key
     from synthjobs.auth import TOKEN_FILE, local_token
+    from synthjobs.errors import ConfigurationError
     from synthjobs.migrate import upgrade_database
 
     settings = get_settings()
+    try:
+        check_signing_key(settings)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     settings.ensure_home()
     upgrade_database(settings.resolved_database_url())
     if settings.admin_token is None:
@@ -357,7 +365,7 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Replace this process with a Celery worker (solo pool: no fork after CUDA is initialised)."""
+    """Run a Celery worker in this process (solo pool: no fork after CUDA is initialised)."""
     settings = get_settings()
     settings.ensure_home()
     threads = str(settings.resolved_torch_threads())
@@ -365,11 +373,6 @@ def run_worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ.setdefault("MKL_NUM_THREADS", threads)
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app",
         "worker",
         "--pool",
         "solo",
@@ -382,8 +385,34 @@ def run_worker(args: argparse.Namespace) -> int:
     ]
     if args.name:
         argv += ["--hostname", f"{args.name}@%h"]
-    os.execv(sys.executable, argv)
-    return EXIT_OK  # pragma: no cover - execv does not return
+    run_celery(argv, "worker.celery_app")
+    return EXIT_OK  # pragma: no cover - Celery exits the process
+
+
+def run_celery(argv: list[str], app_module: str) -> None:
+    """Run `celery ARGV` in this process, its app imported first from the code this command runs.
+
+    Celery imports its app "from the current directory": it puts the cwd first on sys.path while it does.
+    A `synthjobs/` folder there (the clone, seen from the folder above it) would then shadow the installed
+    package and the worker would die on start. So the app module and the modules it includes are imported
+    here first, with the cwd left off sys.path unless this `synthjobs` itself came from there (a checkout
+    run in place); Celery then finds them loaded.
+    """
+    import importlib
+
+    from celery.__main__ import main as celery_main
+
+    import synthjobs
+
+    source = Path(synthjobs.__file__).resolve().parent.parent
+    cwd = Path.cwd().resolve()
+    others = [entry for entry in sys.path if Path(entry or ".").resolve() not in (cwd, source)]
+    sys.path[:] = [str(source), *others]
+    app = importlib.import_module(app_module).app
+    for module in app.conf.include or ():
+        importlib.import_module(module)
+    sys.argv = ["celery", "-A", app_module, *argv]
+    celery_main()
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -397,23 +426,12 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_beat(args: argparse.Namespace) -> int:
-    """Replace this process with Celery beat sending the tick task (schedules themselves live in SQL)."""
+    """Run Celery beat in this process, sending the tick task (schedules themselves live in SQL)."""
     settings = get_settings()
     settings.ensure_home()
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "synthjobs.beat",
-        "beat",
-        "--loglevel",
-        args.loglevel,
-        "--schedule",
-        str(settings.home.resolve() / "beat-schedule"),
-    ]
-    os.execv(sys.executable, argv)
-    return EXIT_OK  # pragma: no cover - execv does not return
+    schedule = settings.make_home() / "beat-schedule"  # beat's own bookkeeping; home exists in production too
+    run_celery(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)], "synthjobs.beat")
+    return EXIT_OK  # pragma: no cover - Celery exits the process
 
 
 def run_tick(args: argparse.Namespace) -> int:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from synthjobs import processes
 from synthjobs.auth import client_token
 from synthjobs.cli import progress_printer
 from synthjobs.client import Client, JobFailed
-from synthjobs.settings import get_settings
+from synthjobs.settings import Settings, get_settings
+from synthjobs.storage import LocalStorage, Storage, open_storage
 
 
 def run(*, epochs: int, per_class: int, seed: int) -> int:
@@ -64,11 +63,13 @@ def _run_jobs(client: Client, *, epochs: int, per_class: int, seed: int) -> int:
     except JobFailed as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         return 1
-    _print_summary(train["result"], sample["result"], time.monotonic() - started)
+    _print_summary(train["result"], sample["result"], time.monotonic() - started, get_settings())
     return 0
 
 
-def _print_summary(trained: dict[str, Any], sampled: dict[str, Any], seconds: float) -> None:
+def _print_summary(
+    trained: dict[str, Any], sampled: dict[str, Any], seconds: float, settings: Settings
+) -> None:
     metrics = trained["metrics"]
     per_class = ", ".join(f"{name}: {count}" for name, count in sampled["per_class"].items())
     quality = sampled["quality"].get("conditional_accuracy")
@@ -78,13 +79,18 @@ def _print_summary(trained: dict[str, Any], sampled: dict[str, Any], seconds: fl
     print(f"cond. accuracy {metrics['conditional_accuracy']:.1%} at training; {quality:.1%} on this sample")
     print(f"TSTR           {metrics['tstr']:.1%} (trained only on generated digits, tested on real ones)")
     print(f"samples        {sampled['total']} ({per_class})")
-    print(f"checkpoint     {_as_path(trained['checkpoint_uri'])}")
-    print(f"shards         {', '.join(_as_path(u) for u in sampled['output_uris'])}")
-    print(f"manifest       {_as_path(sampled['manifest_uri'])}")
-    print(f"preview grid   {_as_path(sampled['grid_uri'])}")
+    storage = open_storage(settings)
+    print(f"checkpoint     {_as_path(trained['checkpoint_uri'], storage)}")
+    print(f"shards         {', '.join(_as_path(u, storage) for u in sampled['output_uris'])}")
+    print(f"manifest       {_as_path(sampled['manifest_uri'], storage)}")
+    print(f"preview grid   {_as_path(sampled['grid_uri'], storage)}")
 
 
-def _as_path(uri: str) -> str:
-    """A local path for file:// URIs (what a newcomer can open), the URI otherwise."""
-    parsed = urlparse(uri)
-    return str(Path(unquote(parsed.path))) if parsed.scheme == "file" else uri
+def _as_path(uri: str, storage: Storage) -> str:
+    """A local path for objects in local storage (what a newcomer can open), the URI otherwise.
+
+    The API names local objects by storage key; the demo runs on the machine that holds them.
+    """
+    if isinstance(storage, LocalStorage) and "://" not in uri:
+        return str(storage.path_of(uri))
+    return uri

@@ -7,6 +7,10 @@ class SynthJobsError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class ConfigurationError(SynthJobsError):
+    """The settings cannot run this process safely (a missing secret); it refuses to start."""
+
+
 class JobNotFound(SynthJobsError):
     """No job has that id."""
 

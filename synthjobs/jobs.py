@@ -20,6 +20,9 @@ from synthjobs.db import execute_dml
 from synthjobs.errors import InvalidTransition, JobNotFound
 from synthjobs.models import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, new_id, utcnow
 
+# Error codes the ledger itself records (the worker adds its own; see worker.tasks.failure_code).
+JOB_FAILED = "job_failed"
+WORKER_LOST = "worker_lost"
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 # Which states each state may move to. Nothing leaves a terminal state.
@@ -118,6 +121,7 @@ def claim_job(
         .values(
             state=JobState.FAILED.value,
             error=f"worker lost {max_attempts} times; giving up",
+            error_code=WORKER_LOST,
             phase="failed",
             finished_at=now,
             lease_expires_at=None,
@@ -197,11 +201,13 @@ def finish_job(
     error: str | None = None,
     result: dict[str, Any] | None = None,
     worker: str | None = None,
+    error_code: str | None = None,
 ) -> None:
     """Move a job into a terminal state, refusing transitions the state machine does not allow.
 
     With `worker`, only while that worker still holds the job: a worker that lost its lease to another
-    must not overwrite the other's outcome.
+    must not overwrite the other's outcome. A FAILED job always gets an `error_code` (JOB_FAILED unless
+    the caller names one).
     """
     if target not in TERMINAL_STATES:
         raise InvalidTransition(f"{target.value} is not a final state")
@@ -212,6 +218,8 @@ def finish_job(
         values["progress"] = 1.0
     if error is not None:
         values["error"] = error[:10_000]
+    if target is JobState.FAILED:
+        values["error_code"] = (error_code or JOB_FAILED)[:64]
     if result is not None:
         values["result"] = result
     _guarded_update(session, job_id, target, values, worker)

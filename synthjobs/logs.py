@@ -10,13 +10,16 @@ record is one readable line with the context fields appended.
 task (contextvars), so the worker wraps a task run in it once instead of repeating ids in every call.
 
 The handler redacts known secret values (`secrets_of(settings)`: every SecretStr setting, passwords inside
-the configured URLs, the AWS secret variables) wherever they appear in a message or a traceback.
+the configured URLs, the AWS secret variables) wherever they appear in a message or a traceback, and the
+query string of any signed URL (`signature=`, `X-Amz-Signature=`, ...): a download link is a bearer
+credential until it expires, and uvicorn's access log would otherwise keep every one the API served.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
@@ -80,6 +83,21 @@ class ContextFilter(logging.Filter):
 
 
 MIN_SECRET_LENGTH = 6
+# A URL's query string, up to whatever ends a URL in a log line (space, quote, angle bracket, fragment).
+_QUERY = re.compile(r"\?[^\s\"'<>#]+")
+# Query parameters that make a URL a credential: ours, S3's (SigV4 and V2), GCS's.
+_SIGNED_PARAMETER = re.compile(
+    r"(?:^|[?&;])(?:signature|sig|x-amz-signature|x-amz-credential|x-amz-security-token|"
+    r"awsaccesskeyid|x-goog-signature|x-goog-credential)=",
+    re.IGNORECASE,
+)
+
+
+def redact_signed_queries(text: str) -> str:
+    """`text` with the whole query string of every signed URL in it replaced by REDACTED."""
+    if "?" not in text:
+        return text
+    return _QUERY.sub(lambda m: "?" + REDACTED if _SIGNED_PARAMETER.search(m.group()) else m.group(), text)
 
 
 class RedactSecrets(logging.Filter):
@@ -99,7 +117,7 @@ class RedactSecrets(logging.Filter):
     def redact(self, value: str) -> str:
         for secret in self.secrets:
             value = value.replace(secret, REDACTED)
-        return value
+        return redact_signed_queries(value)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -69,7 +69,9 @@ def _requeue_lost_workers(settings: Settings, report: ReconcileReport) -> None:
             if job.attempts >= settings.max_attempts:
                 reason = f"worker lost {job.attempts} times; giving up"
                 try:
-                    jobs.finish_job(session, job_id, JobState.FAILED, error=reason)
+                    jobs.finish_job(
+                        session, job_id, JobState.FAILED, error=reason, error_code=jobs.WORKER_LOST
+                    )
                     report.failed.append(job_id)
                 except InvalidTransition:
                     pass

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthjobs.data_sources import LEGACY_TENANT, DataSource
+from synthjobs.db import secure_sqlite_file
 
 
 class Settings(BaseSettings):
@@ -53,10 +54,19 @@ class Settings(BaseSettings):
     )
     idempotency_hours: float = Field(default=48, ge=24, description="How long Idempotency-Keys are kept.")
     signing_key: SecretStr | None = Field(
-        default=None, description="Signs download URLs the API streams itself; default: the admin token."
+        default=None,
+        min_length=16,
+        description=(
+            "Signs download links the API streams itself (local storage). Required when the database, "
+            "broker and storage URLs are all set and storage is a folder; the embedded default generates "
+            "one under home (mode 0600). Never the admin token."
+        ),
     )
     presign_seconds: int = Field(
-        default=300, ge=1, le=7 * 24 * 3600, description="Lifetime of download URLs."
+        default=300,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Lifetime of download links; a signed link that expires later than this is refused.",
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -210,10 +220,34 @@ class Settings(BaseSettings):
             sources += [DataSource(url=root.resolve().as_uri()) for root in roots]
         return sources
 
+    def is_production(self) -> bool:
+        """Whether the database, broker and storage URLs are all configured (not the embedded default).
+
+        Such a deployment may run its API on several machines, so nothing it needs to agree on (the
+        signing key) may be generated per machine.
+        """
+        return bool(self.database_url and self.broker_url and self.storage_url)
+
+    def make_home(self) -> Path:
+        """Create home (mode 0700: it holds the ledger, tokens and outputs) if needed; its resolved path.
+
+        Called by whatever writes a file there (the local token, beat's schedule, the signing key), so a
+        production deployment that sets all three URLs never needs to create home by hand.
+        """
+        home = self.home.resolve()
+        if not home.is_dir():
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return home
+
     def ensure_home(self) -> None:
-        """Create the embedded default's folder when any default path points into it."""
-        if not (self.database_url and self.broker_url and self.storage_url):
-            self.home.mkdir(parents=True, exist_ok=True)
+        """Create the embedded default's folder when any default path points into it.
+
+        SQLite files of the ledger and the broker are created owner-only (0600) before anyone opens them.
+        """
+        if not self.is_production():
+            self.make_home()
+        secure_sqlite_file(self.resolved_database_url())
+        secure_sqlite_file(self.resolved_broker_url())
 
 
 @lru_cache

@@ -172,8 +172,8 @@ def release_shard(session: Session, job_id: str, index: int, worker: str, error:
     )
 
 
-def fail_shard(session: Session, job_id: str, index: int, error: str) -> None:
-    """Mark a shard failed for good and fail its job, naming the shard and the reason."""
+def fail_shard(session: Session, job_id: str, index: int, error: str, error_code: str | None = None) -> None:
+    """Mark a shard failed for good and fail its job, naming the shard and the reason (and its code)."""
     session.execute(
         update(JobShard)
         .where(JobShard.job_id == job_id, JobShard.index == index)
@@ -181,7 +181,9 @@ def fail_shard(session: Session, job_id: str, index: int, error: str) -> None:
         .execution_options(synchronize_session=False)
     )
     try:
-        jobs.finish_job(session, job_id, JobState.FAILED, error=f"shard {index} failed: {error}")
+        jobs.finish_job(
+            session, job_id, JobState.FAILED, error=f"shard {index} failed: {error}", error_code=error_code
+        )
     except jobs.InvalidTransition:
         pass  # already finished (cancelled, or failed by another shard)
 

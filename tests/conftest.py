@@ -19,6 +19,7 @@ import pytest
 from synthjobs import processes
 from synthjobs.client import Client
 from synthjobs.migrate import upgrade_database
+from synthjobs.storage import local_path_of
 
 REQUIRE_SERVICES = os.environ.get("SYNTHJOBS_REQUIRE_SERVICES") == "1"
 PG_HOST, PG_PORT = os.environ.get("SYNTHJOBS_TEST_PG_HOST", "127.0.0.1"), 5432
@@ -185,6 +186,12 @@ class Stack:
         worker = processes.start_worker(self.env, self.logs / f"worker{len(self.workers)}.log")
         self.workers.append(worker)
         return worker
+
+    def stored_path(self, key: str) -> Path:
+        """The file of a local-storage object the API names by its key (tests look at the bytes)."""
+        url = self.env.get("SYNTHJOBS_STORAGE_URL")
+        root = local_path_of(url) if url else (Path(self.env["SYNTHJOBS_HOME"]) / "storage").resolve()
+        return root / key
 
     def log_tail(self, lines: int = 60) -> str:
         """The end of every process log, for assertion messages."""

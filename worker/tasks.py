@@ -1,7 +1,10 @@
 """Celery tasks: thin shells that claim a job, run its pipeline and record the outcome in SQL.
 
 A task takes only the job id. A failing job never kills the worker: every exception ends the job FAILED
-with a readable reason, and the task itself returns normally so the message is acknowledged.
+with a readable reason and a stable `error_code`, and the task itself returns normally so the message is
+acknowledged. Expected failures (bad data, NaN loss, a missing model) keep their own message; anything else
+is an `internal_error` whose message is only a reference into the worker's log, where the traceback is:
+exception text can carry server paths, hosts and other tenants' names.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -48,43 +52,56 @@ log = logging.getLogger(__name__)
 
 Pipeline = Callable[[JobContext], dict[str, Any]]
 
-# Failures the user can act on: their message is the job's error as it stands.
-# Failures the user can act on (bad data, a missing model or object, an impossible request): they fail a job
-# at once with their own message. Anything else is retried (shards) or reported as an internal error.
-EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
-    JobFailure,
-    ModelNotFound,
-    ObjectNotFound,
-    InvalidKey,
-    InvalidRequest,
-)
-
 
 def worker_name() -> str:
     """Who holds a claimed job: host and pid, enough to find the process."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def describe_failure(exc: BaseException) -> str:
-    """The error text a user reads on a FAILED job."""
-    if isinstance(exc, EXPECTED_FAILURES):
-        return str(exc) or type(exc).__name__
-    for expected in _training_failures():
-        if isinstance(exc, expected):
-            return str(exc) or type(exc).__name__
-    return f"internal error: {type(exc).__name__}: {exc}"
+INTERNAL_ERROR = "internal_error"
 
 
-def _training_failures() -> tuple[type[BaseException], ...]:
+def failure_code(exc: BaseException) -> str:
+    """The stable, machine-readable code of a job's failure (`JobOut.error_code`).
+
+    The failures listed are the ones a user can act on (bad data, a missing model or object, an impossible
+    request, diverged training); anything else is INTERNAL_ERROR.
+    """
     from training.checkpoint import CheckpointError
     from training.data import DatasetError
     from training.train import TrainingDiverged
 
-    return (TrainingDiverged, CheckpointError, DatasetError)
+    codes: tuple[tuple[type[BaseException], str], ...] = (
+        (InvalidKey, "invalid_key"),
+        (ObjectNotFound, "object_not_found"),
+        (ModelNotFound, "model_not_found"),
+        (InvalidRequest, "invalid_request"),
+        (TrainingDiverged, "training_diverged"),
+        (CheckpointError, "checkpoint_error"),
+        (DatasetError, "dataset_error"),
+        (JobFailure, jobs.JOB_FAILED),
+    )
+    return next((code for kind, code in codes if isinstance(exc, kind)), INTERNAL_ERROR)
+
+
+def report_failure(exc: BaseException, what: str) -> tuple[str, str]:
+    """Log a failure and return (the message a user reads on the FAILED job, its error code).
+
+    An expected failure's own message is the user's; an unexpected one's is a fixed sentence with a
+    reference that finds its traceback in the log.
+    """
+    code = failure_code(exc)
+    if code != INTERNAL_ERROR:
+        log.warning("%s failed: %s", what, exc, exc_info=exc)
+        return str(exc) or type(exc).__name__, code
+    reference = uuid.uuid4().hex[:12]
+    log.error("%s failed with an internal error (reference %s)", what, reference, exc_info=exc)
+    return f"internal error (code: {INTERNAL_ERROR}, reference {reference})", code
 
 
 def _is_expected(exc: BaseException) -> bool:
-    return isinstance(exc, EXPECTED_FAILURES + _training_failures())
+    """Failures the user can act on fail a job at once; anything else is retried (shards) or internal."""
+    return failure_code(exc) != INTERNAL_ERROR
 
 
 def refuse_if_shutting_down() -> None:
@@ -151,8 +168,8 @@ def _run_claimed(
             # requeues it once the lease expires and it resumes from its checkpoint.
             log.exception("job %s hit a lasting infrastructure error; left for the reconciler", job_id)
         else:
-            log.exception("job %s failed", job_id)
-            _finish(url, job_id, worker, JobState.FAILED, error=describe_failure(exc))
+            error, code = report_failure(exc, f"job {job_id}")
+            _finish(url, job_id, worker, JobState.FAILED, error=error, error_code=code)
     else:
         _finish(url, job_id, worker, JobState.SUCCEEDED, result=result)
     finally:
@@ -254,14 +271,13 @@ def _shard_failed(
     settings: Settings, job_id: str, shard: int, worker: str, attempts: int, exc: Exception
 ) -> None:
     """Expected failures fail the job at once; others are retried with backoff up to max_attempts."""
-    reason = describe_failure(exc)
-    log.warning("shard %s of job %s failed (attempt %s): %s", shard, job_id, attempts, reason)
+    reason, code = report_failure(exc, f"shard {shard} of job {job_id} (attempt {attempts})")
     final = _is_expected(exc) or attempts >= settings.max_attempts
 
     def record(session: Session) -> bool:
         if final:
             suffix = "" if _is_expected(exc) else f" (after {attempts} attempts)"
-            shards.fail_shard(session, job_id, shard, reason + suffix)
+            shards.fail_shard(session, job_id, shard, reason + suffix, error_code=code)
             return False
         return shards.release_shard(session, job_id, shard, worker, reason)
 
@@ -297,7 +313,7 @@ def _finalize(job_id: str, settings: Settings, url: str) -> None:
                 "finalizing job %s hit a lasting infrastructure error; left for the reconciler", job_id
             )
             return
-        log.exception("finalizing job %s failed", job_id)
-        _finish(url, job_id, None, JobState.FAILED, error=f"finalizing failed: {describe_failure(exc)}")
+        error, code = report_failure(exc, f"finalizing job {job_id}")
+        _finish(url, job_id, None, JobState.FAILED, error=f"finalizing failed: {error}", error_code=code)
         return
     _finish(url, job_id, None, JobState.SUCCEEDED, result=result)

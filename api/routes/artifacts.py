@@ -11,7 +11,6 @@ from pydantic import BaseModel
 from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep, get_tenant
 from synthjobs import artifacts, jobs
 from synthjobs.errors import JobNotFound
-from synthjobs.settings import Settings
 from synthjobs.storage import LocalStorage
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
@@ -26,9 +25,10 @@ class ArtifactOut(BaseModel):
     expires_in: int
 
 
-def _signing_key(settings: Settings) -> bytes | None:
-    secret = settings.signing_key or settings.admin_token
-    return secret.get_secret_value().encode() if secret else None
+def _signing_key(request: Request) -> bytes | None:
+    """The key `create_app` resolved once (generating the embedded default's on first start)."""
+    key: bytes | None = request.app.state.signing_key
+    return key
 
 
 @router.get(
@@ -44,7 +44,7 @@ def list_artifacts(
 ) -> list[ArtifactOut]:
     """List a job's outputs with short-lived download URLs (issued only to the job's tenant)."""
     job = jobs.get_job(session, job_id, tenant=tenant)
-    key = _signing_key(settings)
+    key = _signing_key(request)
     out = []
     for name, uri in artifacts.artifact_uris(job).items():
         url = storage.presigned_url(storage.key_of(uri), settings.presign_seconds)
@@ -52,7 +52,8 @@ def list_artifacts(
             url = str(request.url_for("download_artifact", job_id=job_id, name=name))
             if key is not None:
                 url += "?" + artifacts.signed_query(key, job_id, name, settings.presign_seconds)
-        out.append(ArtifactOut(name=name, uri=uri, url=url, expires_in=settings.presign_seconds))
+        shown = artifacts.hide_storage_root(uri, storage.url)
+        out.append(ArtifactOut(name=name, uri=shown, url=url, expires_in=settings.presign_seconds))
     return out
 
 
@@ -74,8 +75,12 @@ def download_artifact(
 ) -> FileResponse | RedirectResponse:
     """Download one output: with a valid signed link, or with the job's tenant's bearer token."""
     if expires is not None and signature is not None:
-        key = _signing_key(settings)
-        if key is None or not artifacts.signature_valid(key, job_id, name, expires, signature):
+        key = _signing_key(request)
+        if key is None:
+            raise HTTPException(403, "signed download links are not enabled here; send a bearer token")
+        if not artifacts.signature_valid(
+            key, job_id, name, expires, signature, max_seconds=settings.presign_seconds
+        ):
             raise HTTPException(403, "this download link is invalid or has expired")
         try:
             job = jobs.get_job(session, job_id)

@@ -20,10 +20,14 @@ UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def _published(client: TestClient) -> list[dict[str, Any]]:
-    """The task messages kombu's SQLAlchemy transport holds in the broker's SQLite file."""
+    """The task messages kombu's SQLAlchemy transport holds in the broker's SQLite file.
+
+    The file exists (empty, mode 0600) from the start; kombu makes its tables on first use.
+    """
     home: Path = client.app.state.settings.home  # type: ignore[attr-defined]
     with sqlite3.connect(home / "broker.db") as broker:
-        rows = broker.execute("SELECT payload FROM kombu_message ORDER BY id").fetchall()
+        tables = broker.execute("SELECT name FROM sqlite_master WHERE name = 'kombu_message'").fetchall()
+        rows = broker.execute("SELECT payload FROM kombu_message ORDER BY id").fetchall() if tables else []
     messages = []
     for (payload,) in rows:
         envelope = json.loads(payload)

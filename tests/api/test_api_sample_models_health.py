@@ -337,7 +337,7 @@ def test_healthz_names_unwritable_storage_as_down(
     response = api.get("/healthz")
     assert response.status_code == 503
     checks = response.json()["checks"]
-    assert checks["storage"].startswith("down") and checks["database"] == checks["broker"] == "ok"
+    assert checks == {"database": "ok", "broker": "ok", "storage": "down"}, "no path or error text"
 
 
 @pytest.fixture
@@ -350,7 +350,7 @@ def test_healthz_names_a_broker_outage(api_without_broker: TestClient) -> None:
     response = api_without_broker.get("/healthz")
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "degraded" and body["checks"]["broker"].startswith("down")
+    assert body["status"] == "degraded" and body["checks"]["broker"] == "down"
     assert body["checks"]["database"] == "ok" and body["checks"]["storage"] == "ok"
 
 

@@ -307,6 +307,9 @@ class FaultKit:
 
     fast_recovery = FAST_RECOVERY
 
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path  # the stacks' homes (start_stack puts them here)
+
     @staticmethod
     def train_body(epochs: int, model_name: str, seed: int = 11, **extra: Any) -> dict[str, Any]:
         return {
@@ -369,11 +372,13 @@ class FaultKit:
         job = stack.client.submit_train(self.train_body(epochs, model_name, seed))
         return self.succeeded(stack, job["id"])
 
-    @staticmethod
-    def read_uri(uri: str, s3_client: Any = None) -> bytes:
-        """An object the service stored (file:// or s3://; S3 read straight from moto, not a proxy)."""
-        if uri.startswith("file://"):
-            return Path(uri.removeprefix("file://")).read_bytes()
+    def read_uri(self, uri: str, s3_client: Any = None) -> bytes:
+        """An object the service stored: an s3:// URI (read straight from moto, not a proxy), or the key
+        the API names a local object by (read from whichever stack's local storage holds it)."""
+        if "://" not in uri:
+            found = [p for p in self.tmp_path.glob(f"home*/storage/{uri}") if p.is_file()]
+            assert len(found) == 1, f"{uri} in no stack's local storage (or in several): {found}"
+            return found[0].read_bytes()
         assert s3_client is not None, f"need an S3 client to read {uri}"
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         return bytes(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -469,7 +474,7 @@ class FaultKit:
 
 
 @pytest.fixture
-def kit() -> FaultKit:
+def kit(tmp_path: Path) -> FaultKit:
     """Helpers for the scenarios."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return FaultKit()
+    return FaultKit(tmp_path)

@@ -45,8 +45,8 @@ def _planted_checkpoint(sentinel: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _checkpoint_path(job: dict) -> Path:
-    return Path(job["result"]["checkpoint_uri"].removeprefix("file://"))
+def _checkpoint_path(stack: Any, job: dict) -> Path:
+    return Path(stack.stored_path(job["result"]["checkpoint_uri"]))
 
 
 def test_corrupt_and_malicious_checkpoints_fail_sampling_without_running_code(
@@ -60,11 +60,11 @@ def test_corrupt_and_malicious_checkpoints_fail_sampling_without_running_code(
     corrupt_model = kit.train(stack, 1, "f-corrupt")
     pickle_model = kit.train(stack, 1, "f-pickle")
 
-    payload = bytearray(_checkpoint_path(corrupt_model).read_bytes())
+    payload = bytearray(_checkpoint_path(stack, corrupt_model).read_bytes())
     payload[len(payload) // 3 : len(payload) // 3 + 4096] = os.urandom(4096)
-    _checkpoint_path(corrupt_model).write_bytes(bytes(payload))
+    _checkpoint_path(stack, corrupt_model).write_bytes(bytes(payload))
     sentinel = tmp_path / "pwned"
-    _checkpoint_path(pickle_model).write_bytes(_planted_checkpoint(sentinel))
+    _checkpoint_path(stack, pickle_model).write_bytes(_planted_checkpoint(sentinel))
     control = tmp_path / "control"
     torch.load(io.BytesIO(_planted_checkpoint(control)), weights_only=False)
     assert control.exists(), "the payload does run code when loaded unsafely (positive control)"

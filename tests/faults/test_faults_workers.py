@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -71,9 +70,7 @@ def test_sigkilled_worker_while_shards_are_in_flight_still_gives_the_undisturbed
     assert kit.shard_digests(done) == kit.shard_digests(reference)
     assert kit.manifest(done)["produced_per_class"] == [20_000] * 10
     assert kit.kinds(stack, job["id"]).count("finalizing") == 1
-    stored = sorted(
-        p.name for p in Path(done["result"]["manifest_uri"].removeprefix("file://")).parent.iterdir()
-    )
+    stored = sorted(p.name for p in stack.stored_path(done["result"]["manifest_uri"]).parent.iterdir())
     assert [n for n in stored if n.startswith("shard-")] == [f"shard-{i:05d}.npz" for i in range(40)]
     kit.assert_nothing_open(stack)
 

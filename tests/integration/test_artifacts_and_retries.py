@@ -58,6 +58,10 @@ def test_download_fetches_every_output_and_checks_it_against_the_manifest(
     )
     time.sleep(3)
     assert httpx.get(link).status_code == 403, "an expired link is refused"
+    api_log = (stack.logs / "api.log").read_text()
+    assert "/artifacts/shard-00000.npz?[REDACTED]" in api_log and link.split("?")[1] not in api_log, (
+        "the access log keeps no usable link"
+    )
 
     storage = Path(stack.env["SYNTHJOBS_HOME"]) / "storage" / "jobs" / job["id"]
     (storage / "shard-00002.npz").write_bytes(b"tampered")

@@ -6,7 +6,6 @@ import io
 import json
 import tarfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ def _trained_model(stack: Any) -> str:
 
 
 def _manifest(stack: Any, job: dict[str, Any]) -> dict[str, Any]:
-    path = Path(job["result"]["manifest_uri"].removeprefix("file://"))
+    path = stack.stored_path(job["result"]["manifest_uri"])
     return dict(json.loads(path.read_text()))
 
 
@@ -93,7 +92,7 @@ def test_webdataset_shards_read_with_tarfile_and_pil(start_stack) -> None:
     labels: list[int] = []
     for uri in job["result"]["output_uris"]:
         assert uri.endswith(".tar")
-        with tarfile.open(uri.removeprefix("file://")) as archive:
+        with tarfile.open(stack.stored_path(uri)) as archive:
             members = {m.name: archive.extractfile(m).read() for m in archive.getmembers()}  # type: ignore[union-attr]
         keys = sorted({name.rsplit(".", 1)[0] for name in members})
         for key in keys:
@@ -136,7 +135,7 @@ def test_each_npz_shard_holds_uint8_images_and_int64_labels(start_stack) -> None
     )
     counts = np.zeros(10, np.int64)
     for uri in job["result"]["output_uris"]:
-        with np.load(uri.removeprefix("file://")) as data:
+        with np.load(stack.stored_path(uri)) as data:
             assert data["images"].dtype == np.uint8 and data["labels"].dtype == np.int64
             counts += np.bincount(data["labels"], minlength=10)
     assert counts.tolist() == [13] * 10

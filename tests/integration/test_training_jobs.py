@@ -53,7 +53,7 @@ def _succeeded(stack: Any, job_id: str, timeout: float = 240) -> dict[str, Any]:
 
 
 def _state_dict(stack: Any, checkpoint_uri: str) -> dict[str, torch.Tensor]:
-    path = Path(checkpoint_uri.removeprefix("file://"))
+    path = stack.stored_path(checkpoint_uri)
     return load_checkpoint(path.read_bytes()).model.state_dict()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from synthjobs import __version__, model_budget, schedules
+from synthjobs.artifacts import hide_storage_root
 from synthjobs.db import session_scope
 from synthjobs.errors import JobFailure
 from synthjobs.promotion import Policy
@@ -276,7 +277,7 @@ def _store(
         "metrics": summary,
         "synthjobs_version": __version__,
         "torch_version": torch.__version__,
-        **uris,
+        **hide_storage_root(uris, ctx.storage.url),  # the card is downloaded: keys, not server paths
     }
     uris["model_card_uri"] = put(f"models/{model_id}/model-card.json", _json(card), "application/json")
     ctx.event(

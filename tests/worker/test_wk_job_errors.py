@@ -1,0 +1,80 @@
+"""How a job's failure reaches its user: a stable code always; the exception's text only when it is theirs.
+
+`run_job` runs here in-process against an SQLite ledger, exactly as the Celery task calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthjobs import jobs
+from synthjobs.db import dispose_engines, session_scope
+from synthjobs.errors import JobFailure
+from synthjobs.migrate import upgrade_database
+from synthjobs.models import JobKind
+from synthjobs.settings import Settings, get_settings
+from worker.context import JobContext
+from worker.tasks import run_job
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated embedded-default ledger that `get_settings()` (and so the task) uses."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"SYNTHJOBS_{name.upper()}", raising=False)
+    monkeypatch.setenv("SYNTHJOBS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SYNTHJOBS_DEVICE", "cpu")
+    get_settings.cache_clear()
+    get_settings().ensure_home()
+    url = get_settings().resolved_database_url()
+    upgrade_database(url)
+    yield url
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+def _run(url: str, error: Exception) -> dict[str, Any]:
+    with session_scope(url) as session:
+        job_id = jobs.create_job(session, JobKind.TRAIN, {}).id
+
+    def pipeline(ctx: JobContext) -> dict[str, Any]:
+        raise error
+
+    run_job(job_id, pipeline)
+    with session_scope(url) as session:
+        job = jobs.get_job(session, job_id)
+        return {"state": job.state, "error": job.error, "error_code": job.error_code}
+
+
+def test_an_unexpected_exception_shows_a_reference_not_its_text(
+    ledger: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="worker.tasks"):
+        job = _run(ledger, OSError("[Errno 28] No space left on device: '/srv/tenant-b/secret.npz'"))
+    assert job["state"] == "FAILED" and job["error_code"] == "internal_error"
+    match = re.fullmatch(r"internal error \(code: internal_error, reference ([0-9a-f]{12})\)", job["error"])
+    assert match, job["error"]
+    logged = [r for r in caplog.records if match.group(1) in r.getMessage()]
+    assert logged and logged[0].exc_info is not None, "the traceback is in the log under the reference"
+    assert "/srv/tenant-b" not in job["error"]
+
+
+def test_an_expected_failure_keeps_its_readable_message(ledger: str) -> None:
+    job = _run(ledger, JobFailure("dataset has 1 class; training needs at least 2"))
+    assert job == {
+        "state": "FAILED",
+        "error": "dataset has 1 class; training needs at least 2",
+        "error_code": "job_failed",
+    }
+
+
+def test_a_dataset_error_has_its_own_code(ledger: str) -> None:
+    from training.data import DatasetError
+
+    job = _run(ledger, DatasetError("labels must be integers"))
+    assert (job["error"], job["error_code"]) == ("labels must be integers", "dataset_error")
