@@ -19,7 +19,9 @@ SAMPLE_ARTIFACTS = ("manifest_uri", "grid_uri")
 
 
 def artifact_uris(job: Job) -> dict[str, str]:
-    """The job's output objects by file name (empty until it has succeeded)."""
+    """The job's output objects by file name (empty until it has succeeded, and once it is deleted)."""
+    if job.deleted_at is not None:
+        return {}
     result: dict[str, Any] = job.result or {}
     uris = [result[k] for k in (*TRAIN_ARTIFACTS, *SAMPLE_ARTIFACTS) if result.get(k)]
     uris += list(result.get("output_uris") or [])

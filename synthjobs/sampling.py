@@ -33,12 +33,16 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
         "format": request.get("format", "npz"),
         "quality": request.get("quality", "basic"),
         "quality_samples": request.get("quality_samples", 2000),
+        "planned_bytes": planned_bytes(
+            sum(counts), model.dataset.get("image_shape") or [], request.get("format", "npz")
+        ),
     }
 
 
 def create_sampling_job(session: Session, params: dict[str, Any], *, tenant: str) -> tuple[Job, int]:
     """Add a QUEUED sampling job and its PENDING shards; the caller commits, then publishes the shards."""
     job = jobs.create_job(session, JobKind.SAMPLE, params, tenant=tenant)
+    jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
     plan = plan_shards(params["counts"], params["shard_size"])
     shards.create_shards(session, job.id, plan)
     return job, len(plan)
@@ -115,3 +119,19 @@ def check_sample_limits(total: int, shard_size: int, settings: Settings) -> None
     if shard_size > settings.max_shard_size:
         message = f"shard_size {shard_size} is above this deployment's limit of {settings.max_shard_size}"
         raise InvalidRequest(("shard_size",), message, "limit")
+
+
+def planned_bytes(total: int, image_shape: list[int], fmt: str) -> int:
+    """About how many bytes `total` samples of `image_shape` (C, H, W) take in `fmt`: what the quota reserves.
+
+    npz stores each image as C×H×W uint8 plus an int64 label (zip and .npy headers are a few hundred bytes
+    a shard); a webdataset tar holds two 512-byte member headers, the PNG (at most the raw pixels plus
+    ~100 bytes of PNG framing, padded to 512) and the label (padded to 512). Deliberately not below the
+    real size, so a job admitted by the quota does not overrun it.
+    """
+    pixels = math.prod(int(d) for d in image_shape) if image_shape else 0
+    if fmt == "webdataset":
+        per_sample = 3 * 512 + 512 * math.ceil((pixels + 100) / 512)
+    else:
+        per_sample = pixels + 8
+    return total * per_sample
