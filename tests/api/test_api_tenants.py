@@ -176,3 +176,15 @@ def test_submit_rate_and_concurrency_limits_answer_429_with_retry_after(
     assert api.post("/v1/jobs/train", json=TRAIN).status_code == 202
     limited = api.post("/v1/jobs/train", json=TRAIN)
     assert limited.status_code == 429 and "queued or running" in limited.json()["detail"]
+
+
+def test_another_tenants_delete_of_a_job_is_404_and_deletes_nothing(
+    api: TestClient, tokens: dict[str, str]
+) -> None:
+    acme, globex = as_tenant(api, tokens["acme"]), as_tenant(api, tokens["globex"])
+    job_id = api.post("/v1/jobs/train", json=TRAIN, headers=acme).json()["id"]
+    response = api.delete(f"/v1/jobs/{job_id}", headers=globex)
+    assert response.status_code == 404, response.text
+    job = api.get(f"/v1/jobs/{job_id}", headers=acme).json()
+    assert (job["state"], job["delete_requested_at"], job["deleted_at"]) == ("QUEUED", None, None)
+    assert api.delete(f"/v1/jobs/{job_id}", headers=acme).status_code == 200
