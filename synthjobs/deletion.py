@@ -27,7 +27,17 @@ from sqlalchemy.orm import Session
 
 from synthjobs import jobs
 from synthjobs.errors import DeletionRefused
-from synthjobs.models import Dataset, Job, JobKind, JobShard, JobState, Model, ShardState, utcnow
+from synthjobs.models import (
+    Dataset,
+    Job,
+    JobEvent,
+    JobKind,
+    JobShard,
+    JobState,
+    Model,
+    ShardState,
+    utcnow,
+)
 from synthjobs.registry import model_id_for_job
 from synthjobs.storage import Storage
 
@@ -93,8 +103,9 @@ def may_still_write(session: Session, job: Job, grace_seconds: float) -> bool:
     """Whether a worker may still add objects under the job's prefixes.
 
     A sampling job's shard in flight holds a live lease. A training worker stops at the next batch after it
-    notices its cancel (its lease renewal fails), so a training job cancelled while it ran is given
-    `grace_seconds` (a lease) from its end before it counts as settled.
+    notices its cancel (its lease renewal fails) and then records a `stopped` event; until that event, a
+    training job cancelled while it ran is given `grace_seconds` (a lease) from its end, in case its worker
+    died instead.
     """
     if job.state in IN_FLIGHT:
         return True
@@ -110,7 +121,10 @@ def may_still_write(session: Session, job: Job, grace_seconds: float) -> bool:
         )
         return bool(live)
     recent = job.finished_at is not None and job.finished_at > utcnow() - timedelta(seconds=grace_seconds)
-    return job.state == JobState.CANCELLED.value and job.started_at is not None and recent
+    if job.state != JobState.CANCELLED.value or job.started_at is None or not recent:
+        return False
+    stopped = select(JobEvent.id).where(JobEvent.job_id == job.id, JobEvent.kind == "stopped").limit(1)
+    return session.scalar(stopped) is None  # its worker says when it has stopped, after its last write
 
 
 def remove_outputs(storage: Storage, job: Job) -> Removed:

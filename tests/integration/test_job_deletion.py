@@ -135,3 +135,35 @@ def test_cancel_lists_what_it_left_and_delete_of_a_running_job_removes_it_once_s
     assert not list((storage_root / "jobs" / running["id"]).rglob("*.npz"))
     events = [e["kind"] for e in stack.client.events(running["id"])]
     assert events.index("cancelled") < events.index("delete_requested") < events.index("deleted")
+
+
+def test_a_cancelled_training_job_lists_its_checkpoint_and_a_deleted_running_one_leaves_nothing(
+    start_stack,
+) -> None:  # type: ignore[no-untyped-def]
+    stack = start_stack(extra_env={**FAST, "SYNTHJOBS_CHECKPOINT_MIN_INTERVAL": "0"})
+    jobs_root = Path(stack.env["SYNTHJOBS_HOME"]).resolve() / "storage" / "jobs"
+    body = {"dataset": "digits", "hyperparameters": {"epochs": 1000}, "seed": 3}
+
+    def past_epoch_two(job_id: str) -> bool:
+        return stack.client.get(job_id)["phase"].startswith(("epoch 3/", "epoch 4/", "epoch 5/"))
+
+    cancelled = stack.client.submit_train(body)
+    _wait_until(lambda: past_epoch_two(cancelled["id"]), "epoch 3", stack)
+    stack.client.cancel(cancelled["id"])
+    left = _wait_until(
+        lambda: (stack.client.get(cancelled["id"])["result"] or {}).get("left_behind"),
+        "the stopped worker to list what it left",
+        stack,
+    )
+    keys = [o["key"] for o in left["objects"]]
+    assert f"jobs/{cancelled['id']}/train-state/latest.json" in keys and left["bytes"] > 0
+    assert stack.client.delete(cancelled["id"])["deletion"] == "done"
+    assert not (jobs_root / cancelled["id"]).exists()
+
+    running = stack.client.submit_train(body)
+    _wait_until(lambda: past_epoch_two(running["id"]), "epoch 3", stack)
+    answer = stack.client.delete(running["id"])
+    assert answer["state"] == "CANCELLED"
+    assert answer["deletion"] == "pending", "its worker may still write a checkpoint"
+    _wait_until(lambda: stack.client.get(running["id"])["deleted_at"], "the deletion to complete", stack)
+    assert not list((jobs_root / running["id"]).rglob("*.pt")), "the checkpoint flushed on stop went too"
