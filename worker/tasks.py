@@ -176,7 +176,11 @@ def _settle_storage(url: str, storage: Storage, job_id: str) -> None:
         stored = deletion.stored_besides_shards(storage, job_id, job.kind)
         size = sum(n for _, n in stored)
         jobs.record_output_bytes(session, job_id, size)
-        if job.state in (JobState.CANCELLED.value, JobState.FAILED.value) and stored:
+        if job.state not in (JobState.CANCELLED.value, JobState.FAILED.value):
+            return
+        if job.kind == JobKind.SAMPLE.value:
+            shards.record_left_behind(session, job_id)  # its shards, from their rows
+        elif stored:
             objects = [{"key": key, "bytes": n} for key, n in stored]
             jobs.record_left_behind(
                 session, job_id, {"objects": objects, "count": len(objects), "bytes": size}
@@ -322,6 +326,7 @@ def _finalize(job_id: str, settings: Settings, url: str) -> None:
             return
         log.exception("finalizing job %s failed", job_id)
         _finish(url, job_id, None, JobState.FAILED, error=f"finalizing failed: {describe_failure(exc)}")
+        _settle_storage(url, storage, job_id)  # its shards stay, listed in result.left_behind
         return
     _finish(url, job_id, None, JobState.SUCCEEDED, result=result)
     _settle_storage(url, storage, job_id)  # the manifest and preview grid
