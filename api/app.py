@@ -17,6 +17,7 @@ from synthjobs import __version__
 from synthjobs.artifacts import check_signing_key, signing_key
 from synthjobs.logs import configure_logging, secrets_of
 from synthjobs.queue import make_sender
+from synthjobs.retry import RetryingStorage
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
 
@@ -35,6 +36,9 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "The body is larger than this deployment accepts."},
     415: {"description": "The body's content type is not the one this operation takes."},
 }
+
+
+API_STORAGE_ATTEMPTS = 3
 
 
 class StorageUrlContext:
@@ -62,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory(settings)
     app.state.quota = QuotaGuard(settings)
     app.state.sender = make_sender(settings)
-    app.state.storage = open_storage(settings)
+    # boto3 retries nothing (one layer owns retries); a request waits seconds for storage, not a minute.
+    app.state.storage = RetryingStorage(open_storage(settings), attempts=API_STORAGE_ATTEMPTS, deadline=5.0)
     app.state.signing_key = signing_key(settings)
     install_error_handlers(app)
     app.add_middleware(

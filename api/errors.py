@@ -9,7 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from synthjobs.errors import DatasetNotFound, InvalidKey, InvalidTransition, JobNotFound, ModelNotFound
+from synthjobs.errors import (
+    DatasetNotFound,
+    DeletionRefused,
+    InvalidKey,
+    InvalidTransition,
+    JobNotFound,
+    ModelNotFound,
+)
 from synthjobs.schedules import ScheduleNotFound
 
 STATUS_FOR: dict[type[Exception], int] = {
@@ -18,6 +25,7 @@ STATUS_FOR: dict[type[Exception], int] = {
     DatasetNotFound: 404,
     ScheduleNotFound: 404,
     InvalidTransition: 409,
+    DeletionRefused: 409,
     InvalidKey: 422,
 }
 

@@ -213,6 +213,12 @@ class JobOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    delete_requested_at: datetime | None = Field(
+        default=None, description="When DELETE was asked for; the outputs go once no worker writes."
+    )
+    deleted_at: datetime | None = Field(
+        default=None, description="When the job's outputs were deleted (the row is kept)."
+    )
     eta_seconds: float | None = Field(
         default=None, description="Estimated seconds left, from the pace so far."
     )
@@ -425,3 +431,11 @@ class ScheduleRunOut(BaseModel):
     sample_job_id: str | None
 
     model_config = ConfigDict(from_attributes=True)
+
+
+class DeletionOut(JobOut):
+    """A job after DELETE: `deletion` is `done` once its outputs are gone, `pending` while a worker stops."""
+
+    deletion: str
+    removed_objects: int
+    removed_bytes: int

@@ -38,7 +38,9 @@ CLOCK_SKEW_SECONDS = 30
 
 
 def artifact_uris(job: Job) -> dict[str, str]:
-    """The job's output objects by file name (empty until it has succeeded)."""
+    """The job's output objects by file name (empty until it has succeeded, and once it is deleted)."""
+    if job.deleted_at is not None:
+        return {}
     result: dict[str, Any] = job.result or {}
     uris = [result[k] for k in (*TRAIN_ARTIFACTS, *SAMPLE_ARTIFACTS) if result.get(k)]
     uris += list(result.get("output_uris") or [])

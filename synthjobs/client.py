@@ -190,6 +190,11 @@ class Client:
         result: Job = self._request("POST", f"/v1/jobs/{job_id}/cancel")
         return result
 
+    def delete(self, job_id: str) -> Job:
+        """Delete a job's outputs, cancelling it first if it runs; `deletion` is `done` or `pending`."""
+        result: Job = self._request("DELETE", f"/v1/jobs/{job_id}")
+        return result
+
     def artifacts(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """The job's outputs with short-lived download URLs."""
         result: builtins.list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/artifacts")

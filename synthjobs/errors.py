@@ -23,6 +23,10 @@ class InvalidTransition(SynthJobsError):
     """A job was asked to move between states the state machine does not connect."""
 
 
+class DeletionRefused(SynthJobsError):
+    """A job's outputs cannot be deleted while something still depends on them (a registered model)."""
+
+
 class JobFailure(SynthJobsError):
     """An expected, permanent failure of a job (bad data, diverged training): fail once, never retry."""
 

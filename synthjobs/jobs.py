@@ -72,6 +72,11 @@ def create_job(
     return job
 
 
+def set_reserved_bytes(job: Job, size: int) -> None:
+    """Reserve `size` bytes of the tenant's storage quota for a new job until it ends."""
+    job.reserved_bytes = max(0, int(size))
+
+
 def get_job(session: Session, job_id: str, *, tenant: str | None = None) -> Job:
     """The job with that id, read fresh; with `tenant`, only if it is that tenant's (else JobNotFound)."""
     job = session.get(Job, job_id, populate_existing=True)
@@ -214,6 +219,7 @@ def finish_job(
     values: dict[str, Any] = {"state": target.value, "finished_at": utcnow(), "updated_at": utcnow()}
     values["phase"] = target.value.lower()
     values["lease_expires_at"] = None
+    values["reserved_bytes"] = 0  # what it wrote is counted from its shards and output_bytes now
     if target is JobState.SUCCEEDED:
         values["progress"] = 1.0
     if error is not None:
@@ -297,12 +303,16 @@ def list_jobs(
     limit: int = 50,
     cursor: str | None = None,
     tenant: str | None = None,
+    include_deleted: bool = False,
 ) -> tuple[Sequence[Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (None on the last).
 
-    Keyset pagination on (created_at, id): pages stay stable while new jobs arrive.
+    Keyset pagination on (created_at, id): pages stay stable while new jobs arrive. Deleted jobs are left
+    out unless `include_deleted`.
     """
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if not include_deleted:
+        query = query.where(Job.deleted_at.is_(None))
     if tenant is not None:
         query = query.where(Job.tenant == tenant)
     if state is not None:
@@ -316,3 +326,84 @@ def list_jobs(
     if len(jobs) > limit:
         return jobs[:limit], encode_cursor(jobs[limit - 1])
     return jobs, None
+
+
+def request_deletion(session: Session, job_id: str) -> bool:
+    """Record that the job's outputs are to be deleted (it must be finished first); True the first time.
+
+    The row stays: a deleted job keeps its history, and its terminal state means a redelivered task for it
+    does nothing.
+    """
+    now = utcnow()
+    changed = execute_dml(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.delete_requested_at.is_(None), Job.deleted_at.is_(None))
+        .values(delete_requested_at=now, updated_at=now)
+        .execution_options(synchronize_session=False),
+    )
+    if changed == 1:
+        add_event(session, job_id, "delete_requested", "deletion of the job's outputs requested")
+    return changed == 1
+
+
+def abandon_deletion(session: Session, job_id: str, reason: str) -> None:
+    """Withdraw a deletion request that must not be carried out (what it would delete is in use)."""
+    execute_dml(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.deleted_at.is_(None))
+        .values(delete_requested_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False),
+    )
+    add_event(session, job_id, "delete_abandoned", f"outputs kept: {reason}")
+
+
+def mark_deleted(session: Session, job_id: str, objects: int, size: int) -> bool:
+    """Record that a finished job's outputs are gone (`objects` removed, `size` bytes); True the first time.
+
+    Its bytes stop counting toward the tenant's storage quota from this commit on.
+    """
+    job = get_job(session, job_id)
+    if job.deleted_at is not None or job.delete_requested_at is None:
+        return False
+    if JobState(job.state) not in TERMINAL_STATES:
+        raise InvalidTransition(f"a {job.state} job's outputs cannot be deleted; cancel it first")
+    now = utcnow()
+    result = {**(job.result or {}), "deleted": {"objects": objects, "bytes": size, "at": now.isoformat()}}
+    result.pop("left_behind", None)
+    changed = execute_dml(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.deleted_at.is_(None))
+        .values(deleted_at=now, output_bytes=0, result=result, phase="deleted", updated_at=now)
+        .execution_options(synchronize_session=False),
+    )
+    if changed == 1:
+        add_event(session, job_id, "deleted", f"outputs deleted: {objects} objects, {size} bytes")
+    return changed == 1
+
+
+def record_output_bytes(session: Session, job_id: str, size: int) -> None:
+    """Record the bytes a job stores besides its shards (what the storage quota counts for it)."""
+    execute_dml(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.deleted_at.is_(None))
+        .values(output_bytes=max(0, int(size)))
+        .execution_options(synchronize_session=False),
+    )
+
+
+def record_left_behind(session: Session, job_id: str, left_behind: dict[str, Any]) -> None:
+    """Put what a cancelled or failed job left in storage into its result (`result.left_behind`)."""
+    job = get_job(session, job_id)
+    if job.deleted_at is not None or JobState(job.state) not in TERMINAL_STATES:
+        return
+    execute_dml(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.deleted_at.is_(None))
+        .values(result={**(job.result or {}), "left_behind": left_behind})
+        .execution_options(synchronize_session=False),
+    )

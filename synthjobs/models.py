@@ -87,6 +87,7 @@ class Job(Base):
         Index("ix_jobs_state_created", "state", "created_at"),
         Index("ix_jobs_tenant_created", "tenant", "created_at"),
         Index("ix_jobs_tenant_state", "tenant", "state"),
+        Index("ix_jobs_deleted_finished", "deleted_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -108,6 +109,15 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Deletion keeps the row (its history, its tenant's audit trail); these say its outputs are gone or going.
+    delete_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Bytes the job stores besides its shards (checkpoints, model artifacts, manifest): the storage quota
+    # adds these to the shards' own `bytes`, so usage is summed in SQL, never by listing storage.
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A queued or running sampling job's planned output: counted against the quota until the job ends, so
+    # ten submissions in a row cannot each fit the room that only one of them will find.
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class JobEvent(Base):

@@ -16,12 +16,14 @@ from datetime import timedelta
 from celery import Celery
 from sqlalchemy import or_, select, update
 
-from synthjobs import idempotency, jobs, shards
+from synthjobs import deletion, idempotency, jobs, shards
 from synthjobs.db import session_scope
-from synthjobs.errors import InvalidTransition
+from synthjobs.errors import InvalidTransition, StorageError
 from synthjobs.models import Job, JobKind, JobShard, JobState, ShardState, utcnow
 from synthjobs.queue import enqueue_finalizer, enqueue_job, enqueue_shards
+from synthjobs.retry import RetryingStorage
 from synthjobs.settings import Settings
+from synthjobs.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class ReconcileReport:
     shards_requeued: list[str] = field(default_factory=list)
     finalizers: list[str] = field(default_factory=list)
     idempotency_keys_purged: int = 0
+    deleted: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
 
 
 def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
@@ -46,6 +50,8 @@ def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
     _republish_stale_queued(settings, sender, report)
     _republish_stale_shards(settings, sender, report)
     _finalize_forgotten(settings, sender, report)
+    complete_deletions(settings, report)
+    expire_outputs(settings, report)
     with session_scope(settings.resolved_database_url()) as session:
         report.idempotency_keys_purged = idempotency.purge(session, settings.idempotency_hours)
     if any(asdict(report).values()):
@@ -160,3 +166,44 @@ def _finalize_forgotten(settings: Settings, sender: Celery, report: ReconcileRep
     for job_id in waiting:
         if enqueue_finalizer(sender, job_id, settings):
             report.finalizers.append(job_id)
+
+
+def complete_deletions(settings: Settings, report: ReconcileReport) -> None:
+    """Finish deletions that waited for a worker to stop (or were cut short by a crash)."""
+    url = settings.resolved_database_url()
+    with session_scope(url) as session:
+        waiting = deletion.pending_deletions(session)
+    if not waiting:
+        return
+    storage = RetryingStorage(open_storage(settings))
+    for job_id in waiting:
+        try:
+            with session_scope(url) as session:
+                deletion.finish_deletion(session, storage, job_id, settings.lease_seconds)
+                if jobs.get_job(session, job_id).deleted_at is not None:
+                    report.deleted.append(job_id)
+        except StorageError:  # this job waits for the next pass; the others need not
+            log.warning("could not delete the outputs of job %s", job_id, exc_info=True)
+
+
+def expire_outputs(settings: Settings, report: ReconcileReport) -> None:
+    """Delete the outputs of jobs that ended more than SYNTHJOBS_RETENTION_DAYS ago (0: never)."""
+    if settings.retention_days <= 0:
+        return
+    url = settings.resolved_database_url()
+    with session_scope(url) as session:
+        expired = deletion.expired_jobs(session, settings.retention_days)
+    if not expired:
+        return
+    storage = RetryingStorage(open_storage(settings))
+    for job_id in expired:
+        with session_scope(url) as session:  # the request is committed before any object goes
+            if not jobs.request_deletion(session, job_id):
+                continue
+            jobs.add_event(session, job_id, "expired", f"older than {settings.retention_days:g} days")
+        report.expired.append(job_id)
+        try:
+            with session_scope(url) as session:
+                deletion.finish_deletion(session, storage, job_id, settings.lease_seconds)
+        except StorageError:  # requested and committed: complete_deletions finishes it on a later pass
+            log.warning("could not delete the outputs of expired job %s", job_id, exc_info=True)

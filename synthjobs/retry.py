@@ -127,6 +127,15 @@ class RetryingStorage:
     def list_keys(self, prefix: str) -> list[str]:
         return self._retry(lambda: self.inner.list_keys(prefix), what=f"listing {prefix}")
 
+    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
+        return retry_transient(lambda: self.inner.list_objects(prefix), what=f"listing {prefix}")
+
+    def delete_keys(self, keys: list[str]) -> int:
+        return retry_transient(lambda: self.inner.delete_keys(keys), what=f"deleting {len(keys)} objects")
+
+    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
+        return retry_transient(lambda: self.inner.delete_prefix(prefix), what=f"deleting {prefix}")
+
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         return self._retry(lambda: self.inner.size_and_sha256(key), what=f"hashing {key}")
 

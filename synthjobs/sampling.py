@@ -46,12 +46,16 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
         "quality": quality,
         "quality_samples": request.get("quality_samples", 2000),
         "shuffle": bool(request.get("shuffle", True)),
+        "planned_bytes": planned_bytes(
+            sum(counts), model.dataset.get("image_shape") or [], request.get("format", "npz")
+        ),
     }
 
 
 def create_sampling_job(session: Session, params: dict[str, Any], *, tenant: str) -> tuple[Job, int]:
     """Add a QUEUED sampling job and its PENDING shards; the caller commits, then publishes the shards."""
     job = jobs.create_job(session, JobKind.SAMPLE, params, tenant=tenant)
+    jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
     plan = plan_shards(params["counts"], params["shard_size"])
     shards.create_shards(session, job.id, plan)
     return job, len(plan)
@@ -199,3 +203,12 @@ def check_output_bytes(
 
 def _padded(size: int) -> int:
     return -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+def planned_bytes(total: int, image_shape: list[int], fmt: str) -> int:
+    """What the storage quota reserves for `total` samples of `image_shape` (C, H, W) in `fmt`.
+
+    The same per-sample bound as the byte limits (`sample_bytes`), so a job admitted by the quota does not
+    overrun it; a model registered without its image shape reserves only its labels.
+    """
+    return total * (sample_bytes(image_shape, fmt) or 8)

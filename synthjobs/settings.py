@@ -121,6 +121,20 @@ class Settings(BaseSettings):
     )
     max_request_bytes: int = Field(default=1 << 20, ge=1024, description="Largest JSON request body (413).")
     max_upload_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload accepted.")
+    max_storage_bytes_per_tenant: int = Field(
+        default=100 << 30,
+        ge=0,
+        le=1 << 60,
+        description="Bytes a tenant may store (job outputs, models, uploads; summed in SQL); 0 no quota.",
+    )
+    # Off by default: expiry deletes users' outputs unasked and cannot be undone, so a deployment turns it
+    # on knowing what its users expect (and registered models are never expired).
+    retention_days: float = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Days after a job ends before the reconciler deletes its outputs; 0 keeps them.",
+    )
 
     max_epochs: int = 1000
     max_batch_size: int = 4096

@@ -154,6 +154,8 @@ def complete_shard(
     )
     if done:
         _update_progress(session, job_id)
+        if jobs.get_job(session, job_id).state != JobState.RUNNING.value:
+            record_left_behind(session, job_id)  # landed after a cancel or failure: list it too
     return done
 
 
@@ -186,6 +188,7 @@ def fail_shard(session: Session, job_id: str, index: int, error: str, error_code
         )
     except jobs.InvalidTransition:
         pass  # already finished (cancelled, or failed by another shard)
+    record_left_behind(session, job_id)
 
 
 def _update_progress(session: Session, job_id: str) -> None:
@@ -267,3 +270,39 @@ def unfinalized_jobs(session: Session) -> list[str]:
         Job.state == JobState.RUNNING.value, Job.kind == "sample", undone == 0, has_shards > 0, free
     )
     return list(session.scalars(query).all())
+
+
+LEFT_BEHIND_LISTED = 1000  # keys listed in a result; the totals always cover every shard
+
+
+def left_behind(session: Session, job_id: str) -> dict[str, Any]:
+    """The shards a stopped sampling job wrote (keys, bytes; from SQL) and how many are still being written.
+
+    DELETE /v1/jobs/{id} removes them; until then they count toward the tenant's storage quota.
+    """
+    rows = session.execute(
+        select(JobShard.key, JobShard.bytes)
+        .where(JobShard.job_id == job_id, JobShard.state == ShardState.DONE.value)
+        .order_by(JobShard.index)
+    ).all()
+    writing = session.scalar(
+        select(func.count())
+        .select_from(JobShard)
+        .where(
+            JobShard.job_id == job_id,
+            JobShard.state == ShardState.RUNNING.value,
+            JobShard.lease_expires_at >= utcnow(),
+        )
+    )
+    return {
+        "objects": [{"key": key, "bytes": size} for key, size in rows[:LEFT_BEHIND_LISTED]],
+        "count": len(rows),
+        "bytes": sum(size or 0 for _, size in rows),
+        "truncated": len(rows) > LEFT_BEHIND_LISTED,
+        "still_writing": int(writing or 0),
+    }
+
+
+def record_left_behind(session: Session, job_id: str) -> None:
+    """Put a cancelled or failed sampling job's written shards into its result (`result.left_behind`)."""
+    jobs.record_left_behind(session, job_id, left_behind(session, job_id))

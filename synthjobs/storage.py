@@ -66,6 +66,18 @@ class Storage(Protocol):
         """Keys under `prefix`, sorted."""
         ...
 
+    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size in bytes) of every object under `prefix`, sorted by key."""
+        ...
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """Remove the objects under `keys` (absent ones are fine); returns how many keys were asked for."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
+        """Remove every object under `prefix` (a folder such as `jobs/{id}/`); returns what was removed."""
+        ...
+
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         """The stored object's size and sha256 (hex), as storage holds it now; ObjectNotFound if absent."""
         ...
@@ -164,6 +176,31 @@ class LocalStorage:
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
+
+    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
+        out = []
+        for key in self.list_keys(prefix):
+            try:
+                out.append((key, (self.root / key).stat().st_size))
+            except FileNotFoundError:
+                continue  # removed while we listed
+        return out
+
+    def delete_keys(self, keys: list[str]) -> int:
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
+        folder = validate_prefix(prefix)
+        removed = self.list_objects(folder)
+        self.delete_keys([key for key, _ in removed])
+        base = self.root / folder.rstrip("/")
+        if base.is_dir():  # empty folders left behind, deepest first
+            for directory in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
+                _remove_empty(directory)
+            _remove_empty(base)
+        return removed
 
     def uri(self, key: str) -> str:
         return f"{self.url}/{validate_key(key)}"
@@ -312,6 +349,39 @@ class S3Storage:
                     keys.append(key[len(self.prefix) + 1 :] if self.prefix else key)
         return sorted(keys)
 
+    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        out: list[tuple[str, int]] = []
+        with self._call(f"could not list {self.url}/{prefix}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full_prefix
+            ):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    out.append((key[len(self.prefix) + 1 :] if self.prefix else key, int(item["Size"])))
+        return sorted(out)
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """Batched `DeleteObjects`, 1,000 keys a request (S3's limit); any per-key error raises."""
+        for start in range(0, len(keys), S3_DELETE_BATCH):
+            batch = [{"Key": self._full(key)} for key in keys[start : start + S3_DELETE_BATCH]]
+            with self._call(f"could not delete objects under {self.url}"):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            errors = [e for e in response.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                transient = str(first.get("Code", "")) not in PERMANENT_S3_CODES
+                message = f"could not delete {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                raise StorageError(f"{message} ({len(errors)} keys failed)", transient=transient)
+        return len(keys)
+
+    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
+        removed = self.list_objects(validate_prefix(prefix))
+        self.delete_keys([key for key, _ in removed])
+        return removed
+
     def uri(self, key: str) -> str:
         return f"{self.url}/{validate_key(key)}"
 
@@ -323,6 +393,27 @@ class S3Storage:
     def check(self) -> None:
         with self._call(f"S3 bucket {self.bucket!r} is not reachable"):
             self.client.head_bucket(Bucket=self.bucket)
+
+
+S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys per request
+
+
+def validate_prefix(prefix: str) -> str:
+    """`prefix` if it names a folder of plain segments ending in '/' (`jobs/{id}/`); InvalidKey otherwise.
+
+    Deleting by prefix must never match a sibling (`jobs/abc` would match `jobs/abcd...`) or everything.
+    """
+    if not prefix.endswith("/") or prefix == "/":
+        raise InvalidKey(f"a prefix to delete must be a folder ending in '/', not {prefix!r}")
+    validate_key(prefix[:-1])
+    return prefix
+
+
+def _remove_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass  # not empty (a writer added something meanwhile) or already gone
 
 
 class _Unclosable(io.RawIOBase):

@@ -20,7 +20,7 @@ from celery import current_task
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs, schedules, shards
+from synthjobs import deletion, jobs, schedules, shards
 from synthjobs.errors import (
     InvalidKey,
     InvalidRequest,
@@ -41,7 +41,7 @@ from synthjobs.queue import (
 )
 from synthjobs.retry import RetryingStorage, in_transaction, is_transient
 from synthjobs.settings import Settings, get_settings
-from synthjobs.storage import open_storage
+from synthjobs.storage import Storage, open_storage
 from worker.celery_app import app
 from worker.context import HandBack, JobCancelled, JobContext, LeaseKeeper, LeaseLost
 from worker.pipelines import sample as sample_pipeline
@@ -162,6 +162,7 @@ def _run_claimed(
     except JobCancelled:
         ctx.event("stopped", "the worker stopped at a batch boundary after the cancel; last checkpoint kept")
         _finish(url, job_id, worker, JobState.CANCELLED)
+        _settle_storage(url, ctx.storage, job_id)
     except Exception as exc:  # noqa: BLE001 - a failing job must never take the worker down
         if is_transient(exc):
             # Infrastructure still down after the retries: leave the job to its lease; the reconciler
@@ -170,10 +171,42 @@ def _run_claimed(
         else:
             error, code = report_failure(exc, f"job {job_id}")
             _finish(url, job_id, worker, JobState.FAILED, error=error, error_code=code)
+            _settle_storage(url, ctx.storage, job_id)
     else:
         _finish(url, job_id, worker, JobState.SUCCEEDED, result=result)
+        _settle_storage(url, ctx.storage, job_id)
     finally:
         ctx.stop_heartbeat()
+
+
+def _settle_storage(url: str, storage: Storage, job_id: str) -> None:
+    """After a job ended here: record the bytes it stores besides shards (quota) and what a stopped one left.
+
+    A job deleted while it ran has its outputs removed now that this worker, its only writer, has stopped.
+    """
+
+    def record(session: Session) -> None:
+        job = jobs.get_job(session, job_id)
+        if job.delete_requested_at is not None:
+            deletion.finish_deletion(session, storage, job_id, grace_seconds=0)
+            return
+        stored = deletion.stored_besides_shards(storage, job_id, job.kind)
+        size = sum(n for _, n in stored)
+        jobs.record_output_bytes(session, job_id, size)
+        if job.state not in (JobState.CANCELLED.value, JobState.FAILED.value):
+            return
+        if job.kind == JobKind.SAMPLE.value:
+            shards.record_left_behind(session, job_id)  # its shards, from their rows
+        elif stored:
+            objects = [{"key": key, "bytes": n} for key, n in stored]
+            jobs.record_left_behind(
+                session, job_id, {"objects": objects, "count": len(objects), "bytes": size}
+            )
+
+    try:
+        in_transaction(url, record, what=f"recording the storage of job {job_id}")
+    except Exception:  # noqa: BLE001 - bookkeeping; the reconciler finishes a pending deletion
+        log.warning("could not record the storage of job %s", job_id, exc_info=True)
 
 
 def _claim(
@@ -315,5 +348,7 @@ def _finalize(job_id: str, settings: Settings, url: str) -> None:
             return
         error, code = report_failure(exc, f"finalizing job {job_id}")
         _finish(url, job_id, None, JobState.FAILED, error=f"finalizing failed: {error}", error_code=code)
+        _settle_storage(url, storage, job_id)  # its shards stay, listed in result.left_behind
         return
     _finish(url, job_id, None, JobState.SUCCEEDED, result=result)
+    _settle_storage(url, storage, job_id)  # the manifest and preview grid

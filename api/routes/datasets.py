@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Upl
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import IdempotencyDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from api.quota import check_storage
 from api.schemas import DatasetOut
 from synthjobs import datasets, idempotency
 from synthjobs.models import Dataset
@@ -25,7 +26,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}$"
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetOut,
     responses={
-        413: {"description": "The upload, or its arrays once decoded, larger than this deployment accepts."},
+        413: {"description": "The upload, its decoded arrays, or the tenant's quota: past what is accepted."},
+        429: {"description": "The tenant's storage quota is used up; delete jobs to make room."},
         422: {"description": "Not a usable .npz dataset; the detail says why."},
     },
 )
@@ -51,6 +53,7 @@ def upload_dataset(
     if (earlier := idem.replay(session, tenant)) is not None:
         response.status_code = status.HTTP_200_OK
         return datasets.get_dataset(session, earlier)
+    check_storage(session, tenant, settings, size)
     try:
         images = check_dataset_arrays(read_npz_headers(file.file), settings.max_dataset_bytes)
     except NpzTooLarge as exc:  # a small archive that decodes to more than a worker may load

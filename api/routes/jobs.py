@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDep, TenantDep
+from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDep, StorageDep, TenantDep
 from api.errors import field_error
-from api.schemas import EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
-from synthjobs import datasets, jobs, model_budget, shards
+from api.quota import check_storage
+from api.schemas import DeletionOut, EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
+from synthjobs import datasets, deletion, jobs, model_budget, shards
 from synthjobs.data_sources import DataSourceRefused, match_source
 from synthjobs.errors import DatasetNotFound, InvalidRequest, ModelNotFound
 from synthjobs.models import Job, JobKind, JobState, utcnow
@@ -27,7 +28,11 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key created."},
     409: {"description": "The Idempotency-Key was used with a different request."},
     422: {"description": "Invalid request, unknown model, dataset or class, or a limit exceeded."},
-    429: {"description": "Too many jobs in flight or submitted this minute; see Retry-After."},
+    413: {"description": "The job's planned output alone is larger than the tenant's storage quota."},
+    429: {
+        "description": "Too many jobs in flight or submitted this minute (see Retry-After), "
+        "or the tenant's storage quota is used up (delete jobs to make room)."
+    },
 }
 
 
@@ -48,6 +53,7 @@ def submit_train(
     if (earlier := _replayed(session, idem, tenant, response)) is not None:
         return earlier
     quota.check(session, tenant)
+    check_storage(session, tenant, settings)
     params = train_params(body, session, settings, tenant)
     job = jobs.create_job(session, JobKind.TRAIN, params, tenant=tenant)
     if (earlier := _commit(session, idem, tenant, job.id, response)) is not None:
@@ -82,6 +88,7 @@ def submit_sample(
         params = sample_params(body.model_dump(), model, settings)
     except InvalidRequest as exc:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
+    check_storage(session, tenant, settings, int(params["planned_bytes"]))
     job, shard_total = create_sampling_job(session, params, tenant=tenant)
     if (earlier := _commit(session, idem, tenant, job.id, response)) is not None:
         return earlier
@@ -245,8 +252,10 @@ def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
 def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
     """Cancel a queued or running job; a running one stops at its next batch boundary."""
     job = jobs.cancel_job(session, job_id, tenant=tenant)
+    if job.kind == JobKind.SAMPLE.value:
+        shards.record_left_behind(session, job_id)  # what it wrote stays until DELETE; listed in its result
     session.commit()
-    return job_out(job)
+    return job_out(jobs.get_job(session, job_id))
 
 
 def job_out(job: Job) -> JobOut:
@@ -272,14 +281,56 @@ def list_jobs(
     kind: JobKind | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    include_deleted: bool = False,
 ) -> JobPage:
-    """List the tenant's jobs, newest first, optionally by state and kind."""
+    """List the tenant's jobs, newest first, optionally by state and kind (deleted ones on request)."""
     try:
         page, next_cursor = jobs.list_jobs(
-            session, state=state, kind=kind, limit=limit, cursor=cursor, tenant=tenant
+            session,
+            state=state,
+            kind=kind,
+            limit=limit,
+            cursor=cursor,
+            tenant=tenant,
+            include_deleted=include_deleted,
         )
     except ValueError as exc:
         raise HTTPException(
             422, [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
         ) from exc
     return JobPage(items=[job_out(job) for job in page], next_cursor=next_cursor)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=DeletionOut,
+    responses={
+        **NOT_FOUND,
+        202: {"model": DeletionOut, "description": "Cancelled; outputs go once its worker has stopped."},
+        409: {"description": "A model version this job trained is registered; its checkpoint stays."},
+    },
+)
+def delete_job(
+    job_id: str,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    tenant: TenantDep,
+) -> DeletionOut:
+    """Delete a job's outputs, cancelling it first if it runs; its row stays, marked deleted."""
+    deletion.begin_deletion(session, job_id, tenant=tenant)
+    session.commit()  # durable before any object goes: the reconciler finishes a deletion cut short
+    removed = deletion.finish_deletion(session, storage, job_id, settings.lease_seconds)
+    session.commit()
+    job = jobs.get_job(session, job_id)
+    done = job.deleted_at is not None
+    if not done:
+        response.status_code = status.HTTP_202_ACCEPTED
+    objects = removed.objects if removed is not None else []
+    return DeletionOut(
+        **job_out(job).model_dump(),
+        deletion="done" if done else "pending",
+        removed_objects=len(objects),
+        removed_bytes=sum(size for _, size in objects),
+    )

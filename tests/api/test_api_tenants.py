@@ -78,6 +78,8 @@ PROBES: list[Probe] = [
     Probe("GET", "/v1/jobs/{job}/events"),
     Probe("POST", "/v1/jobs/{job}/cancel"),
     Probe("POST", "/v1/jobs/{done_job}/cancel"),  # 404, not acme's 409: not even that it finished
+    Probe("DELETE", "/v1/jobs/{job}"),
+    Probe("DELETE", "/v1/jobs/{done_job}"),
     Probe("GET", "/v1/jobs", status=200),
     Probe("GET", "/v1/jobs?state=SUCCEEDED", status=200),
     Probe("POST", "/v1/jobs/train", {"dataset": ACME_DATASET}, status=422),
@@ -388,3 +390,15 @@ def test_another_tenants_dataset_urls_and_roots_are_refused_with_422(
         assert response.json()["detail"][0]["loc"] == ["body", "dataset", field]
     own = {"kind": "image_folder", "url": "s3://shared/globex/cats"}
     assert api.post("/v1/jobs/train", json={"dataset": own}, headers=globex).status_code == 202
+
+
+def test_another_tenants_delete_of_a_job_is_404_and_deletes_nothing(
+    api: TestClient, tokens: dict[str, str]
+) -> None:
+    acme, globex = as_tenant(api, tokens["acme"]), as_tenant(api, tokens["globex"])
+    job_id = api.post("/v1/jobs/train", json=TRAIN, headers=acme).json()["id"]
+    response = api.delete(f"/v1/jobs/{job_id}", headers=globex)
+    assert response.status_code == 404, response.text
+    job = api.get(f"/v1/jobs/{job_id}", headers=acme).json()
+    assert (job["state"], job["delete_requested_at"], job["deleted_at"]) == ("QUEUED", None, None)
+    assert api.delete(f"/v1/jobs/{job_id}", headers=acme).status_code == 200

@@ -380,3 +380,38 @@ def test_s3_errors_are_classified_transient_only_when_a_retry_can_help() -> None
 
     assert not is_transient_s3(upload_failed(_client_error("AccessDenied", 403)))
     assert is_transient_s3(upload_failed(_client_error("SlowDown", 503)))
+
+
+def test_delete_prefix_removes_the_folder_and_reports_it_but_spares_a_sibling(storage: Storage) -> None:
+    job = str(uuid.uuid4())
+    mine = [f"jobs/{job}/shard-00000.npz", f"jobs/{job}/shard-00001.npz", f"jobs/{job}/train-state/a.pt"]
+    sibling = f"jobs/{job}x/shard-00000.npz"  # shares the text prefix, not the folder
+    for size, key in enumerate([*mine, sibling], start=1):
+        storage.put_bytes(key, b"x" * size)
+    assert storage.list_objects(f"jobs/{job}/") == [(k, n) for n, k in enumerate(mine, start=1)]
+    removed = storage.delete_prefix(f"jobs/{job}/")
+    assert sorted(removed) == [(k, n) for n, k in enumerate(mine, start=1)]
+    assert storage.list_keys(f"jobs/{job}/") == [] and storage.exists(sibling)
+    assert storage.delete_prefix(f"jobs/{job}/") == [], "deleting again is harmless"
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "jobs", "jobs/abc", "../jobs/", "jobs/../"])
+def test_delete_prefix_refuses_anything_but_a_folder_of_plain_segments(storage: Storage, prefix: str) -> None:
+    storage.put_bytes("jobs/abc/x.npz", b"x")
+    with pytest.raises(InvalidKey):
+        storage.delete_prefix(prefix)
+    assert storage.exists("jobs/abc/x.npz")
+
+
+def test_s3_delete_keys_goes_in_batches_and_leaves_nothing(
+    s3_endpoint: str, s3_bucket: str, s3_client, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import synthjobs.storage as storage_module
+
+    monkeypatch.setattr(storage_module, "S3_DELETE_BATCH", 2)  # 7 keys: four DeleteObjects requests
+    storage = open_storage(Settings(storage_url=f"s3://{s3_bucket}/pfx", s3_endpoint_url=s3_endpoint))
+    keys = [f"jobs/j1/shard-{i:05d}.npz" for i in range(7)]
+    for key in keys:
+        storage.put_bytes(key, b"data")
+    assert [k for k, _ in storage.delete_prefix("jobs/j1/")] == keys
+    assert s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="pfx/jobs/j1/").get("KeyCount") == 0
