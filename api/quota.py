@@ -1,4 +1,4 @@
-"""Per-tenant limits on jobs in flight and submissions per minute.
+"""Per-tenant limits on jobs in flight and submissions per minute (the rule: `synthjobs.quota`).
 
 Counting a tenant's rows on every submit grew with the rows counted (0.8 ms at 1,000 queued jobs, 15 ms at
 50,000), so each API process refreshes a tenant's counts from SQL at most once per REFRESH_SECONDS, counts
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 
 from fastapi import HTTPException
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from synthjobs.models import Job, JobState, utcnow
+from synthjobs import quota
 from synthjobs.settings import Settings
 
 REFRESH_SECONDS = 1.0
@@ -32,13 +30,9 @@ class QuotaGuard:
 
     def check(self, session: Session, tenant: str) -> None:
         """Raise 429 if one more job would take `tenant` past a limit."""
-        in_flight, recent = self._current(session, tenant)
-        if in_flight >= self.settings.max_concurrent_jobs:
-            message = f"{in_flight} jobs queued or running; the limit is {self.settings.max_concurrent_jobs}"
-            raise HTTPException(429, message, headers={"Retry-After": "30"})
-        if recent >= self.settings.max_submits_per_minute:
-            message = f"more than {self.settings.max_submits_per_minute} submissions in the last minute"
-            raise HTTPException(429, message, headers={"Retry-After": "60"})
+        refused = quota.refusal(*self._current(session, tenant), self.settings)
+        if refused is not None:
+            raise HTTPException(429, refused.message, headers={"Retry-After": str(refused.retry_after)})
 
     def record(self, tenant: str) -> None:
         """Count a job this process just created, until the next refresh reads it from SQL."""
@@ -51,21 +45,8 @@ class QuotaGuard:
             cached = self._counts.get(tenant)
         if cached is not None and time.monotonic() - cached[0] < REFRESH_SECONDS:
             return cached[1], cached[2]
-        in_flight = _bounded_count(
-            session,
-            (Job.tenant == tenant, Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value])),
-            self.settings.max_concurrent_jobs,
-        )
-        since = utcnow() - timedelta(minutes=1)
-        recent = _bounded_count(
-            session, (Job.tenant == tenant, Job.created_at > since), self.settings.max_submits_per_minute
-        )
+        in_flight = quota.count_in_flight(session, tenant, self.settings.max_concurrent_jobs)
+        recent = quota.count_recent(session, tenant, self.settings.max_submits_per_minute)
         with self._lock:
             self._counts[tenant] = (time.monotonic(), in_flight, recent)
         return in_flight, recent
-
-
-def _bounded_count(session: Session, conditions: tuple, limit: int) -> int:  # type: ignore[type-arg]
-    """COUNT(*) that stops at `limit` rows: the answer past the limit does not matter, its cost would."""
-    inner = select(Job.id).where(*conditions).limit(limit).subquery()
-    return int(session.scalar(select(func.count()).select_from(inner)) or 0)

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_submits_per_minute: int = Field(
         default=1200, ge=1, description="Job submissions per tenant per minute."
     )
+    max_schedules_per_tenant: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="Schedules one tenant may have (paused ones count; 0: none); creating one more is a 409.",
+    )
     idempotency_hours: float = Field(default=48, ge=24, description="How long Idempotency-Keys are kept.")
     signing_key: SecretStr | None = Field(
         default=None, description="Signs download URLs the API streams itself; default: the admin token."
