@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.deps import session_factory
 from api.errors import install_error_handlers
 from api.limits import BodyLimits
 from api.quota import QuotaGuard
 from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
+from api.text import refuse_unstorable_params
 from synthjobs import __version__
 from synthjobs.logs import configure_logging, secrets_of
 from synthjobs.queue import make_sender
@@ -39,7 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_home()
     configure_logging(secrets=secrets_of(settings))
-    app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION, responses=COMMON_RESPONSES)
+    app = FastAPI(
+        title="synthjobs",
+        version=__version__,
+        description=DESCRIPTION,
+        responses=COMMON_RESPONSES,
+        dependencies=[Depends(refuse_unstorable_params)],  # a NUL in a URL would be a 500 on PostgreSQL
+    )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings)
     app.state.quota = QuotaGuard(settings)

@@ -3,13 +3,17 @@
 JSON's `"\\ud800"` escape decodes to a lone surrogate, a Python str that UTF-8 (and so PostgreSQL, a log
 line or a response body) cannot encode; `"\\u0000"` decodes to a NUL, which PostgreSQL's text columns
 refuse. Either would surface as a 500 wherever the string first reached one of those, so request models
-refuse both up front with a 422 at the exact field, or the dict key, that holds one.
+refuse both up front with a 422 at the exact field, or the dict key, that holds one; an app-wide
+dependency does the same for path and query parameters (a URL can carry `%00`, never a lone surrogate).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -50,6 +54,29 @@ def refuse_unstorable_text(title: str, data: Any) -> Any:
     kind = "lone_surrogate" if why == LONE_SURROGATE else "nul_character"
     error = InitErrorDetails(type=PydanticCustomError(kind, why), loc=loc, input=escaped(text))
     raise ValidationError.from_exception_data(title, [error])
+
+
+async def refuse_unstorable_params(request: Request) -> None:
+    """422 for a path or query parameter (one the operation takes) holding text no store can hold."""
+    route = request.scope.get("route")
+    declared = (
+        _query_names(route.dependant) if isinstance(getattr(route, "dependant", None), Dependant) else set()
+    )
+    params = [("path", name, value) for name, value in request.path_params.items()]
+    params += [
+        ("query", name, value) for name, value in request.query_params.multi_items() if name in declared
+    ]
+    for where, name, value in params:
+        if isinstance(value, str) and (why := _unstorable(value)) is not None:
+            error = {"type": "nul_character", "loc": (where, name), "msg": why, "input": escaped(value)}
+            raise RequestValidationError([error])
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def escaped(text: str) -> str:

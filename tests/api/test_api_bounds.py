@@ -7,6 +7,7 @@ which PostgreSQL's text columns refuse. Bodies are sent as raw JSON text, as a c
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable
@@ -231,3 +232,33 @@ def test_max_runtime_above_the_deployment_limit_names_the_limit(make_api: Callab
     assert error["loc"] == ["body", "max_runtime_seconds"] and "limit of 600" in error["msg"]
     accepted = api.post("/v1/jobs/train", json={**TRAIN, "max_runtime_seconds": 600})
     assert accepted.status_code == 202 and accepted.json()["params"]["max_runtime_seconds"] == 600
+
+
+# --- URLs: a NUL (`%00`) in a path or query parameter, or a cursor past the calendar ---------------------
+
+
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/jobs/%00",
+        "/v1/jobs/%00/events",
+        "/v1/jobs/%00/artifacts",
+        "/v1/models/digits-cvae%00:1",
+        "/v1/models/digits-cvae@champion%00",
+        "/v1/schedules/%00",
+        "/v1/schedules/%00/runs",
+        "/v1/datasets/%00",
+        "/v1/models?name=digits-cvae%00",
+        f"/v1/jobs?cursor={_cursor('2026-01-01T00:00:00+00:00|' + chr(0))}",
+        f"/v1/jobs?cursor={_cursor('0001-01-01T00:00:00+14:00|x')}",
+        f"/v1/jobs?cursor={_cursor('9999-12-31T23:59:59-14:00|x')}",
+    ],
+)
+def test_a_nul_or_an_impossible_time_in_the_url_is_a_422(api_on: TestClient, url: str) -> None:
+    response = api_on.get(url)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] in ("path", "query")
