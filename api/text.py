@@ -58,10 +58,8 @@ def refuse_unstorable_text(title: str, data: Any) -> Any:
 
 async def refuse_unstorable_params(request: Request) -> None:
     """422 for a path or query parameter (one the operation takes) holding text no store can hold."""
-    route = request.scope.get("route")
-    declared = (
-        _query_names(route.dependant) if isinstance(getattr(route, "dependant", None), Dependant) else set()
-    )
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    declared = _query_names(dependant) if isinstance(dependant, Dependant) else set()
     params = [("path", name, value) for name, value in request.path_params.items()]
     params += [
         ("query", name, value) for name, value in request.query_params.multi_items() if name in declared
