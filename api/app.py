@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import session_factory
@@ -13,6 +13,7 @@ from api.limits import BodyLimits
 from api.quota import QuotaGuard
 from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
 from api.schemas import STORAGE_URL
+from api.text import refuse_unstorable_params
 from synthjobs import __version__
 from synthjobs.artifacts import check_signing_key, signing_key
 from synthjobs.logs import configure_logging, secrets_of
@@ -61,7 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     check_signing_key(settings)
     settings.ensure_home()
     configure_logging(secrets=secrets_of(settings))
-    app = FastAPI(title="synthjobs", version=__version__, description=DESCRIPTION, responses=COMMON_RESPONSES)
+    app = FastAPI(
+        title="synthjobs",
+        version=__version__,
+        description=DESCRIPTION,
+        responses=COMMON_RESPONSES,
+        dependencies=[Depends(refuse_unstorable_params)],  # a NUL in a URL would be a 500 on PostgreSQL
+    )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings)
     app.state.quota = QuotaGuard(settings)

@@ -3,6 +3,9 @@
 Requests forbid unknown fields, so a typo or a server-owned field (`state`, `attempts`) is a 422 rather
 than something silently ignored. Static bounds here are sanity limits; the deployment's own limits
 (settings `max_*`) are checked in the routes and named in the 422.
+
+Every number has an upper bound and every float is finite, so no request can overflow a SQL column or a
+float conversion further on; every string, dict keys included, is text every store can hold (`api.text`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.text import refuse_unstorable_text
 from synthjobs.artifacts import hide_storage_root
 from synthjobs.registry import MODEL_NAME_PATTERN
 
@@ -32,6 +36,20 @@ SEED = Field(default=0, ge=0, le=2**63 - 1, description="Random seed; the same s
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        """422 at the exact field (or dict key) of a lone surrogate or NUL, before it reaches SQL or a log."""
+        return refuse_unstorable_text(cls.__name__, data)
+
+
+MAX_SAMPLES = 10**12  # per_class and total; the deployment's max_samples_per_job is checked in the route
+MAX_SQL_INT = 2**31 - 1  # an INTEGER column on PostgreSQL: model versions, shard sizes
+MAX_RUNTIME_SECONDS = 366 * 24 * 3600  # the deployment's max_runtime_seconds is checked in the route
+MAX_PROPORTION = 1e12
+Count = Annotated[int, Field(le=MAX_SAMPLES)]
+Proportion = Annotated[float, Field(le=MAX_PROPORTION, allow_inf_nan=False)]
+
 
 class TrainHyperparameters(Request):
     """How the CVAE is built and trained."""
@@ -45,8 +63,8 @@ class TrainHyperparameters(Request):
     hidden_dim: int = Field(default=256, ge=4, le=65536)
     epochs: int = Field(default=30, ge=1, le=100_000)
     batch_size: int = Field(default=64, ge=1, le=1_000_000)
-    learning_rate: float = Field(default=1e-3, gt=0, le=1)
-    beta: float = Field(default=1.0, ge=0, le=1000, description="Weight of the KL term.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1, allow_inf_nan=False)
+    beta: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False, description="Weight of the KL term.")
     kl_warmup_epochs: int = Field(
         default=0, ge=0, le=100_000, description="Epochs over which β ramps up from 0."
     )
@@ -129,7 +147,9 @@ class TrainRequest(Request):
     max_runtime_seconds: int | None = Field(
         default=None,
         ge=1,
-        description="Stop (keeping the last checkpoint) and fail past this; default from settings.",
+        le=MAX_RUNTIME_SECONDS,
+        description="Stop (keeping the last checkpoint) and fail past this; default and most: the "
+        "deployment's max_runtime_seconds.",
     )
 
 
@@ -154,16 +174,22 @@ class SampleRequest(Request):
     )
 
     model: str = Field(min_length=1, max_length=200, description="A model id, name:version or name@alias.")
-    per_class: int | dict[str, int] | None = Field(
+    per_class: Count | dict[str, Count] | None = Field(
         default=None, description="Samples for every class, or a map of class name (or id) to count."
     )
-    total: int | None = Field(default=None, ge=1, description="Samples in all, split by `distribution`.")
-    distribution: Literal["uniform"] | dict[str, float] = Field(
+    total: int | None = Field(
+        default=None, ge=1, le=MAX_SAMPLES, description="Samples in all, split by `distribution`."
+    )
+    distribution: Literal["uniform"] | dict[str, Proportion] = Field(
         default="uniform", description="With `total`: uniform, or a map of class name (or id) to proportion."
     )
     seed: int = SEED
-    temperature: float = Field(default=1.0, gt=0, le=10, description="Scale of z ~ N(0, T² I).")
-    shard_size: int | None = Field(default=None, ge=1, description="Samples per output shard.")
+    temperature: float = Field(
+        default=1.0, gt=0, le=10, allow_inf_nan=False, description="Scale of z ~ N(0, T² I)."
+    )
+    shard_size: int | None = Field(
+        default=None, ge=1, le=MAX_SQL_INT, description="Samples per output shard."
+    )
     format: Literal["npz", "webdataset"] = Field(
         default="npz",
         description="npz: uint8 `images`, int64 `labels`. webdataset: tar of `{key}.png` + `{key}.cls`.",
@@ -283,7 +309,7 @@ class ModelOut(BaseModel):
 class AliasRequest(Request):
     """Which version of the model name the alias should point at: by version number or model id."""
 
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_SQL_INT)
     model_id: str | None = Field(default=None, pattern=r"^[0-9a-f-]{36}$")
     reason: str = Field(default="", max_length=1000)
 
@@ -350,12 +376,12 @@ class PolicyIn(Request):
 class SampleFollowUp(Request):
     """A sampling job submitted with the new champion each time a scheduled run promotes one."""
 
-    per_class: int | dict[str, int] | None = None
-    total: int | None = Field(default=None, ge=1)
-    distribution: Literal["uniform"] | dict[str, float] = "uniform"
+    per_class: Count | dict[str, Count] | None = None
+    total: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
+    distribution: Literal["uniform"] | dict[str, Proportion] = "uniform"
     seed: int = SEED
-    temperature: float = Field(default=1.0, gt=0, le=10)
-    shard_size: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, gt=0, le=10, allow_inf_nan=False)
+    shard_size: int | None = Field(default=None, ge=1, le=MAX_SQL_INT)
     format: Literal["npz", "webdataset"] = "npz"
     quality: Literal["basic", "tstr"] = "basic"
     quality_samples: int = Field(default=2000, ge=0, le=100_000)

@@ -10,7 +10,7 @@ import base64
 import binascii
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -288,9 +288,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
         when = datetime.fromisoformat(created)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        when.astimezone(UTC)  # OverflowError for 0001-01-01T00:00+14:00 and the like, not at SQL bind time
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise ValueError("malformed cursor") from exc
-    if when.tzinfo is None:
+    if when.tzinfo is None or "\x00" in job_id:  # PostgreSQL cannot compare text with a NUL
         raise ValueError("malformed cursor")
     return when, job_id
 

@@ -22,6 +22,7 @@ _MODEL_NAMESPACE = uuid.UUID("5b1f0f9e-8d57-4f0c-9d2a-2f8f4e1f6a11")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MAX_VERSION = 2**31 - 1  # versions are an INTEGER column: a larger one names no model (and would overflow)
 
 
 def model_id_for_job(job_id: str) -> str:
@@ -79,6 +80,11 @@ def get_model(session: Session, model_id: str, *, tenant: str | None = None) -> 
     return model
 
 
+def _is_version(text: str) -> bool:
+    """Whether `text` is a version number a model can have (ASCII digits, at most MAX_VERSION)."""
+    return text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_VERSION
+
+
 def resolve_model(session: Session, ref: str, *, tenant: str = DEFAULT_TENANT) -> Model:
     """The tenant's model named by id, `name:version` or `name@alias`, pinned to a concrete model."""
     if _UUID.match(ref):
@@ -90,7 +96,7 @@ def resolve_model(session: Session, ref: str, *, tenant: str = DEFAULT_TENANT) -
             raise ModelNotFound(f"model {name!r} has no alias {alias!r}")
         return get_model(session, row.model_id)
     name, sep, version = ref.rpartition(":")
-    if sep and version.isascii() and version.isdigit():
+    if sep and _is_version(version):
         query = select(Model).where(Model.tenant == tenant, Model.name == name, Model.version == int(version))
         if (model := session.scalar(query)) is not None:
             return model

@@ -4,6 +4,10 @@ A tick (run by `synthjobs beat` through a periodic task, or `synthjobs tick`) fi
 time has passed and fires each at its LATEST missed due time only, so a beat that was down for a day fires
 once, not once per missed interval. Each firing inserts a run keyed by (schedule id, due time): two ticks
 racing — two beat processes — cannot both insert it, so they cannot both create a job.
+
+A firing obeys the tenant's job quota like a submit does (`synthjobs.quota`, counted in SQL in the firing's
+own transaction): over it, the run is recorded as `skipped` with the reason and no job is queued, and the
+schedule moves on to its next due time as usual.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs
+from synthjobs import jobs, quota
 from synthjobs.cron import CronSchedule
 from synthjobs.db import session_scope
 from synthjobs.errors import SynthJobsError
@@ -62,6 +66,13 @@ def list_schedules(session: Session, *, tenant: str) -> Sequence[Schedule]:
     ).all()
 
 
+def count_schedules(session: Session, *, tenant: str) -> int:
+    """How many schedules a tenant has (paused ones too: a paused schedule can be resumed at any time)."""
+    return int(
+        session.scalar(select(func.count()).select_from(Schedule).where(Schedule.tenant == tenant)) or 0
+    )
+
+
 def list_runs(
     session: Session, schedule_id: str, *, tenant: str | None = None, limit: int = 100
 ) -> Sequence[ScheduleRun]:
@@ -94,17 +105,17 @@ def tick(
         ).all()
     created = []
     for schedule_id in due:
-        job_id = _fire(url, schedule_id, now, fired_by)
+        job_id = _fire(settings, schedule_id, now, fired_by)
         if job_id is not None:
             enqueue_job(sender, job_id, JobKind.TRAIN, settings)
             created.append(job_id)
     return created
 
 
-def _fire(url: str, schedule_id: str, now: datetime, fired_by: str) -> str | None:
-    """Record the run of the latest missed due time and create its job, in one transaction."""
+def _fire(settings: Settings, schedule_id: str, now: datetime, fired_by: str) -> str | None:
+    """Record the run of the latest missed due time and (within quota) create its job, in one transaction."""
     try:
-        with session_scope(url) as session:
+        with session_scope(settings.resolved_database_url()) as session:
             schedule = session.get(Schedule, schedule_id)
             if schedule is None or schedule.paused or schedule.next_due_at > now:
                 return None
@@ -114,6 +125,13 @@ def _fire(url: str, schedule_id: str, now: datetime, fired_by: str) -> str | Non
             run = ScheduleRun(schedule_id=schedule.id, due_at=due_at, fired_at=now, fired_by=fired_by)
             session.add(run)
             session.flush()  # the unique (schedule, due time) key: a racing tick fails here
+            schedule.last_due_at = due_at
+            schedule.next_due_at = cron.next_after(now)
+            refused = quota.over_quota(session, schedule.tenant, settings)
+            if refused is not None:
+                run.outcome, run.decision = "skipped", {"reason": f"over quota: {refused.message}"}
+                log.warning("schedule %s: firing for %s skipped, over quota", schedule.id, due_at.isoformat())
+                return None
             params = {
                 **schedule.train,
                 "model_name": schedule.model_name,
@@ -124,8 +142,6 @@ def _fire(url: str, schedule_id: str, now: datetime, fired_by: str) -> str | Non
                 session, job.id, "scheduled", f"fired by schedule {schedule.name} for {due_at.isoformat()}"
             )
             run.job_id = job.id
-            schedule.last_due_at = due_at
-            schedule.next_due_at = cron.next_after(now)
             return job.id
     except IntegrityError:
         log.info("schedule %s: due time already fired by another tick", schedule_id)

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     max_submits_per_minute: int = Field(
         default=1200, ge=1, description="Job submissions per tenant per minute."
     )
+    max_schedules_per_tenant: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="Schedules one tenant may have (paused ones count; 0: none); creating one more is a 409.",
+    )
     idempotency_hours: float = Field(default=48, ge=24, description="How long Idempotency-Keys are kept.")
     signing_key: SecretStr | None = Field(
         default=None,
@@ -82,7 +88,12 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=0.5, ge=0, description="Min seconds between progress writes.")
     lease_seconds: float = Field(default=60, gt=0, description="A running job's lease, renewed every third.")
     max_attempts: int = Field(default=5, ge=1, description="Runs of a job before 'worker lost N times'.")
-    max_runtime_seconds: int = Field(default=24 * 3600, ge=1, description="Default per-job runtime limit.")
+    max_runtime_seconds: int = Field(
+        default=24 * 3600,
+        ge=1,
+        le=366 * 24 * 3600,
+        description="Per-job runtime limit: the default, and the most a request may ask for (422 above).",
+    )
     reconcile_interval: float = Field(
         default=30, ge=0, description="Seconds between reconciler passes; 0 off."
     )

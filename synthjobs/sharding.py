@@ -14,7 +14,7 @@ def shard_count(total: int, shard_size: int) -> int:
     """How many shards of at most `shard_size` samples hold `total` samples."""
     if total < 1 or shard_size < 1:
         raise ValueError("total and shard_size must be positive")
-    return math.ceil(total / shard_size)
+    return -(-total // shard_size)  # exact for any size: true division overflows a float past 1e308
 
 
 def plan_shards(counts: list[int], shard_size: int) -> list[list[int]]:

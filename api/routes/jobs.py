@@ -194,6 +194,10 @@ def check_train_limits(body: TrainRequest, settings: Settings) -> None:
         if value > limit:
             message = f"{name} {value} is above this deployment's limit of {limit}"
             raise HTTPException(422, field_error(("hyperparameters", name), message, "limit"))
+    runtime, most = body.max_runtime_seconds, settings.max_runtime_seconds
+    if runtime is not None and runtime > most:
+        message = f"max_runtime_seconds {runtime} is above this deployment's limit of {most}"
+        raise HTTPException(422, field_error(("max_runtime_seconds",), message, "limit"))
 
 
 def submit_image_shape(

@@ -31,7 +31,12 @@ def _check_cron(cron: str, timezone: str) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ScheduleOut,
-    responses={409: {"description": "The tenant has a schedule of that name."}},
+    responses={
+        409: {
+            "description": "The tenant has a schedule of that name, or already has as many schedules as "
+            "this deployment allows (`max_schedules_per_tenant`): delete one first."
+        }
+    },
 )
 def create_schedule(
     body: ScheduleRequest, session: SessionDep, settings: SettingsDep, tenant: TenantDep
@@ -40,6 +45,10 @@ def create_schedule(
     _check_cron(body.cron, body.timezone)
     if session.query(Schedule).filter_by(tenant=tenant, name=body.name).first() is not None:
         raise HTTPException(409, f"a schedule named {body.name!r} exists")
+    if (count := schedules.count_schedules(session, tenant=tenant)) >= settings.max_schedules_per_tenant:
+        limit = settings.max_schedules_per_tenant
+        message = f"the tenant has {count} schedules and the limit is {limit}; delete one to add another"
+        raise HTTPException(409, message)
     schedule = schedules.add_schedule(
         session,
         tenant=tenant,

@@ -5,6 +5,8 @@ embedded default (SQLite ledger, kombu's SQLAlchemy broker on SQLite, a folder) 
 and a `champion` alias, so sampling and alias requests can succeed, not only fail validation. Every request
 carries `Authorization: Bearer <admin token>` (harmless before auth exists). Examples are derandomized, so
 a run is reproducible; raise MAX_EXAMPLES locally to dig deeper (400 per operation ran clean in ~60 s).
+Hooks mutate about half the drawn bodies and parameters into what no schema describes but any client can
+send (10**400, lone surrogates, NUL), in place of other examples, so the run takes as long as before.
 
 A status code an operation answers but its OpenAPI document does not list can be tolerated for a while in
 KNOWN_GAPS (with a test below that pins it); today there are none, and the tests below check the three
@@ -24,8 +26,10 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, find, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.hooks import HookContext
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -78,6 +82,79 @@ def _with_known_gaps(document: dict[str, Any]) -> dict[str, Any]:
 
 schema = schemathesis.openapi.from_dict(_with_known_gaps(OPENAPI))
 
+# --- inputs the OpenAPI document cannot describe: huge integers, lone surrogates, NUL ------------------
+# Schemathesis draws from each operation's schema, so a bounded integer never exceeds its bound and a string
+# is always valid UTF-8. The hooks below replace one value (or one dict key) of about half the drawn JSON
+# bodies, and one query or path value of about half the drawn parameters, with what a raw client can send:
+# 10**400, a lone surrogate (sent as a `"\\ud800"` escape) or a NUL. The answer must still be no 5xx.
+HUGE_INTEGERS = st.one_of(st.just(10**400), st.integers(min_value=2**63), st.integers(max_value=-(2**63)))
+UNSTORABLE_TEXT = st.builds(
+    lambda head, odd, tail: head + odd + tail,
+    st.text(max_size=4),
+    st.one_of(st.integers(0xD800, 0xDFFF).map(chr), st.just("\x00")),
+    st.text(max_size=4),
+)
+
+
+def _places(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], bool]]:
+    """Every (path, is_key) in a JSON value: each value, and each dict key, that a mutation may replace."""
+    places = [(path, False)]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            places += [((*path, key), True), *_places(child, (*path, key))]
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            places += _places(child, (*path, index))
+    return places
+
+
+def _replaced(value: Any, path: tuple[Any, ...], is_key: bool, new: Any) -> Any:
+    """A copy of `value` with the value (or the dict key) at `path` replaced by `new`."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        if is_key and not rest:
+            return {(str(new) if k == head else k): v for k, v in value.items()}
+        return {k: (_replaced(v, rest, is_key, new) if k == head else v) for k, v in value.items()}
+    return [_replaced(v, rest, is_key, new) if i == head else v for i, v in enumerate(value)]
+
+
+def _mutated(value: Any) -> st.SearchStrategy[Any]:
+    """`value` itself, or `value` with one place replaced by a huge integer or unstorable text."""
+    places = _places(value)
+    one = st.tuples(st.sampled_from(places), st.one_of(UNSTORABLE_TEXT, HUGE_INTEGERS))
+    return st.one_of(st.just(value), one.map(lambda change: _replaced(value, *change[0], change[1])))
+
+
+@schema.hook
+def flatmap_body(context: HookContext, body: Any) -> st.SearchStrategy[Any]:
+    operation = context.operation
+    if operation is None or (operation.method.upper(), operation.path) not in JSON_BODY_OPERATIONS:
+        return st.just(body)  # the multipart upload: its form fields are not JSON
+    return _mutated(body)
+
+
+@schema.hook
+def flatmap_query(context: HookContext, query: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    names = sorted(query or {})
+    if not names:
+        return st.just(query)
+    huge = st.tuples(st.sampled_from(names), HUGE_INTEGERS).map(lambda c: {**query, c[0]: c[1]})
+    return st.one_of(st.just(query), huge)
+
+
+@schema.hook
+def flatmap_path_parameters(context: HookContext, path: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    names = sorted(path or {})
+    if not names:
+        return st.just(path)
+    # `name:<huge version>` reaches the registry's version parsing; a bare huge number any id lookup
+    versions = st.tuples(st.sampled_from(names), HUGE_INTEGERS, st.booleans()).map(
+        lambda c: {**path, c[0]: f"{path[c[0]]}:{c[1]}" if c[2] else str(c[1])}
+    )
+    return st.one_of(st.just(path), versions)
+
 
 @pytest.fixture
 def api(make_api: Callable[..., TestClient]) -> TestClient:
@@ -107,6 +184,21 @@ def test_every_endpoint_answers_as_its_openapi_schema_says(
     case: schemathesis.Case, fuzz_app: FastAPI
 ) -> None:
     case.call_and_validate(headers=AUTH, checks=CHECKS, app=fuzz_app)
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        lambda text: "\\ud" in text,  # a lone surrogate, as JSON escapes it
+        lambda text: "\\u0000" in text,
+        lambda text: "0" * 400 in text,
+    ],
+    ids=["lone surrogate", "NUL", "10**400"],
+)
+def test_the_fuzzer_mutates_bodies_into_what_no_schema_describes(wanted: Callable[[str], bool]) -> None:
+    body = {"model": "digits-cvae:1", "per_class": {"3": 5}, "seed": 7}
+    found = find(_mutated(body), lambda value: wanted(json.dumps(value)), settings=settings(database=None))
+    assert found != body
 
 
 def _documented(method: str, path: str) -> set[int]:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from synthjobs import schedules
 from synthjobs.db import session_scope
-from synthjobs.models import Job, ScheduleRun
+from synthjobs.models import Job, JobState, ScheduleRun
 from synthjobs.queue import make_sender
 from synthjobs.settings import Settings
 
@@ -28,12 +28,12 @@ def settings(database_url: str, tmp_path) -> Settings:  # type: ignore[no-untype
     return Settings(home=tmp_path, database_url=database_url)
 
 
-def _schedule(settings: Settings, cron: str = "*/5 * * * *", **extra: object) -> str:
+def _schedule(settings: Settings, cron: str = "*/5 * * * *", name: str = "nightly", **extra: object) -> str:
     with session_scope(settings.resolved_database_url()) as session:
         schedule = schedules.add_schedule(
             session,
             now=T0,
-            name="nightly",
+            name=name,
             cron=cron,
             timezone="UTC",
             model_name="digits-cvae",
@@ -98,3 +98,51 @@ def test_paused_schedule_does_not_fire(settings: Settings) -> None:
     with session_scope(settings.resolved_database_url()) as session:
         schedules.get_schedule(session, schedule_id).paused = True
     assert schedules.tick(settings, make_sender(settings), now=T0 + timedelta(hours=1)) == []
+
+
+def _in_flight(settings: Settings) -> int:
+    with session_scope(settings.resolved_database_url()) as session:
+        states = (JobState.QUEUED.value, JobState.RUNNING.value)
+        return len(session.scalars(select(Job.id).where(Job.state.in_(states))).all())
+
+
+def test_firings_over_the_in_flight_quota_are_skipped_not_queued(settings: Settings) -> None:
+    limited = settings.model_copy(update={"max_concurrent_jobs": 3})
+    ids = [_schedule(limited, "* * * * *", name=f"every-minute-{i}") for i in range(25)]
+    sender = make_sender(limited)
+    created = []
+    for minute in range(1, 11):  # ten windows, the jobs never finishing: the 54 queued jobs
+        created += schedules.tick(limited, sender, now=T0 + timedelta(minutes=minute, seconds=1))
+        assert _in_flight(limited) <= 3
+    assert len(created) == 3
+    runs = _runs(limited)
+    assert len(runs) == 250  # every window of every schedule is recorded, fired or not
+    skipped = [run for run in runs if run.job_id is None]
+    assert len(skipped) == 247 and {run.outcome for run in skipped} == {"skipped"}
+    assert {run.decision["reason"] for run in skipped} == {  # type: ignore[index]
+        "over quota: 3 jobs queued or running; the limit is 3"
+    }
+    with session_scope(limited.resolved_database_url()) as session:
+        assert all(schedules.get_schedule(session, i).next_due_at == T0 + timedelta(minutes=11) for i in ids)
+
+
+def test_a_schedule_skipped_over_quota_fires_normally_in_its_next_window(settings: Settings) -> None:
+    limited = settings.model_copy(update={"max_concurrent_jobs": 1})
+    ids = [_schedule(limited, "* * * * *", name=name) for name in ("a", "b")]
+    sender = make_sender(limited)
+    assert len(schedules.tick(limited, sender, now=T0 + timedelta(minutes=1))) == 1
+    (skipped,) = [run for run in _runs(limited) if run.job_id is None]
+    assert skipped.outcome == "skipped"
+    roomy = settings.model_copy(update={"max_concurrent_jobs": 10})
+    assert len(schedules.tick(roomy, sender, now=T0 + timedelta(minutes=2))) == 2
+    second_window = [run for run in _runs(limited) if run.due_at == T0 + timedelta(minutes=2)]
+    assert sorted(run.schedule_id for run in second_window if run.job_id) == sorted(ids)
+
+
+def test_firings_count_toward_the_submissions_per_minute(settings: Settings) -> None:
+    limited = settings.model_copy(update={"max_submits_per_minute": 2})
+    for i in range(4):
+        _schedule(limited, "* * * * *", name=f"s{i}")
+    assert len(schedules.tick(limited, make_sender(limited), now=T0 + timedelta(minutes=1))) == 2
+    reasons = {run.decision["reason"] for run in _runs(limited) if run.job_id is None}  # type: ignore[index]
+    assert reasons == {"over quota: more than 2 submissions in the last minute"}
