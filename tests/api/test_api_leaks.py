@@ -105,7 +105,7 @@ def test_responses_name_local_objects_by_key_never_by_server_path(
     api: TestClient, ledger_url: Callable[[TestClient], str]
 ) -> None:
     job_id = _succeeded_job(api, ledger_url)
-    root = api.app.state.storage.root  # type: ignore[attr-defined]
+    root = api.app.state.storage.inner.root  # type: ignore[attr-defined]
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["result"]["manifest_uri"] == f"jobs/{job_id}/manifest.json"
     assert job["result"]["output_uris"] == [f"jobs/{job_id}/shard-00000.npz"]
@@ -123,7 +123,7 @@ def test_uploaded_datasets_and_their_training_jobs_show_no_server_path(api: Test
     npz = _tiny_npz()
     dataset = api.post("/v1/datasets", files={"file": ("tiny.npz", npz, "application/octet-stream")})
     assert dataset.status_code == 201, dataset.text
-    root = str(api.app.state.storage.root)  # type: ignore[attr-defined]
+    root = str(api.app.state.storage.inner.root)  # type: ignore[attr-defined]
     assert root not in dataset.text and dataset.json()["uri"].startswith("datasets/")
     job = api.post("/v1/jobs/train", json={"dataset": {"kind": "uploaded", "id": dataset.json()["id"]}})
     assert job.status_code == 202, job.text

@@ -149,9 +149,9 @@ def test_shards_are_shuffled_by_default_and_in_class_order_with_shuffle_off(star
     ordered = _succeeded(stack, stack.client.submit_sample({**body, "shuffle": False})["id"])
     assert _manifest(stack, shuffled)["shuffle"] is True and _manifest(stack, ordered)["shuffle"] is False
     for job, is_sorted in ((shuffled, False), (ordered, True)):
-        for uri in job["result"]["output_uris"]:
-            with np.load(uri.removeprefix("file://")) as data:
-                assert bool(np.all(np.diff(data["labels"]) >= 0)) is is_sorted, uri
+        for key in job["result"]["output_uris"]:
+            with np.load(stack.stored_path(key)) as data:
+                assert bool(np.all(np.diff(data["labels"]) >= 0)) is is_sorted, key
     assert _shard_digests(_manifest(stack, shuffled)) != _shard_digests(_manifest(stack, ordered))
 
 
