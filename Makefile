@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/synthjobs demo
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -ra -m "not faults"
+	$(BIN)/python -m pytest -q -ra --durations=25 -m "not faults"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
