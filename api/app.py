@@ -15,12 +15,12 @@ from api.routes import artifacts, datasets, health, jobs, metrics, models, sched
 from api.schemas import STORAGE_URL
 from api.text import refuse_unstorable_params
 from synthjobs import __version__
-from synthjobs.artifacts import check_signing_key, signing_key
+from synthjobs.broker.queue import make_sender
 from synthjobs.logs import configure_logging, secrets_of
-from synthjobs.queue import make_sender
-from synthjobs.retry import RetryingStorage
+from synthjobs.rules.artifacts import check_signing_key, signing_key
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
+from synthjobs.storage.retry import RetryingStorage
 
 DESCRIPTION = """
 Train class-conditional VAEs and bulk-generate labelled synthetic data as queued jobs.

@@ -11,11 +11,11 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.quota import QuotaGuard
-from synthjobs import idempotency
-from synthjobs.auth import hash_token, tenant_for_token
-from synthjobs.db import get_engine
+from synthjobs.ledger import idempotency
+from synthjobs.ledger.db import get_engine
+from synthjobs.ledger.tokens import hash_token, tenant_for_token
 from synthjobs.settings import Settings
-from synthjobs.storage import Storage
+from synthjobs.storage.base import Storage
 
 
 # The trivial dependencies are `async def` on purpose: FastAPI runs sync ones in its thread pool, and each

@@ -20,7 +20,7 @@ from synthjobs.errors import (
     JobNotFound,
     ModelNotFound,
 )
-from synthjobs.schedules import ScheduleNotFound
+from synthjobs.ledger.schedules import ScheduleNotFound
 
 STATUS_FOR: dict[type[Exception], int] = {
     JobNotFound: 404,

@@ -1,4 +1,4 @@
-"""Per-tenant limits on jobs in flight, submissions per minute (the rule: `synthjobs.quota`) and bytes stored.
+"""Per-tenant limits on jobs in flight, submissions per minute (`synthjobs.ledger.quota`) and bytes stored.
 
 Counting a tenant's rows on every submit grew with the rows counted (0.8 ms at 1,000 queued jobs, 15 ms at
 50,000), so each API process refreshes a tenant's counts from SQL at most once per REFRESH_SECONDS, counts
@@ -14,8 +14,8 @@ import time
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
-from synthjobs import quota
-from synthjobs.deletion import tenant_usage
+from synthjobs.ledger import quota
+from synthjobs.ledger.deletion import tenant_usage
 from synthjobs.settings import Settings
 
 REFRESH_SECONDS = 1.0

@@ -18,8 +18,8 @@ from urllib.parse import unquote
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.text import refuse_unstorable_text
-from synthjobs.artifacts import hide_storage_root
-from synthjobs.registry import MODEL_NAME_PATTERN
+from synthjobs.ledger.registry import MODEL_NAME_PATTERN
+from synthjobs.rules.artifacts import hide_storage_root
 
 # The storage URL of the app answering this request (`api.app` sets it per request). Responses name local
 # objects by storage key: where the server keeps its files is not the user's to know.

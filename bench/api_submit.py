@@ -7,7 +7,8 @@ Two uvicorn processes, one worker each, started the same way an operator starts 
 PostgreSQL database (created, migrated with `upgrade_database`, dropped) and one Redis database (flushed
 before and after), with no Celery worker, so every message stays queued:
 
-- real: `synthjobs api` (`synthjobs.processes.start_api`) taking `POST /v1/jobs/train`, a small valid body;
+- real: `synthjobs api` (`synthjobs.devtools.processes.start_api`) taking `POST /v1/jobs/train`, a small
+  valid body;
 - minimal: `bench/minimal_submit_app.py`, one route that INSERTs a row into the same `jobs` table and
   publishes the same task by name to the same Redis (its own queue, so each side's messages can be counted).
 
@@ -52,8 +53,8 @@ from typing import Any
 import common
 import httpx
 
-from synthjobs import processes
-from synthjobs.migrate import upgrade_database
+from synthjobs.devtools import processes
+from synthjobs.ledger.migrate import upgrade_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 PATH = "/v1/jobs/train"
@@ -202,7 +203,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         upgrade_database(url)
         yield url
     finally:
-        from synthjobs.db import dispose_engines
+        from synthjobs.ledger.db import dispose_engines
 
         dispose_engines()
         with admin.connect() as connection:
@@ -401,7 +402,7 @@ def wrapped_collaborators(clock: PhaseClock) -> Iterator[None]:
     from sqlalchemy.orm import Session
 
     from api.routes import jobs as jobs_routes
-    from synthjobs import jobs
+    from synthjobs.ledger import jobs
 
     def flush_phase() -> str:
         around = clock._stack[-1][0] if clock._stack else None
@@ -598,7 +599,7 @@ def minimal_app_in_process(settings: Any) -> Iterator[Any]:
 
 def profile_submit(args: argparse.Namespace, home: Path, database_url: str, redis_url: str) -> None:
     from api.app import create_app
-    from synthjobs.db import dispose_engines
+    from synthjobs.ledger.db import dispose_engines
     from synthjobs.settings import Settings
 
     settings = Settings(

@@ -1,9 +1,9 @@
 """Shared helpers of the throughput benchmarks: a real stack in a temp dir, process memory, timing, tables.
 
 A stack is what an operator runs: `synthjobs api` (uvicorn) and `synthjobs worker` (Celery, solo pool)
-processes started through `synthjobs.processes`, on the embedded default (SQLite jobs, kombu's SQLAlchemy
-transport on SQLite as the broker, a local folder as storage) unless URLs are given. Every process gets one
-torch/OpenMP thread by default: on 2-vCPU machines two threads measured 2-27x slower than one.
+processes started through `synthjobs.devtools.processes`, on the embedded default (SQLite jobs, kombu's
+SQLAlchemy transport on SQLite as the broker, a local folder as storage) unless URLs are given. Every process
+gets one torch/OpenMP thread by default: on 2-vCPU machines two threads measured 2-27x slower than one.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from synthjobs import processes
 from synthjobs.client import Client
+from synthjobs.devtools import processes
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import FastAPI, status
 from sqlalchemy import insert
 
-from synthjobs.db import get_engine
-from synthjobs.models import Job, JobKind, JobState, new_id, utcnow
-from synthjobs.queue import TRAIN_TASK, make_sender, task_payload
+from synthjobs.broker.queue import TRAIN_TASK, make_sender, task_payload
+from synthjobs.ledger.db import get_engine
+from synthjobs.ledger.tables import Job, JobKind, JobState, new_id, utcnow
 from synthjobs.settings import get_settings
 
 JOBS = Job.__table__

@@ -45,7 +45,7 @@ import common
 import numpy as np
 import torch
 
-from synthjobs.sharding import plan_shards, split_total
+from synthjobs.rules.sharding import plan_shards, split_total
 
 # glibc malloc settings of the prototype fix: keep freed blocks of up to 32 MiB (glibc's cap) in the heap
 # instead of unmapping them, so per-batch tensors are not page-faulted in again on every batch.
@@ -413,7 +413,7 @@ def shard_rows(stack: common.Stack, job_id: str) -> list[tuple[str, float]]:
     from sqlalchemy import select
 
     from synthjobs.db import session_scope
-    from synthjobs.models import JobShard
+    from synthjobs.ledger.tables import JobShard
 
     with session_scope(database_url(stack)) as session:
         rows = session.execute(select(JobShard.worker, JobShard.seconds).where(JobShard.job_id == job_id))

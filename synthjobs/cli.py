@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from synthjobs.auth import client_token
 from synthjobs.client import (
     APIUnreachable,
     Client,
@@ -24,6 +23,7 @@ from synthjobs.client import (
     JobNotFinished,
     WaitTimeout,
 )
+from synthjobs.ledger.tokens import client_token
 from synthjobs.settings import get_settings
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
@@ -341,10 +341,10 @@ def list_models(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from synthjobs.artifacts import check_signing_key
-    from synthjobs.auth import TOKEN_FILE, local_token
     from synthjobs.errors import ConfigurationError
-    from synthjobs.migrate import upgrade_database
+    from synthjobs.ledger.migrate import upgrade_database
+    from synthjobs.ledger.tokens import TOKEN_FILE, local_token
+    from synthjobs.rules.artifacts import check_signing_key
 
     settings = get_settings()
     try:
@@ -416,7 +416,7 @@ def run_celery(argv: list[str], app_module: str) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from synthjobs.migrate import upgrade_database
+    from synthjobs.ledger.migrate import upgrade_database
 
     settings = get_settings()
     settings.ensure_home()
@@ -430,15 +430,15 @@ def run_beat(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     schedule = settings.make_home() / "beat-schedule"  # beat's own bookkeeping; home exists in production too
-    run_celery(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)], "synthjobs.beat")
+    run_celery(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)], "synthjobs.broker.beat")
     return EXIT_OK  # pragma: no cover - Celery exits the process
 
 
 def run_tick(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from synthjobs.queue import make_sender
-    from synthjobs.schedules import tick
+    from synthjobs.broker.queue import make_sender
+    from synthjobs.maintenance.tick import tick
 
     now = datetime.fromisoformat(args.now) if args.now else None
     if now is not None and now.tzinfo is None:
@@ -452,8 +452,8 @@ def run_tick(args: argparse.Namespace) -> int:
 def run_reconcile(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from synthjobs.queue import make_sender
-    from synthjobs.reconcile import reconcile
+    from synthjobs.broker.queue import make_sender
+    from synthjobs.maintenance.reconcile import reconcile
 
     report = asdict(reconcile(get_settings(), make_sender(get_settings())))
     emit(
@@ -469,9 +469,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
 def run_create_token(args: argparse.Namespace) -> int:
     import re
 
-    from synthjobs.auth import TENANT_PATTERN, create_token
-    from synthjobs.db import session_scope
-    from synthjobs.migrate import upgrade_database
+    from synthjobs.ledger.db import session_scope
+    from synthjobs.ledger.migrate import upgrade_database
+    from synthjobs.ledger.tokens import TENANT_PATTERN, create_token
 
     if not re.match(TENANT_PATTERN, args.tenant):
         print(
@@ -490,8 +490,8 @@ def run_create_token(args: argparse.Namespace) -> int:
 
 
 def run_revoke_token(args: argparse.Namespace) -> int:
-    from synthjobs.auth import revoke_token
-    from synthjobs.db import session_scope
+    from synthjobs.ledger.db import session_scope
+    from synthjobs.ledger.tokens import revoke_token
 
     with session_scope(get_settings().resolved_database_url()) as session:
         revoked = revoke_token(session, args.token)
@@ -500,7 +500,7 @@ def run_revoke_token(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from synthjobs.demo import run
+    from synthjobs.devtools.demo import run
 
     return run(epochs=args.epochs, per_class=args.per_class, seed=args.seed)
 

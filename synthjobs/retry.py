@@ -2,7 +2,8 @@
 
 Permanent errors (access denied, no such bucket, a constraint violation) surface at once: retrying them
 would only delay a clear failure. Backoff is exponential with full jitter, so many workers hitting the same
-outage do not retry in lock-step.
+outage do not retry in lock-step. What counts as transient is the caller's: storage and network errors by
+default (`is_transient_io`), SQL's dropped connections as well in `synthjobs.ledger.retry`.
 """
 
 from __future__ import annotations
@@ -11,27 +12,19 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import IO, TypeVar
+from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
-
-from synthjobs.db import session_scope
 from synthjobs.errors import StorageError
-from synthjobs.storage import Storage
 
 log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether trying the same thing again later may succeed."""
+def is_transient_io(exc: BaseException) -> bool:
+    """Whether trying the same storage or network call again later may succeed."""
     if isinstance(exc, StorageError):
         return exc.transient
-    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
@@ -43,11 +36,13 @@ def retry_transient(
     base: float = 0.25,
     cap: float = 8.0,
     deadline: float | None = None,
+    is_transient: Callable[[BaseException], bool] = is_transient_io,
 ) -> T:
     """Run `action`, retrying transient failures with exponential backoff and full jitter.
 
     At most `attempts` calls; with `deadline`, no retry starts once the elapsed time plus the next
-    backoff would pass that many seconds, so a lasting outage fails in bounded time.
+    backoff would pass that many seconds, so a lasting outage fails in bounded time. `is_transient`
+    classifies a failure (the ledger passes one that knows SQL's errors).
     """
     started = time.monotonic()
     for attempt in range(1, attempts + 1):
@@ -70,83 +65,3 @@ def retry_transient(
             )
             time.sleep(delay)
     raise AssertionError("unreachable")
-
-
-def in_transaction(url: str, work: Callable[[Session], T], *, what: str) -> T:
-    """Run `work` in its own transaction, again from the start if the database connection fails."""
-
-    def once() -> T:
-        with session_scope(url) as session:
-            return work(session)
-
-    return retry_transient(once, what=what)
-
-
-STORAGE_ATTEMPTS = 8  # calls per storage operation; S3Storage itself makes one HTTP attempt per call
-STORAGE_DEADLINE = 60.0  # seconds of backoff (plus the attempts' own timeouts) before giving up
-
-
-class RetryingStorage:
-    """A Storage whose every call is retried on transient errors (an S3 endpoint down for a few seconds).
-
-    This is the only retry layer for storage: boto3's own retries are off (see S3Storage), so one call
-    here costs at most `attempts` HTTP attempts and about `deadline` seconds of backoff.
-    """
-
-    def __init__(
-        self, inner: Storage, *, attempts: int = STORAGE_ATTEMPTS, deadline: float = STORAGE_DEADLINE
-    ) -> None:
-        self.inner = inner
-        self.url = inner.url
-        self.attempts, self.deadline = attempts, deadline
-
-    def _retry(self, action: Callable[[], T], what: str) -> T:
-        return retry_transient(action, what=what, attempts=self.attempts, deadline=self.deadline)
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        return self._retry(lambda: self.inner.put_bytes(key, data, content_type), what=f"writing {key}")
-
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
-        start = stream.tell()
-
-        def put() -> str:
-            stream.seek(start)  # a failed attempt may have consumed part of the stream
-            return self.inner.put_stream(key, stream, content_type)
-
-        return self._retry(put, what=f"writing {key}")
-
-    def get_bytes(self, key: str) -> bytes:
-        return self._retry(lambda: self.inner.get_bytes(key), what=f"reading {key}")
-
-    def exists(self, key: str) -> bool:
-        return self._retry(lambda: self.inner.exists(key), what=f"checking {key}")
-
-    def delete(self, key: str) -> None:
-        self._retry(lambda: self.inner.delete(key), what=f"deleting {key}")
-
-    def list_keys(self, prefix: str) -> list[str]:
-        return self._retry(lambda: self.inner.list_keys(prefix), what=f"listing {prefix}")
-
-    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
-        return retry_transient(lambda: self.inner.list_objects(prefix), what=f"listing {prefix}")
-
-    def delete_keys(self, keys: list[str]) -> int:
-        return retry_transient(lambda: self.inner.delete_keys(keys), what=f"deleting {len(keys)} objects")
-
-    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
-        return retry_transient(lambda: self.inner.delete_prefix(prefix), what=f"deleting {prefix}")
-
-    def size_and_sha256(self, key: str) -> tuple[int, str]:
-        return self._retry(lambda: self.inner.size_and_sha256(key), what=f"hashing {key}")
-
-    def uri(self, key: str) -> str:
-        return self.inner.uri(key)
-
-    def key_of(self, uri: str) -> str:
-        return self.inner.key_of(uri)
-
-    def check(self) -> None:
-        self.inner.check()
-
-    def presigned_url(self, key: str, seconds: int) -> str | None:
-        return self.inner.presigned_url(key, seconds)

@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from synthjobs.data_sources import LEGACY_TENANT, DataSource
-from synthjobs.db import secure_sqlite_file
+from synthjobs.rules.data_sources import LEGACY_TENANT, DataSource
+from synthjobs.sqlite_files import secure_sqlite_file
 
 
 class Settings(BaseSettings):

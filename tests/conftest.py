@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from synthjobs import processes
 from synthjobs.client import Client
-from synthjobs.migrate import upgrade_database
-from synthjobs.storage import local_path_of
+from synthjobs.devtools import processes
+from synthjobs.ledger.migrate import upgrade_database
+from synthjobs.storage.base import local_path_of
 
 REQUIRE_SERVICES = os.environ.get("SYNTHJOBS_REQUIRE_SERVICES") == "1"
 PG_HOST, PG_PORT = os.environ.get("SYNTHJOBS_TEST_PG_HOST", "127.0.0.1"), 5432
@@ -81,7 +81,7 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     url = postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
     upgrade_database(url)
     yield url
-    from synthjobs.db import dispose_engines
+    from synthjobs.ledger.db import dispose_engines
 
     dispose_engines()
     with admin.connect() as connection:

@@ -12,8 +12,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
 
+from synthjobs.broker.queue import celery_config
 from synthjobs.logs import configure_logging, secrets_of
-from synthjobs.queue import celery_config
 from synthjobs.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs
-from synthjobs.db import session_scope
 from synthjobs.errors import JobFailure
-from synthjobs.models import DEFAULT_TENANT, JobState
-from synthjobs.retry import in_transaction
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.retry import in_transaction
+from synthjobs.ledger.tables import DEFAULT_TENANT, JobState
 from synthjobs.settings import Settings
-from synthjobs.storage import Storage
+from synthjobs.storage.base import Storage
 from worker.runtime import SHUTTING_DOWN
 
 log = logging.getLogger(__name__)

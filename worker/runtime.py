@@ -9,7 +9,7 @@ from functools import lru_cache
 import torch
 from celery import Celery
 
-from synthjobs.reconcile import reconcile
+from synthjobs.maintenance.reconcile import reconcile
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,14 @@ from celery import current_task
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
-from synthjobs import deletion, jobs, schedules, shards
+from synthjobs.broker.queue import (
+    FINALIZE_TASK,
+    SAMPLE_SHARD_TASK,
+    TICK_TASK,
+    TRAIN_TASK,
+    enqueue_job,
+    enqueue_shards,
+)
 from synthjobs.errors import (
     InvalidKey,
     InvalidRequest,
@@ -29,19 +36,15 @@ from synthjobs.errors import (
     ModelNotFound,
     ObjectNotFound,
 )
+from synthjobs.ledger import deletion, jobs, shards
+from synthjobs.ledger.retry import in_transaction, is_transient
+from synthjobs.ledger.tables import JobKind, JobShard, JobState
 from synthjobs.logs import log_context
-from synthjobs.models import JobKind, JobShard, JobState
-from synthjobs.queue import (
-    FINALIZE_TASK,
-    SAMPLE_SHARD_TASK,
-    TICK_TASK,
-    TRAIN_TASK,
-    enqueue_job,
-    enqueue_shards,
-)
-from synthjobs.retry import RetryingStorage, in_transaction, is_transient
+from synthjobs.maintenance import tick as schedule_tick
 from synthjobs.settings import Settings, get_settings
-from synthjobs.storage import Storage, open_storage
+from synthjobs.storage import open_storage
+from synthjobs.storage.base import Storage
+from synthjobs.storage.retry import RetryingStorage
 from worker.celery_app import app
 from worker.context import HandBack, JobCancelled, JobContext, LeaseKeeper, LeaseLost
 from worker.pipelines import sample as sample_pipeline
@@ -321,7 +324,7 @@ def _shard_failed(
 @app.task(name=TICK_TASK, ignore_result=True)
 def tick_schedules() -> None:
     """Fire the schedules that are due (sent every few seconds by `synthjobs beat`)."""
-    schedules.tick(get_settings(), app, fired_by=f"tick on {worker_name()}")
+    schedule_tick.tick(get_settings(), app, fired_by=f"tick on {worker_name()}")
 
 
 @app.task(name=FINALIZE_TASK, ignore_result=True)

@@ -9,9 +9,10 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel
 
 from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep, get_tenant
-from synthjobs import artifacts, jobs
 from synthjobs.errors import JobNotFound
-from synthjobs.storage import LocalStorage
+from synthjobs.ledger import jobs
+from synthjobs.rules import artifacts
+from synthjobs.storage.local import LocalStorage
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 

@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import IdempotencyDep, SessionDep, SettingsDep, StorageDep, TenantDep
 from api.quota import check_storage
 from api.schemas import DatasetOut
-from synthjobs import datasets, idempotency
-from synthjobs.models import Dataset
-from synthjobs.npzinfo import NpzError, NpzTooLarge, check_dataset_arrays, read_npz_headers
+from synthjobs.ledger import datasets, idempotency
+from synthjobs.ledger.tables import Dataset
+from synthjobs.rules.npzinfo import NpzError, NpzTooLarge, check_dataset_arrays, read_npz_headers
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -12,13 +12,15 @@ from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDe
 from api.errors import field_error
 from api.quota import check_storage
 from api.schemas import DeletionOut, EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
-from synthjobs import datasets, deletion, jobs, model_budget, shards
-from synthjobs.data_sources import DataSourceRefused, match_source
+from synthjobs.broker.queue import enqueue_job, enqueue_shards
 from synthjobs.errors import DatasetNotFound, InvalidRequest, ModelNotFound
-from synthjobs.models import Job, JobKind, JobState, utcnow
-from synthjobs.queue import enqueue_job, enqueue_shards
-from synthjobs.registry import resolve_model
-from synthjobs.sampling import create_sampling_job, sample_params
+from synthjobs.ledger import datasets, deletion, jobs, shards
+from synthjobs.ledger.registry import resolve_model
+from synthjobs.ledger.shards import create_sampling_job
+from synthjobs.ledger.tables import Job, JobKind, JobState, utcnow
+from synthjobs.rules import model_budget
+from synthjobs.rules.data_sources import DataSourceRefused, match_source
+from synthjobs.rules.sampling import sample_params
 from synthjobs.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from api.deps import SessionDep, SettingsDep
-from synthjobs.metrics import CONTENT_TYPE, collect
+from synthjobs.maintenance.metrics import CONTENT_TYPE, collect
 
 router = APIRouter(tags=["metrics"])
 

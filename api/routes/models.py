@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from api.deps import SessionDep, TenantDep
 from api.errors import field_error
 from api.schemas import AliasEventOut, AliasOut, AliasRequest, ModelList, ModelOut
-from synthjobs import registry
-from synthjobs.models import Model, ModelAlias
-from synthjobs.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from synthjobs.ledger import registry
+from synthjobs.ledger.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from synthjobs.ledger.tables import Model, ModelAlias
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

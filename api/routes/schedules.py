@@ -11,9 +11,9 @@ from api.deps import SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
 from api.routes.jobs import train_params
 from api.schemas import ScheduleOut, SchedulePatch, ScheduleRequest, ScheduleRunOut
-from synthjobs import schedules
-from synthjobs.cron import CronError, CronSchedule
-from synthjobs.models import Schedule
+from synthjobs.ledger import schedules
+from synthjobs.ledger.tables import Schedule
+from synthjobs.rules.cron import CronError, CronSchedule
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule."}}

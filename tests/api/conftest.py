@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from synthjobs.db import dispose_engines, session_scope
-from synthjobs.migrate import upgrade_database
-from synthjobs.registry import register_model
+from synthjobs.ledger.db import dispose_engines, session_scope
+from synthjobs.ledger.migrate import upgrade_database
+from synthjobs.ledger.registry import register_model
 from synthjobs.settings import Settings, get_settings
 
 ApiFactory = Callable[..., TestClient]

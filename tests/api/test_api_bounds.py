@@ -27,8 +27,8 @@ from api.schemas import (
     ScheduleRequest,
     TrainRequest,
 )
-from synthjobs.db import session_scope
-from synthjobs.models import Job, Schedule
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import Job, Schedule
 
 HUGE = 10**400
 SURROGATE = "\ud800"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from synthjobs.auth import create_token
-from synthjobs.db import session_scope
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tokens import create_token
 
 CREDENTIALS = {"access_key_id_env": "ACME_S3_KEY", "secret_access_key_env": "ACME_S3_SECRET"}
 

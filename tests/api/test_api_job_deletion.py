@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from synthjobs import jobs, shards
-from synthjobs.db import session_scope
-from synthjobs.models import JobState
-from synthjobs.registry import model_id_for_job, register_model
+from synthjobs.ledger import jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import model_id_for_job, register_model
+from synthjobs.ledger.tables import JobState
 
 TRAIN = {"dataset": "digits", "hyperparameters": {"epochs": 1}}
 BYTES_PER_DIGIT = 8 * 8 + 8  # 1×8×8 uint8 pixels and an int64 label, in npz

@@ -17,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from synthjobs import jobs
-from synthjobs.db import session_scope
 from synthjobs.errors import ConfigurationError
-from synthjobs.models import JobKind, JobState
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import JobKind, JobState
 from synthjobs.settings import Settings
-from synthjobs.storage import LocalStorage
+from synthjobs.storage.local import LocalStorage
 
 ADMIN_TOKEN = "test-admin-token"
 TEN_YEARS = 10 * 365 * 24 * 3600

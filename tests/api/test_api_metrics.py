@@ -17,9 +17,12 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from api.routes import metrics as metrics_routes
-from synthjobs import jobs, metrics, processes, shards
-from synthjobs.db import session_scope
-from synthjobs.models import Job, JobKind, JobShard, JobState, ShardState, utcnow
+from synthjobs.broker import depth
+from synthjobs.devtools import processes
+from synthjobs.ledger import jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import Job, JobKind, JobShard, JobState, ShardState, utcnow
+from synthjobs.maintenance import metrics
 from synthjobs.settings import Settings
 
 TRAIN = {"dataset": "digits", "hyperparameters": {"epochs": 2}, "seed": 7}
@@ -131,7 +134,7 @@ def _check_histogram(name: str, family: Family) -> None:
 @pytest.fixture(autouse=True)
 def close_broker_clients() -> Iterator[None]:
     yield
-    metrics.dispose_broker_clients()
+    depth.dispose_broker_clients()
 
 
 def scrape(client: TestClient) -> dict[str, Family]:

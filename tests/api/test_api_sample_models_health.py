@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from synthjobs import jobs
-from synthjobs.db import session_scope
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import session_scope
 
 AddModel = Callable[..., str]
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from synthjobs import schedules
-from synthjobs.auth import create_token
-from synthjobs.db import session_scope
-from synthjobs.models import utcnow
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import utcnow
+from synthjobs.ledger.tokens import create_token
+from synthjobs.maintenance import tick as schedule_tick
 
 TRAIN = {"dataset": "digits", "hyperparameters": {"epochs": 1}}
 
@@ -43,7 +43,7 @@ def test_a_firing_over_the_job_quota_shows_as_skipped_in_the_runs(
     api = make_api(max_concurrent_jobs=2)
     ids = [api.post("/v1/schedules", json=_schedule(f"m{i}", "* * * * *")).json()["id"] for i in range(3)]
     state = api.app.state  # type: ignore[attr-defined]
-    created = schedules.tick(state.settings, state.sender, now=utcnow() + timedelta(minutes=1))
+    created = schedule_tick.tick(state.settings, state.sender, now=utcnow() + timedelta(minutes=1))
     assert len(created) == 2 and len(api.get("/v1/jobs").json()["items"]) == 2
     runs = [run for i in ids for run in api.get(f"/v1/schedules/{i}/runs").json()]
     (skipped,) = [run for run in runs if run["job_id"] is None]

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from synthjobs import jobs
-from synthjobs.auth import create_token
-from synthjobs.db import session_scope
-from synthjobs.models import JobState
-from synthjobs.registry import register_model
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import register_model
+from synthjobs.ledger.tables import JobState
+from synthjobs.ledger.tokens import create_token
 
 TRAIN = {"dataset": "digits", "hyperparameters": {"epochs": 1}}
 DIGITS = {"class_names": [str(i) for i in range(10)], "image_shape": [1, 8, 8]}

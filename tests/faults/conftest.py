@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs import processes
+from synthjobs.devtools import processes
 
 FAST_RECOVERY = {
     "SYNTHJOBS_LEASE_SECONDS": "2",

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from synthjobs import processes
-from synthjobs.queue import TRAIN_TASK, make_sender
+from synthjobs.broker.queue import TRAIN_TASK, make_sender
+from synthjobs.devtools import processes
 from synthjobs.settings import Settings
 
 pytestmark = pytest.mark.faults

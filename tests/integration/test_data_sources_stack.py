@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from synthjobs.auth import create_token
 from synthjobs.client import Client, ClientError, JobFailed
-from synthjobs.db import session_scope
-from synthjobs.models import Job
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import Job
+from synthjobs.ledger.tokens import create_token
 
 pytestmark = pytest.mark.integration
 

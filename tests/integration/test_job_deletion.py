@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from synthjobs.db import session_scope
-from synthjobs.models import Job, utcnow
-from synthjobs.reconcile import ReconcileReport, expire_outputs
+from synthjobs.ledger.tables import Job, utcnow
+from synthjobs.maintenance.reconcile import ReconcileReport, expire_outputs
 from synthjobs.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from synthjobs import processes
+from synthjobs.devtools import processes
 from tests.conftest import S3_TEST_ENV
 
 pytestmark = pytest.mark.integration

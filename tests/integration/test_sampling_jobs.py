@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synthjobs import processes
+from synthjobs.devtools import processes
 
 pytestmark = pytest.mark.integration
 

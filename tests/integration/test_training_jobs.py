@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthjobs import processes
 from synthjobs.client import ClientError, JobFailed
+from synthjobs.devtools import processes
 from training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration

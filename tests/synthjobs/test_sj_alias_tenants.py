@@ -13,10 +13,10 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session
 
-from synthjobs import registry
-from synthjobs.db import dispose_engines, session_scope
-from synthjobs.migrate import alembic_config
-from synthjobs.models import DEFAULT_TENANT, AliasEvent, Model
+from synthjobs.ledger import registry
+from synthjobs.ledger.db import dispose_engines, session_scope
+from synthjobs.ledger.migrate import alembic_config
+from synthjobs.ledger.tables import DEFAULT_TENANT, AliasEvent, Model
 
 DATASET = {"class_names": ["0", "1"]}
 TENANTS = ("acme", "globex")

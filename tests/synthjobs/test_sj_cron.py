@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from synthjobs.cron import CronError, CronSchedule, parse_cron
+from synthjobs.rules.cron import CronError, CronSchedule, parse_cron
 
 
 def utc(*args: int) -> datetime:

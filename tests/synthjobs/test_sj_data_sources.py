@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from synthjobs.data_sources import (
+from synthjobs.rules.data_sources import (
     DataSource,
     DataSourceRefused,
     check_inside,

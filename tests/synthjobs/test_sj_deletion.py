@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from synthjobs import deletion, jobs, shards
-from synthjobs.db import session_scope
 from synthjobs.errors import DeletionRefused
-from synthjobs.models import Dataset, Job, JobKind, JobState, utcnow
-from synthjobs.registry import model_id_for_job, register_model
-from synthjobs.storage import LocalStorage
+from synthjobs.ledger import deletion, jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import model_id_for_job, register_model
+from synthjobs.ledger.tables import Dataset, Job, JobKind, JobState, utcnow
+from synthjobs.storage.local import LocalStorage
 
 
 def _sampling_job(url: str, shard_count: int = 3, tenant: str = "acme", reserved: int = 0) -> str:

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from synthjobs import idempotency
-from synthjobs.db import session_scope
-from synthjobs.models import IdempotencyKey, utcnow
+from synthjobs.ledger import idempotency
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import IdempotencyKey, utcnow
 
 
 def test_same_key_replays_and_a_different_request_conflicts(database_url: str) -> None:

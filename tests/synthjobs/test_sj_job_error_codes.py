@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect
 
-from synthjobs import jobs
-from synthjobs.db import get_engine, session_scope
-from synthjobs.migrate import alembic_config, upgrade_database
-from synthjobs.models import JobKind, JobState
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import get_engine, session_scope
+from synthjobs.ledger.migrate import alembic_config, upgrade_database
+from synthjobs.ledger.tables import JobKind, JobState
 
 
 def test_a_failed_job_gets_job_failed_unless_a_code_is_named(database_url: str) -> None:

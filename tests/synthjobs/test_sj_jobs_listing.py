@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from synthjobs import jobs
-from synthjobs.db import session_scope
-from synthjobs.models import JobKind, JobState
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import JobKind, JobState
 
 BASE = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

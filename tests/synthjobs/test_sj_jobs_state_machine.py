@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from synthjobs import jobs
-from synthjobs.db import session_scope
 from synthjobs.errors import InvalidTransition, JobNotFound
-from synthjobs.models import Job, JobKind, JobState, utcnow
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import Job, JobKind, JobState, utcnow
 
 ALLOWED = {
     (JobState.QUEUED, JobState.RUNNING),

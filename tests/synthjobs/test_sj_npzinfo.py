@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from synthjobs.npzinfo import (
+from synthjobs.rules.npzinfo import (
     NpzError,
     NpzTooLarge,
     check_dataset_arrays,

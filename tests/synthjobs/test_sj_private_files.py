@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from synthjobs.db import dispose_engines, secure_sqlite_file
+from synthjobs.broker.queue import make_sender
+from synthjobs.db import dispose_engines
+from synthjobs.ledger.migrate import upgrade_database
 from synthjobs.logs import configure_logging
-from synthjobs.migrate import upgrade_database
-from synthjobs.queue import make_sender
 from synthjobs.settings import Settings
+from synthjobs.sqlite_files import secure_sqlite_file
 
 
 def _mode(path: Path) -> int:

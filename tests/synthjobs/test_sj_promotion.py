@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthjobs.promotion import Policy, decide
+from synthjobs.rules.promotion import Policy, decide
 
 CHAMPION = {"tstr": 0.95, "conditional_accuracy": 0.99, "heldout_neg_elbo": 22.0}
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from synthjobs import jobs, registry
-from synthjobs.db import session_scope
 from synthjobs.errors import ModelNotFound
-from synthjobs.models import JobKind
+from synthjobs.ledger import jobs, registry
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import JobKind
 
 DATASET = {"class_names": [str(i) for i in range(10)]}
 

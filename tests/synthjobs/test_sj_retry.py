@@ -10,7 +10,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from synthjobs import retry
 from synthjobs.errors import StorageError
-from synthjobs.retry import RetryingStorage, is_transient, retry_transient
+from synthjobs.ledger.retry import is_transient
+from synthjobs.retry import retry_transient
+from synthjobs.storage.retry import RetryingStorage
 
 
 @pytest.fixture(autouse=True)

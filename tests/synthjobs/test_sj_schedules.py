@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from synthjobs import schedules
-from synthjobs.db import session_scope
-from synthjobs.models import Job, JobState, ScheduleRun
-from synthjobs.queue import make_sender
+from synthjobs.broker.queue import make_sender
+from synthjobs.ledger import schedules
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import Job, JobState, ScheduleRun
+from synthjobs.maintenance import tick as schedule_tick
 from synthjobs.settings import Settings
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -51,15 +52,15 @@ def _runs(settings: Settings) -> list[ScheduleRun]:
 
 def test_nothing_fires_before_the_first_due_time(settings: Settings) -> None:
     _schedule(settings)
-    assert schedules.tick(settings, make_sender(settings), now=T0 + timedelta(minutes=4)) == []
+    assert schedule_tick.tick(settings, make_sender(settings), now=T0 + timedelta(minutes=4)) == []
 
 
 def test_due_schedule_fires_once_and_moves_to_its_next_due_time(settings: Settings) -> None:
     schedule_id = _schedule(settings)
     sender = make_sender(settings)
-    created = schedules.tick(settings, sender, now=T0 + timedelta(minutes=5, seconds=3))
+    created = schedule_tick.tick(settings, sender, now=T0 + timedelta(minutes=5, seconds=3))
     assert len(created) == 1
-    assert schedules.tick(settings, sender, now=T0 + timedelta(minutes=6)) == []
+    assert schedule_tick.tick(settings, sender, now=T0 + timedelta(minutes=6)) == []
     with session_scope(settings.resolved_database_url()) as session:
         schedule = schedules.get_schedule(session, schedule_id)
         assert schedule.next_due_at == T0 + timedelta(minutes=10)
@@ -70,7 +71,7 @@ def test_due_schedule_fires_once_and_moves_to_its_next_due_time(settings: Settin
 
 def test_beat_down_for_a_day_fires_the_missed_window_once(settings: Settings) -> None:
     _schedule(settings)
-    created = schedules.tick(settings, make_sender(settings), now=T0 + timedelta(days=1, minutes=2))
+    created = schedule_tick.tick(settings, make_sender(settings), now=T0 + timedelta(days=1, minutes=2))
     assert len(created) == 1
     assert [r.due_at for r in _runs(settings)] == [T0 + timedelta(days=1)]
 
@@ -83,7 +84,7 @@ def test_concurrent_ticks_create_one_job_per_due_time(settings: Settings) -> Non
 
     def run() -> None:
         barrier.wait()
-        created.extend(schedules.tick(settings, make_sender(settings), now=now))
+        created.extend(schedule_tick.tick(settings, make_sender(settings), now=now))
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
@@ -97,7 +98,7 @@ def test_paused_schedule_does_not_fire(settings: Settings) -> None:
     schedule_id = _schedule(settings)
     with session_scope(settings.resolved_database_url()) as session:
         schedules.get_schedule(session, schedule_id).paused = True
-    assert schedules.tick(settings, make_sender(settings), now=T0 + timedelta(hours=1)) == []
+    assert schedule_tick.tick(settings, make_sender(settings), now=T0 + timedelta(hours=1)) == []
 
 
 def _in_flight(settings: Settings) -> int:
@@ -112,7 +113,7 @@ def test_firings_over_the_in_flight_quota_are_skipped_not_queued(settings: Setti
     sender = make_sender(limited)
     created = []
     for minute in range(1, 11):  # ten windows, the jobs never finishing: the 54 queued jobs
-        created += schedules.tick(limited, sender, now=T0 + timedelta(minutes=minute, seconds=1))
+        created += schedule_tick.tick(limited, sender, now=T0 + timedelta(minutes=minute, seconds=1))
         assert _in_flight(limited) <= 3
     assert len(created) == 3
     runs = _runs(limited)
@@ -130,11 +131,11 @@ def test_a_schedule_skipped_over_quota_fires_normally_in_its_next_window(setting
     limited = settings.model_copy(update={"max_concurrent_jobs": 1})
     ids = [_schedule(limited, "* * * * *", name=name) for name in ("a", "b")]
     sender = make_sender(limited)
-    assert len(schedules.tick(limited, sender, now=T0 + timedelta(minutes=1))) == 1
+    assert len(schedule_tick.tick(limited, sender, now=T0 + timedelta(minutes=1))) == 1
     (skipped,) = [run for run in _runs(limited) if run.job_id is None]
     assert skipped.outcome == "skipped"
     roomy = settings.model_copy(update={"max_concurrent_jobs": 10})
-    assert len(schedules.tick(roomy, sender, now=T0 + timedelta(minutes=2))) == 2
+    assert len(schedule_tick.tick(roomy, sender, now=T0 + timedelta(minutes=2))) == 2
     second_window = [run for run in _runs(limited) if run.due_at == T0 + timedelta(minutes=2)]
     assert sorted(run.schedule_id for run in second_window if run.job_id) == sorted(ids)
 
@@ -143,6 +144,6 @@ def test_firings_count_toward_the_submissions_per_minute(settings: Settings) -> 
     limited = settings.model_copy(update={"max_submits_per_minute": 2})
     for i in range(4):
         _schedule(limited, "* * * * *", name=f"s{i}")
-    assert len(schedules.tick(limited, make_sender(limited), now=T0 + timedelta(minutes=1))) == 2
+    assert len(schedule_tick.tick(limited, make_sender(limited), now=T0 + timedelta(minutes=1))) == 2
     reasons = {run.decision["reason"] for run in _runs(limited) if run.job_id is None}  # type: ignore[index]
     assert reasons == {"over quota: more than 2 submissions in the last minute"}

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from synthjobs.sharding import plan_shards, shard_count, split_total
+from synthjobs.rules.sharding import plan_shards, shard_count, split_total
 
 
 def _random_cases(n: int, seed: int = 20240501) -> list[tuple[list[int], int]]:

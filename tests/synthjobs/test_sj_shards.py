@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from synthjobs import jobs, shards
-from synthjobs.db import session_scope
-from synthjobs.models import JobKind, JobState, ShardState
+from synthjobs.ledger import jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import JobKind, JobState, ShardState
 
 
 def _sampling_job(url: str, plan: list[list[int]]) -> str:

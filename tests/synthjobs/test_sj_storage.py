@@ -9,19 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from synthjobs import processes, retry
+from synthjobs import retry
+from synthjobs.devtools import processes
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
-from synthjobs.retry import RetryingStorage
 from synthjobs.settings import Settings
-from synthjobs.storage import (
-    LocalStorage,
-    S3Storage,
-    Storage,
-    is_transient_s3,
-    open_storage,
-    s3_error,
-    validate_key,
-)
+from synthjobs.storage import open_storage
+from synthjobs.storage import retry as storage_retry
+from synthjobs.storage.base import Storage, validate_key
+from synthjobs.storage.local import LocalStorage
+from synthjobs.storage.retry import RetryingStorage
+from synthjobs.storage.s3 import S3Storage, is_transient_s3, s3_error
 
 SHARD_KEY = f"jobs/{uuid.uuid4()}/shard-00001.npz"
 
@@ -324,8 +321,8 @@ def test_retrying_storage_on_a_refused_s3_endpoint_stops_after_a_bounded_number_
         with pytest.raises(StorageError) as raised:
             _every_operation(storage)[name]()
         assert raised.value.transient, name
-        assert 2 <= len(attempts) <= retry.STORAGE_ATTEMPTS, f"{name}: {len(attempts)} HTTP attempts"
-        assert sum(slept) <= retry.STORAGE_DEADLINE
+        assert 2 <= len(attempts) <= storage_retry.STORAGE_ATTEMPTS, f"{name}: {len(attempts)} HTTP attempts"
+        assert sum(slept) <= storage_retry.STORAGE_DEADLINE
 
 
 def _client_error(code: str, status: int) -> Exception:
@@ -406,7 +403,7 @@ def test_delete_prefix_refuses_anything_but_a_folder_of_plain_segments(storage: 
 def test_s3_delete_keys_goes_in_batches_and_leaves_nothing(
     s3_endpoint: str, s3_bucket: str, s3_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import synthjobs.storage as storage_module
+    import synthjobs.storage.s3 as storage_module
 
     monkeypatch.setattr(storage_module, "S3_DELETE_BATCH", 2)  # 7 keys: four DeleteObjects requests
     storage = open_storage(Settings(storage_url=f"s3://{s3_bucket}/pfx", s3_endpoint_url=s3_endpoint))

@@ -1,10 +1,10 @@
-"""The API's torch-free parameter formula (synthjobs.model_budget) against the model training builds."""
+"""The API's torch-free parameter formula (synthjobs.rules.model_budget) against the model training builds."""
 
 from __future__ import annotations
 
 import pytest
 
-from synthjobs import model_budget
+from synthjobs.rules import model_budget
 from training.config import TrainConfig
 from training.model import build_model, resolve_architecture
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from synthjobs.errors import InvalidRequest
-from synthjobs.sampling import SHARD_OVERHEAD_BYTES, sample_bytes
+from synthjobs.rules.sampling import SHARD_OVERHEAD_BYTES, sample_bytes
 from synthjobs.settings import Settings
 from training.config import TrainConfig
 from training.data import DatasetError, dataset_from_arrays

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from synthjobs import jobs
-from synthjobs.db import dispose_engines, session_scope
 from synthjobs.errors import JobFailure
-from synthjobs.migrate import upgrade_database
-from synthjobs.models import JobKind
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import dispose_engines, session_scope
+from synthjobs.ledger.migrate import upgrade_database
+from synthjobs.ledger.tables import JobKind
 from synthjobs.settings import Settings, get_settings
 from worker.context import JobContext
 from worker.tasks import run_job

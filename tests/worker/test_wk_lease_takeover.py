@@ -18,12 +18,13 @@ import pytest
 import torch
 from sqlalchemy import update
 
-from synthjobs import jobs, sampling, shards
-from synthjobs.db import session_scope
-from synthjobs.models import Job, JobKind, JobShard, JobState, ShardState, utcnow
-from synthjobs.registry import register_model
+from synthjobs.ledger import jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import register_model
+from synthjobs.ledger.tables import Job, JobKind, JobShard, JobState, ShardState, utcnow
+from synthjobs.rules import sampling
 from synthjobs.settings import Settings, get_settings
-from synthjobs.storage import LocalStorage
+from synthjobs.storage.local import LocalStorage
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig
 from training.model import build_model
@@ -107,7 +108,7 @@ def test_shard_taken_over_mid_generation_stops_without_writing_or_marking_it(set
     request = {"model": model.id, "per_class": 20_000, "seed": 3, "shard_size": 200_000}
     with session_scope(url) as session:
         params = sampling.sample_params(request, model, settings)
-        job, _ = sampling.create_sampling_job(session, params, tenant="default")
+        job, _ = shards.create_sampling_job(session, params, tenant="default")
         job_id = job.id
     with session_scope(url) as session:
         row = shards.claim_shard(session, job_id, 0, "first-worker:1", settings.lease_seconds, 5)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from synthjobs.db import session_scope
-from synthjobs.registry import register_model
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import register_model
 from synthjobs.settings import Settings
-from synthjobs.storage import LocalStorage
+from synthjobs.storage.local import LocalStorage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.model import build_model

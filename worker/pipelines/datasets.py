@@ -1,8 +1,8 @@
 """Turn a job's dataset spec into an in-memory ImageDataset, reading storage or a local root.
 
 Specs are normalised by the API (`api/schemas.py`); they name data, never code. Every location is checked
-again here against the job's tenant's data sources (`synthjobs.data_sources`), so a request cannot make a
-worker read its own files, another tenant's data or the service's outputs: local paths with symlinks
+again here against the job's tenant's data sources (`synthjobs.rules.data_sources`), so a request cannot
+make a worker read its own files, another tenant's data or the service's outputs: local paths with symlinks
 resolved (each class folder and each file too), S3 through a client built from the source's own endpoint
 and credentials, never the service's. Problems with the data itself raise training's DatasetError, which
 fails the job with its message.
@@ -22,7 +22,8 @@ from typing import IO, Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from synthjobs.data_sources import (
+from synthjobs.errors import JobFailure, StorageError
+from synthjobs.rules.data_sources import (
     DataSource,
     DataSourceRefused,
     Location,
@@ -30,10 +31,10 @@ from synthjobs.data_sources import (
     local_location,
     match_source,
 )
-from synthjobs.errors import JobFailure, StorageError
-from synthjobs.npzinfo import NpzError, check_decoded_size, read_npz_headers
+from synthjobs.rules.npzinfo import NpzError, check_decoded_size, read_npz_headers
 from synthjobs.settings import Settings
-from synthjobs.storage import S3Storage, Storage, s3_error
+from synthjobs.storage.base import Storage
+from synthjobs.storage.s3 import S3Storage, s3_error
 from training.data import (
     DatasetError,
     ImageDataset,

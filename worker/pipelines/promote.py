@@ -12,13 +12,14 @@ from typing import Any
 
 import torch
 
-from synthjobs import registry, schedules
-from synthjobs.db import session_scope
+from synthjobs.broker.queue import enqueue_shards
 from synthjobs.errors import InvalidRequest
-from synthjobs.models import Model
-from synthjobs.promotion import CHAMPION, Decision, Policy, decide
-from synthjobs.queue import enqueue_shards
-from synthjobs.sampling import create_sampling_job, sample_params
+from synthjobs.ledger import registry, schedules
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.shards import create_sampling_job
+from synthjobs.ledger.tables import Model
+from synthjobs.rules.promotion import CHAMPION, Decision, Policy, decide
+from synthjobs.rules.sampling import sample_params
 from training.checkpoint import load_checkpoint
 from training.data import ImageDataset
 from training.evaluate import as_flat_pixels, conditional_accuracy

@@ -21,13 +21,13 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from synthjobs import jobs, shards
-from synthjobs.db import session_scope
 from synthjobs.errors import JobFailure
-from synthjobs.models import JobShard
-from synthjobs.registry import get_model
+from synthjobs.ledger import jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import get_model
+from synthjobs.ledger.tables import JobShard
 from synthjobs.settings import Settings
-from synthjobs.storage import Storage
+from synthjobs.storage.base import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
 from training.evaluate import as_flat_pixels, predict, trtr, tstr
 from training.sample import GenerationStopped, generate, grid_png, shard_generator, shard_permutation

@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthjobs import __version__, model_budget, schedules
-from synthjobs.artifacts import hide_storage_root
-from synthjobs.db import session_scope
+from synthjobs import __version__
 from synthjobs.errors import JobFailure
-from synthjobs.promotion import Policy
-from synthjobs.registry import model_id_for_job, register_model
+from synthjobs.ledger import schedules
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.registry import model_id_for_job, register_model
+from synthjobs.rules import model_budget
+from synthjobs.rules.artifacts import hide_storage_root
+from synthjobs.rules.promotion import Policy
 from synthjobs.settings import Settings
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig

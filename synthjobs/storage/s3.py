@@ -1,223 +1,17 @@
-"""Object storage behind one small interface: S3 through boto3 (AWS, MinIO, moto) or a local folder.
-
-The backend is chosen by the URL scheme (`s3://bucket/prefix`, `file:///path`). Keys are built by the
-service from its own ids (`jobs/{job_id}/...`, `models/{model_id}/...`), so a retried task overwrites the
-same object; `validate_key` refuses anything that could leave the storage root.
-"""
+"""Storage on any S3-compatible endpoint through boto3, and the one place boto3 failures are classified."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
-from typing import IO, Any, Protocol
-from urllib.parse import unquote, urlparse
+from typing import IO, Any
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
 from synthjobs.settings import Settings
-
-_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-def validate_key(key: str) -> str:
-    """Return `key` if it is a relative path of plain segments; raise InvalidKey otherwise."""
-    if not key or len(key) > 1024:
-        raise InvalidKey("object key must be 1-1024 characters")
-    segments = key.split("/")
-    for segment in segments:
-        if not _KEY_SEGMENT.fullmatch(segment) or segment in (".", ".."):
-            raise InvalidKey(f"invalid object key segment {segment!r} in {key!r}")
-    return key
-
-
-class Storage(Protocol):
-    """What the service needs from a blob store."""
-
-    url: str
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        """Store `data` under `key` (overwriting) and return the object's URI."""
-        ...
-
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
-        """Store a file-like object's content under `key` without holding it all in memory."""
-        ...
-
-    def get_bytes(self, key: str) -> bytes:
-        """The object's content; ObjectNotFound when absent."""
-        ...
-
-    def exists(self, key: str) -> bool:
-        """Whether an object is stored under `key`."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove the object under `key`; absent is fine."""
-        ...
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """Keys under `prefix`, sorted."""
-        ...
-
-    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
-        """(key, size in bytes) of every object under `prefix`, sorted by key."""
-        ...
-
-    def delete_keys(self, keys: list[str]) -> int:
-        """Remove the objects under `keys` (absent ones are fine); returns how many keys were asked for."""
-        ...
-
-    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
-        """Remove every object under `prefix` (a folder such as `jobs/{id}/`); returns what was removed."""
-        ...
-
-    def size_and_sha256(self, key: str) -> tuple[int, str]:
-        """The stored object's size and sha256 (hex), as storage holds it now; ObjectNotFound if absent."""
-        ...
-
-    def uri(self, key: str) -> str:
-        """The URI that names the object under `key`."""
-        ...
-
-    def key_of(self, uri: str) -> str:
-        """The key of an object URI issued by this storage; InvalidKey for any other URI."""
-        ...
-
-    def check(self) -> None:
-        """Raise StorageError unless the store is reachable and writable (health check)."""
-        ...
-
-    def presigned_url(self, key: str, seconds: int) -> str | None:
-        """A URL that downloads the object without credentials for `seconds`; None where unsupported."""
-        ...
-
-
-class LocalStorage:
-    """A folder on disk; writes are atomic (temp file + rename), so readers never see half an object."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self.url = self.root.as_uri()
-
-    def _path(self, key: str) -> Path:
-        path = (self.root / validate_key(key)).resolve()
-        if not path.is_relative_to(self.root):
-            raise InvalidKey(f"key {key!r} escapes the storage root")
-        return path
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.uri(key)
-
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                shutil.copyfileobj(stream, handle, 1 << 20)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.uri(key)
-
-    def get_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise ObjectNotFound(f"no object {self.uri(key)}") from exc
-
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
-
-    def presigned_url(self, key: str, seconds: int) -> str | None:
-        return None  # a folder has no URLs of its own: the API streams it
-
-    def path_of(self, key: str) -> Path:
-        """The file holding the object under `key` (for streaming it)."""
-        return self._path(key)
-
-    def size_and_sha256(self, key: str) -> tuple[int, str]:
-        digest, size = hashlib.sha256(), 0
-        try:
-            with self._path(key).open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    size += len(chunk)
-                    digest.update(chunk)
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(f"no object {self.uri(key)}") from exc
-        return size, digest.hexdigest()
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def list_keys(self, prefix: str) -> list[str]:
-        base = self.root / prefix.strip("/") if prefix else self.root
-        if not base.resolve().is_relative_to(self.root):
-            raise InvalidKey(f"prefix {prefix!r} escapes the storage root")
-        if not base.exists():
-            return []
-        keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-        return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
-
-    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
-        out = []
-        for key in self.list_keys(prefix):
-            try:
-                out.append((key, (self.root / key).stat().st_size))
-            except FileNotFoundError:
-                continue  # removed while we listed
-        return out
-
-    def delete_keys(self, keys: list[str]) -> int:
-        for key in keys:
-            self.delete(key)
-        return len(keys)
-
-    def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
-        folder = validate_prefix(prefix)
-        removed = self.list_objects(folder)
-        self.delete_keys([key for key, _ in removed])
-        base = self.root / folder.rstrip("/")
-        if base.is_dir():  # empty folders left behind, deepest first
-            for directory in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
-                _remove_empty(directory)
-            _remove_empty(base)
-        return removed
-
-    def uri(self, key: str) -> str:
-        return f"{self.url}/{validate_key(key)}"
-
-    def key_of(self, uri: str) -> str:
-        if not uri.startswith(self.url + "/"):
-            raise InvalidKey(f"{uri!r} is not in {self.url}")
-        return validate_key(uri[len(self.url) + 1 :])
-
-    def check(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".healthcheck"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StorageError(f"local storage {self.root} is not writable: {exc}") from exc
+from synthjobs.storage.base import validate_key, validate_prefix
 
 
 class S3Storage:
@@ -245,7 +39,7 @@ class S3Storage:
             endpoint_url=settings.s3_endpoint_url,
             region_name=settings.s3_region,
             config=Config(
-                # One HTTP attempt per call: retries belong to one layer only (synthjobs.retry), so a
+                # One HTTP attempt per call: retries belong to one layer only (synthjobs.storage.retry), so a
                 # refused endpoint costs a bounded, countable number of attempts instead of 5 x 8.
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=settings.s3_connect_timeout,
@@ -398,24 +192,6 @@ class S3Storage:
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys per request
 
 
-def validate_prefix(prefix: str) -> str:
-    """`prefix` if it names a folder of plain segments ending in '/' (`jobs/{id}/`); InvalidKey otherwise.
-
-    Deleting by prefix must never match a sibling (`jobs/abc` would match `jobs/abcd...`) or everything.
-    """
-    if not prefix.endswith("/") or prefix == "/":
-        raise InvalidKey(f"a prefix to delete must be a folder ending in '/', not {prefix!r}")
-    validate_key(prefix[:-1])
-    return prefix
-
-
-def _remove_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass  # not empty (a writer added something meanwhile) or already gone
-
-
 class _Unclosable(io.RawIOBase):
     """A view of a stream that boto3 cannot close: it closes what it uploads, even after a failed attempt,
     and the caller must be able to rewind and try again."""
@@ -548,24 +324,3 @@ def is_transient_s3(exc: BaseException) -> bool:
 def s3_error(message: str, exc: BaseException) -> StorageError:
     """A StorageError for a boto3 failure, transient unless a retry cannot change the outcome."""
     return StorageError(f"{message}: {type(exc).__name__}: {exc}", transient=is_transient_s3(exc))
-
-
-def local_path_of(url: str) -> Path:
-    """The local path a `file://` URL names, percent-decoded and resolved (symlinks and `..` followed).
-
-    The API and the worker both check data roots against this, so an encoded `%2e%2e` cannot slip past one.
-    """
-    return Path(unquote(urlparse(url).path)).resolve()
-
-
-def open_storage(settings: Settings) -> Storage:
-    """The storage named by the settings' URL."""
-    url = settings.resolved_storage_url()
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return LocalStorage(Path(unquote(parsed.path)))
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"storage URL {url!r} names no bucket")
-        return S3Storage(parsed.netloc, parsed.path, settings)
-    raise ValueError(f"unsupported storage URL {url!r}: use s3://bucket/prefix or file:///path")

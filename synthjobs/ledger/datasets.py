@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import DatasetNotFound
-from synthjobs.models import DEFAULT_TENANT, Dataset, new_id
-from synthjobs.npzinfo import ArrayInfo
+from synthjobs.ledger.tables import DEFAULT_TENANT, Dataset, new_id
+from synthjobs.rules.npzinfo import ArrayInfo
 
 
 def dataset_key(dataset_id: str) -> str:

@@ -8,15 +8,14 @@ gives its -wal and -shm files the database file's mode.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from synthjobs.sqlite_files import secure_sqlite_file
 
 _engines: dict[tuple[int, str], Engine] = {}
 
@@ -28,35 +27,6 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file an SQLite URL (`sqlite:///…`, kombu's `sqla+sqlite:///…`) names; None otherwise."""
-    scheme, sep, rest = url.partition(":///")
-    if not sep or scheme.removeprefix("sqla+").split("+")[0] != "sqlite":
-        return None
-    path = unquote(rest.split("?", 1)[0])
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return None
-    return Path(path)
-
-
-def secure_sqlite_file(url: str) -> None:
-    """Make sure the SQLite file `url` names exists readable by its owner only (0600, a new folder 0700).
-
-    A file made by an older version with the umask's mode (often 0644) is tightened too. Other URLs are
-    left alone.
-    """
-    path = sqlite_path(url)
-    if path is None:
-        return
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            os.chmod(path, mode & 0o700)
 
 
 def get_engine(url: str) -> Engine:

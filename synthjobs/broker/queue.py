@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from synthjobs.models import JobKind
+from synthjobs.ledger.tables import JobKind
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)

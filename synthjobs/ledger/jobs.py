@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from synthjobs.db import execute_dml
 from synthjobs.errors import InvalidTransition, JobNotFound
-from synthjobs.models import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, new_id, utcnow
+from synthjobs.ledger.db import execute_dml
+from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, new_id, utcnow
 
 # Error codes the ledger itself records (the worker adds its own; see worker.tasks.failure_code).
 JOB_FAILED = "job_failed"
@@ -407,4 +407,36 @@ def record_left_behind(session: Session, job_id: str, left_behind: dict[str, Any
         .where(Job.id == job_id, Job.deleted_at.is_(None))
         .values(result={**(job.result or {}), "left_behind": left_behind})
         .execution_options(synchronize_session=False),
+    )
+
+
+def expired_leases(session: Session) -> Sequence[str]:
+    """Training jobs RUNNING on a lease that has expired (their worker died): the reconciler's to repair."""
+    return session.scalars(
+        select(Job.id).where(
+            Job.kind == JobKind.TRAIN.value,
+            Job.state == JobState.RUNNING.value,
+            Job.lease_expires_at < utcnow(),
+        )
+    ).all()
+
+
+def stale_queued(session: Session, cutoff: datetime, fresh: set[str]) -> Sequence[str]:
+    """Training jobs QUEUED and untouched since `cutoff` (or in `fresh`, just requeued): to publish again."""
+    return session.scalars(
+        select(Job.id).where(
+            Job.kind == JobKind.TRAIN.value,
+            Job.state == JobState.QUEUED.value,
+            or_(Job.updated_at < cutoff, Job.id.in_(fresh)),
+        )
+    ).all()
+
+
+def touch_queued(session: Session, job_id: str) -> None:
+    """Mark a still-QUEUED job as just published (its message sent again), so it waits a full period."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
     )

@@ -1,4 +1,4 @@
-"""The beat process's Celery app: `synthjobs beat` runs `celery -A synthjobs.beat beat`.
+"""The beat process's Celery app: `synthjobs beat` runs `celery -A synthjobs.broker.beat beat`.
 
 Beat only sends the short `synthjobs.tick` task every `SYNTHJOBS_TICK_INTERVAL` seconds; a worker runs it and
 fires whatever schedules are due in SQL. Two beats running at once are harmless: each due time is fired once.
@@ -6,7 +6,7 @@ fires whatever schedules are due in SQL. Two beats running at once are harmless:
 
 from __future__ import annotations
 
-from synthjobs.queue import TICK_TASK, make_sender
+from synthjobs.broker.queue import TICK_TASK, make_sender
 from synthjobs.settings import get_settings
 
 settings = get_settings()

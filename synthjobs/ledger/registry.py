@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import ModelNotFound
-from synthjobs.models import DEFAULT_TENANT, AliasEvent, Model, ModelAlias, utcnow
+from synthjobs.ledger.tables import DEFAULT_TENANT, AliasEvent, Model, ModelAlias, utcnow
 
 _MODEL_NAMESPACE = uuid.UUID("5b1f0f9e-8d57-4f0c-9d2a-2f8f4e1f6a11")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"

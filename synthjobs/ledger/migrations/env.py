@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from synthjobs.db import get_engine
-from synthjobs.models import Base
+from synthjobs.ledger.db import get_engine
+from synthjobs.ledger.tables import Base
 from synthjobs.settings import get_settings
 
 config = context.config

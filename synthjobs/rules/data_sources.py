@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The tenant that owns the legacy `SYNTHJOBS_DATA_ROOTS` (and the embedded default's home/data); equal to
-# synthjobs.models.DEFAULT_TENANT, not imported from there because that module needs SQLAlchemy.
+# synthjobs.ledger.tables.DEFAULT_TENANT, not imported from there because that module needs SQLAlchemy.
 LEGACY_TENANT = "default"
 SCHEMES = ("s3", "file")
 

@@ -6,16 +6,15 @@ Errors are InvalidRequest naming the field, which the API answers as a 422.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
-from synthjobs import jobs, shards
 from synthjobs.errors import InvalidRequest
-from synthjobs.model_budget import human_bytes
-from synthjobs.models import Job, JobKind, Model
+from synthjobs.rules.model_budget import human_bytes
 from synthjobs.settings import Settings
-from synthjobs.sharding import plan_shards, shard_count, split_total
+
+if TYPE_CHECKING:
+    from synthjobs.ledger.tables import Model
+from synthjobs.rules.sharding import shard_count, split_total
 
 DISTRIBUTION_TOLERANCE = 1e-9  # how far from 1 a distribution's proportions may sum (float rounding)
 
@@ -50,15 +49,6 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
             sum(counts), model.dataset.get("image_shape") or [], request.get("format", "npz")
         ),
     }
-
-
-def create_sampling_job(session: Session, params: dict[str, Any], *, tenant: str) -> tuple[Job, int]:
-    """Add a QUEUED sampling job and its PENDING shards; the caller commits, then publishes the shards."""
-    job = jobs.create_job(session, JobKind.SAMPLE, params, tenant=tenant)
-    jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
-    plan = plan_shards(params["counts"], params["shard_size"])
-    shards.create_shards(session, job.id, plan)
-    return job, len(plan)
 
 
 def requested_counts(request: dict[str, Any], class_names: list[str]) -> list[int]:

@@ -11,12 +11,14 @@ import sys
 import time
 from typing import Any
 
-from synthjobs import processes
-from synthjobs.auth import client_token
 from synthjobs.cli import progress_printer
 from synthjobs.client import Client, JobFailed
+from synthjobs.devtools import processes
+from synthjobs.ledger.tokens import client_token
 from synthjobs.settings import Settings, get_settings
-from synthjobs.storage import LocalStorage, Storage, open_storage
+from synthjobs.storage import open_storage
+from synthjobs.storage.base import Storage
+from synthjobs.storage.local import LocalStorage
 
 
 def run(*, epochs: int, per_class: int, seed: int) -> int:

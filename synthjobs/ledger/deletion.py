@@ -25,9 +25,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs
 from synthjobs.errors import DeletionRefused
-from synthjobs.models import (
+from synthjobs.ledger import jobs
+from synthjobs.ledger.registry import model_id_for_job
+from synthjobs.ledger.tables import (
     Dataset,
     Job,
     JobEvent,
@@ -38,8 +39,7 @@ from synthjobs.models import (
     ShardState,
     utcnow,
 )
-from synthjobs.registry import model_id_for_job
-from synthjobs.storage import Storage
+from synthjobs.storage.base import Storage
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = (JobState.QUEUED.value, JobState.RUNNING.value)

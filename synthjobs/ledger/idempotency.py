@@ -13,9 +13,9 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from synthjobs.db import execute_dml
 from synthjobs.errors import SynthJobsError
-from synthjobs.models import IdempotencyKey, utcnow
+from synthjobs.ledger.db import execute_dml
+from synthjobs.ledger.tables import IdempotencyKey, utcnow
 
 
 class IdempotencyConflict(SynthJobsError):

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from synthjobs.models import Job, JobState, utcnow
+from synthjobs.ledger.tables import Job, JobState, utcnow
 from synthjobs.settings import Settings
 
 IN_FLIGHT_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)

@@ -1,13 +1,13 @@
-"""Schedules in SQL and the tick that fires them, exactly once per due time.
+"""Schedules in SQL and the firing of one due time, exactly once (the tick is `maintenance.tick`).
 
 A tick (run by `synthjobs beat` through a periodic task, or `synthjobs tick`) finds schedules whose next due
 time has passed and fires each at its LATEST missed due time only, so a beat that was down for a day fires
 once, not once per missed interval. Each firing inserts a run keyed by (schedule id, due time): two ticks
 racing — two beat processes — cannot both insert it, so they cannot both create a job.
 
-A firing obeys the tenant's job quota like a submit does (`synthjobs.quota`, counted in SQL in the firing's
-own transaction): over it, the run is recorded as `skipped` with the reason and no job is queued, and the
-schedule moves on to its next due time as usual.
+A firing obeys the tenant's job quota like a submit does (`synthjobs.ledger.quota`, counted in SQL in the
+firing's own transaction): over it, the run is recorded as `skipped` with the reason and no job is queued, and
+the schedule moves on to its next due time as usual.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs, quota
-from synthjobs.cron import CronSchedule
-from synthjobs.db import session_scope
 from synthjobs.errors import SynthJobsError
-from synthjobs.models import JobKind, Schedule, ScheduleRun, utcnow
-from synthjobs.queue import enqueue_job
+from synthjobs.ledger import jobs, quota
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import JobKind, Schedule, ScheduleRun, utcnow
+from synthjobs.rules.cron import CronSchedule
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,26 +91,14 @@ def reschedule(session: Session, schedule: Schedule, now: datetime | None = None
     )
 
 
-def tick(
-    settings: Settings, sender: Celery, *, now: datetime | None = None, fired_by: str = "tick"
-) -> list[str]:
-    """Fire every schedule that is due at `now`; return the ids of the training jobs created."""
-    now = now or utcnow()
-    url = settings.resolved_database_url()
-    with session_scope(url) as session:
-        due = session.scalars(
-            select(Schedule.id).where(Schedule.paused.is_(False), Schedule.next_due_at <= now)
-        ).all()
-    created = []
-    for schedule_id in due:
-        job_id = _fire(settings, schedule_id, now, fired_by)
-        if job_id is not None:
-            enqueue_job(sender, job_id, JobKind.TRAIN, settings)
-            created.append(job_id)
-    return created
+def due_schedule_ids(session: Session, now: datetime) -> Sequence[str]:
+    """The ids of the unpaused schedules whose next due time is at or before `now`."""
+    return session.scalars(
+        select(Schedule.id).where(Schedule.paused.is_(False), Schedule.next_due_at <= now)
+    ).all()
 
 
-def _fire(settings: Settings, schedule_id: str, now: datetime, fired_by: str) -> str | None:
+def fire_schedule(settings: Settings, schedule_id: str, now: datetime, fired_by: str) -> str | None:
     """Record the run of the latest missed due time and (within quota) create its job, in one transaction."""
     try:
         with session_scope(settings.resolved_database_url()) as session:

@@ -8,15 +8,16 @@ exactly once however shards were retried or redelivered.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from synthjobs import jobs
-from synthjobs.db import execute_dml
-from synthjobs.models import Job, JobShard, JobState, ShardState, utcnow
+from synthjobs.ledger import jobs
+from synthjobs.ledger.db import execute_dml
+from synthjobs.ledger.tables import Job, JobKind, JobShard, JobState, ShardState, utcnow
+from synthjobs.rules.sharding import plan_shards
 
 
 def create_shards(session: Session, job_id: str, plan: list[list[int]]) -> None:
@@ -306,3 +307,38 @@ def left_behind(session: Session, job_id: str) -> dict[str, Any]:
 def record_left_behind(session: Session, job_id: str) -> None:
     """Put a cancelled or failed sampling job's written shards into its result (`result.left_behind`)."""
     jobs.record_left_behind(session, job_id, left_behind(session, job_id))
+
+
+def create_sampling_job(session: Session, params: dict[str, Any], *, tenant: str) -> tuple[Job, int]:
+    """Add a QUEUED sampling job and its PENDING shards; the caller commits, then publishes the shards."""
+    job = jobs.create_job(session, JobKind.SAMPLE, params, tenant=tenant)
+    jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
+    plan = plan_shards(params["counts"], params["shard_size"])
+    create_shards(session, job.id, plan)
+    return job, len(plan)
+
+
+def pending_shards_of_live_jobs(session: Session) -> Sequence[Row[str, int, datetime]]:
+    """(job id, index, updated at) of every PENDING shard of a QUEUED or RUNNING job."""
+    return session.execute(
+        select(JobShard.job_id, JobShard.index, JobShard.updated_at)
+        .join(Job, Job.id == JobShard.job_id)
+        .where(
+            JobShard.state == ShardState.PENDING.value,
+            Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+        )
+    ).all()
+
+
+def touch_pending_shards(session: Session, job_id: str, indexes: list[int]) -> None:
+    """Mark still-PENDING shards as just published (their messages sent again)."""
+    session.execute(
+        update(JobShard)
+        .where(
+            JobShard.job_id == job_id,
+            JobShard.index.in_(indexes),
+            JobShard.state == ShardState.PENDING.value,
+        )
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

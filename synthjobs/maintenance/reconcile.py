@@ -12,18 +12,19 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from celery import Celery
-from sqlalchemy import or_, select, update
-
-from synthjobs import deletion, idempotency, jobs, shards
-from synthjobs.db import session_scope
+from synthjobs.broker.queue import enqueue_finalizer, enqueue_job, enqueue_shards
 from synthjobs.errors import InvalidTransition, StorageError
-from synthjobs.models import Job, JobKind, JobShard, JobState, ShardState, utcnow
-from synthjobs.queue import enqueue_finalizer, enqueue_job, enqueue_shards
-from synthjobs.retry import RetryingStorage
+from synthjobs.ledger import deletion, idempotency, jobs, shards
+from synthjobs.ledger.db import session_scope
+from synthjobs.ledger.tables import JobKind, JobState, utcnow
 from synthjobs.settings import Settings
 from synthjobs.storage import open_storage
+from synthjobs.storage.retry import RetryingStorage
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,7 @@ def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
 def _requeue_lost_workers(settings: Settings, report: ReconcileReport) -> None:
     url = settings.resolved_database_url()
     with session_scope(url) as session:
-        expired = session.scalars(
-            select(Job.id).where(
-                Job.kind == JobKind.TRAIN.value,
-                Job.state == JobState.RUNNING.value,
-                Job.lease_expires_at < utcnow(),
-            )
-        ).all()
+        expired = jobs.expired_leases(session)
     for job_id in expired:
         with session_scope(url) as session:
             job = jobs.get_job(session, job_id)
@@ -101,23 +96,12 @@ def _republish_stale_queued(settings: Settings, sender: Celery, report: Reconcil
     cutoff = utcnow() - timedelta(seconds=settings.requeue_after)
     fresh = set(report.requeued)
     with session_scope(url) as session:
-        stale = session.scalars(
-            select(Job.id).where(
-                Job.kind == JobKind.TRAIN.value,
-                Job.state == JobState.QUEUED.value,
-                or_(Job.updated_at < cutoff, Job.id.in_(fresh)),
-            )
-        ).all()
+        stale = jobs.stale_queued(session, cutoff, fresh)
     for job_id in stale:
         if not enqueue_job(sender, job_id, JobKind.TRAIN, settings):
             continue
         with session_scope(url) as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-                .values(updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+            jobs.touch_queued(session, job_id)
             if job_id not in fresh:  # even if a worker claimed it meanwhile: the publish happened
                 jobs.add_event(
                     session, job_id, "republished", "no worker took it in time; message published again"
@@ -131,14 +115,7 @@ def _republish_stale_shards(settings: Settings, sender: Celery, report: Reconcil
     cutoff = utcnow() - timedelta(seconds=settings.requeue_after)
     released = {tuple(s.split("#")) for s in report.shards_requeued}
     with session_scope(url) as session:
-        rows = session.execute(
-            select(JobShard.job_id, JobShard.index, JobShard.updated_at)
-            .join(Job, Job.id == JobShard.job_id)
-            .where(
-                JobShard.state == ShardState.PENDING.value,
-                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
-            )
-        ).all()
+        rows = shards.pending_shards_of_live_jobs(session)
     by_job: dict[str, list[int]] = {}
     for job_id, index, updated_at in rows:
         if updated_at < cutoff or (job_id, str(index)) in released:
@@ -146,16 +123,7 @@ def _republish_stale_shards(settings: Settings, sender: Celery, report: Reconcil
     for job_id, indexes in by_job.items():
         if enqueue_shards(sender, job_id, indexes, settings):
             with session_scope(url) as session:
-                session.execute(
-                    update(JobShard)
-                    .where(
-                        JobShard.job_id == job_id,
-                        JobShard.index.in_(indexes),
-                        JobShard.state == ShardState.PENDING.value,
-                    )
-                    .values(updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
+                shards.touch_pending_shards(session, job_id, indexes)
             report.republished.extend(f"{job_id}#{i}" for i in indexes)
 
 

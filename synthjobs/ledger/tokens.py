@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from synthjobs.db import execute_dml
-from synthjobs.models import ApiToken, utcnow
+from synthjobs.ledger.db import execute_dml
+from synthjobs.ledger.tables import ApiToken, utcnow
 from synthjobs.settings import Settings
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"

@@ -23,12 +23,14 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from synthjobs.errors import ConfigurationError
-from synthjobs.models import Job
 from synthjobs.settings import Settings
+
+if TYPE_CHECKING:
+    from synthjobs.ledger.tables import Job
 
 TRAIN_ARTIFACTS = ("checkpoint_uri", "model_card_uri", "metrics_uri", "loss_curve_uri", "grid_uri")
 SAMPLE_ARTIFACTS = ("manifest_uri", "grid_uri")
