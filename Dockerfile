@@ -12,7 +12,8 @@
 # CPU-only torch; the worker then runs on CPU with SYNTHJOBS_DEVICE=auto and refuses SYNTHJOBS_DEVICE=cuda.
 #
 # Layers are ordered for the build cache: pyproject.toml first, then the dependencies it lists (the slow,
-# rarely-changing layer: torch alone is gigabytes), then the four packages, then the project itself.
+# rarely-changing layer: torch alone is gigabytes), then the five packages, then the project itself. (The
+# api image installs in one layer: its dependencies are an extra, which pip reads from pyproject.toml.)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -36,23 +37,25 @@ WORKDIR /src
 # README.md is optional (the glob copies it when present); setuptools only warns when it is missing.
 COPY pyproject.toml README.md* ./
 
-# ---- build-api: the API's dependencies only (no worker extra: no torch, numpy or scikit-learn) ---------
+# ---- build-api: the client and the server extra (not the worker extra: no torch, numpy or scikit-learn) --
+# One layer: the server extra is read by pip from pyproject.toml, so a code change reinstalls it.
 FROM build-base AS build-api
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
 COPY synthjobs ./synthjobs
+COPY synthjobs_client ./synthjobs_client
 COPY api ./api
 COPY worker ./worker
 COPY training ./training
-RUN pip install .
+RUN pip install ".[api]"
 
 # ---- build-worker: the API's dependencies plus the training stack -------------------------------------
+# (the worker extra names synthjobs[server] itself; that line is left to the final `pip install`)
 FROM build-base AS build-worker
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['worker']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; e = p['optional-dependencies']; \
+print('\n'.join(d for d in p['dependencies'] + e['server'] + e['worker'] if not d.startswith('synthjobs')))" \
+    > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 COPY synthjobs ./synthjobs
+COPY synthjobs_client ./synthjobs_client
 COPY api ./api
 COPY worker ./worker
 COPY training ./training

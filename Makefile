@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/bandit -q -r synthjobs api worker training -ll
+	$(BIN)/bandit -q -r synthjobs synthjobs_client api worker training -ll
 
 # Known vulnerabilities in the installed dependencies (needs the advisory service: PyPI's JSON API).
 audit: $(STAMP)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from synthjobs.client import Client
 from synthjobs.devtools import processes
+from synthjobs_client.client import Client
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

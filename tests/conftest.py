@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from synthjobs.client import Client
 from synthjobs.devtools import processes
 from synthjobs.ledger.migrate import upgrade_database
 from synthjobs.storage.base import local_path_of
+from synthjobs_client.client import Client
 
 REQUIRE_SERVICES = os.environ.get("SYNTHJOBS_REQUIRE_SERVICES") == "1"
 PG_HOST, PG_PORT = os.environ.get("SYNTHJOBS_TEST_PG_HOST", "127.0.0.1"), 5432

@@ -11,14 +11,15 @@ import sys
 import time
 from typing import Any
 
-from synthjobs.cli import progress_printer
-from synthjobs.client import Client, JobFailed
 from synthjobs.devtools import processes
-from synthjobs.ledger.tokens import client_token
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
 from synthjobs.storage.base import Storage
 from synthjobs.storage.local import LocalStorage
+from synthjobs_client import config
+from synthjobs_client.client import Client
+from synthjobs_client.errors import JobFailed
+from synthjobs_client.progress import progress_printer
 
 
 def run(*, epochs: int, per_class: int, seed: int) -> int:
@@ -42,7 +43,7 @@ def run(*, epochs: int, per_class: int, seed: int) -> int:
         processes.wait_for_api(base_url, api)
         worker = processes.start_worker(env, logs / "worker.log", name="demo")
         print(f"API ready at {base_url} (docs: {base_url}/docs); worker started")
-        with Client(base_url, token=client_token(settings)) as client:
+        with Client(base_url, token=config.client_token()) as client:
             return _run_jobs(client, epochs=epochs, per_class=per_class, seed=seed)
     finally:
         for process in (worker, api):

@@ -28,7 +28,7 @@ def free_port() -> int:
 def _spawn(args: list[str], env: Mapping[str, str], log_path: Path | None) -> subprocess.Popen[bytes]:
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
-        [sys.executable, "-m", "synthjobs.cli", *args],
+        [sys.executable, "-m", "synthjobs_client.cli", *args],
         env=dict(env),
         stdout=output,
         stderr=subprocess.STDOUT,

@@ -69,11 +69,3 @@ def local_token(settings: Settings, *, create: bool) -> str | None:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
-
-
-def client_token(settings: Settings) -> str | None:
-    """The token the CLI and client send: SYNTHJOBS_API_TOKEN, else the admin token, else the local file."""
-    for secret in (settings.api_token, settings.admin_token):
-        if secret is not None:
-            return secret.get_secret_value()
-    return local_token(settings, create=False)

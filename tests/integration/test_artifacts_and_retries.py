@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs.cli import main as cli
-from synthjobs.client import DownloadError
 from synthjobs.settings import get_settings
+from synthjobs_client.cli import main as cli
+from synthjobs_client.errors import DownloadError
 
 pytestmark = pytest.mark.integration
 TRAIN = {"dataset": "digits", "hyperparameters": {"epochs": 2}, "seed": 1}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthjobs.client import JobFailed
+from synthjobs_client.errors import JobFailed
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from synthjobs.client import Client, ClientError, JobFailed
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import Job
 from synthjobs.ledger.tokens import create_token
+from synthjobs_client.client import Client
+from synthjobs_client.errors import ClientError, JobFailed
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synthjobs.client import ClientError, JobFailed
+from synthjobs_client.errors import ClientError, JobFailed
 
 pytestmark = pytest.mark.integration
 

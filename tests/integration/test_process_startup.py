@@ -72,7 +72,7 @@ def test_beat_starts_in_production_configuration_without_an_existing_home(
     log = tmp_path / "beat.log"
     with open(log, "ab") as output:
         beat = subprocess.Popen(
-            [sys.executable, "-m", "synthjobs.cli", "beat"],
+            [sys.executable, "-m", "synthjobs_client.cli", "beat"],
             env=production_env,
             stdout=output,
             stderr=subprocess.STDOUT,

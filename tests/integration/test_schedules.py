@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def _tick(stack: Any, now: datetime) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "synthjobs.cli", "tick", "--now", now.isoformat(), "--json"],
+        [sys.executable, "-m", "synthjobs_client.cli", "tick", "--now", now.isoformat(), "--json"],
         env=stack.env,
         capture_output=True,
         text=True,
@@ -59,7 +59,7 @@ def test_two_ticks_at_once_fire_a_due_time_once(start_stack, postgres_url, redis
     due = datetime.fromisoformat(schedule["next_due_at"]) + timedelta(seconds=2)
     ticks = [
         subprocess.Popen(
-            [sys.executable, "-m", "synthjobs.cli", "tick", "--now", due.isoformat()], env=stack.env
+            [sys.executable, "-m", "synthjobs_client.cli", "tick", "--now", due.isoformat()], env=stack.env
         )
         for _ in range(2)
     ]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthjobs.client import ClientError, JobFailed
 from synthjobs.devtools import processes
+from synthjobs_client.errors import ClientError, JobFailed
 from training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration

@@ -18,47 +18,17 @@ from typing import Any
 
 import httpx
 
-from synthjobs.errors import SynthJobsError
+from synthjobs_client.errors import (
+    APIUnreachable,
+    ClientError,
+    DownloadError,
+    JobFailed,
+    JobNotFinished,
+    WaitTimeout,
+)
 
 Job = dict[str, Any]
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-class ClientError(SynthJobsError):
-    """The API answered with an error status; `status` and `detail` say which and why."""
-
-    def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class APIUnreachable(SynthJobsError):
-    """The API could not be reached at all."""
-
-
-class JobFailed(SynthJobsError):
-    """A waited-for job ended FAILED or CANCELLED; `job` holds its last state."""
-
-    def __init__(self, job: Job) -> None:
-        super().__init__(f"job {job['id']} ended {job['state']}: {job.get('error') or 'no error recorded'}")
-        self.job = job
-
-
-class WaitTimeout(SynthJobsError):
-    """A job did not finish within the time given to `wait`."""
-
-
-class DownloadError(SynthJobsError):
-    """A downloaded output does not match the manifest (size or sha256)."""
-
-
-class JobNotFinished(SynthJobsError):
-    """A job's outputs were asked for while it is still QUEUED or RUNNING; `job` holds its state."""
-
-    def __init__(self, job: Job) -> None:
-        super().__init__(f"job {job['id']} is still {job['state']}: wait for it to finish, then download")
-        self.job = job
 
 
 def _sha256_of(path: Path) -> str | None:

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs import cli
-from synthjobs.client import Client, JobFailed, JobNotFinished, _verify_against_manifest, is_under
+from synthjobs_client import cli
+from synthjobs_client.client import Client, _verify_against_manifest, is_under
+from synthjobs_client.errors import JobFailed, JobNotFinished
 
 JOB_ID = "6f1c2a9e-0d43-4e7a-9b8f-1a2b3c4d5e6f"
 TOKEN = "s3cret-token"

@@ -1,4 +1,4 @@
-"""The `synthjobs` command: run the service's processes, and drive the API over HTTP.
+"""The `synthjobs` command: drive the API over HTTP; the service's own commands run `synthjobs.server_cli`.
 
 Exit codes: 0 success; 1 the job failed or was cancelled; 2 usage error or rejected request;
 3 the API cannot be reached; 4 timed out waiting.
@@ -7,24 +7,23 @@ Exit codes: 0 success; 1 the job failed or was cancelled; 2 usage error or rejec
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from synthjobs.client import (
+from synthjobs_client import config
+from synthjobs_client.client import Client
+from synthjobs_client.errors import (
     APIUnreachable,
-    Client,
     ClientError,
     DownloadError,
     JobFailed,
     JobNotFinished,
     WaitTimeout,
 )
-from synthjobs.ledger.tokens import client_token
-from synthjobs.settings import get_settings
+from synthjobs_client.progress import progress_printer
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 
@@ -78,30 +77,30 @@ def _add_service_commands(commands: Any) -> None:
     api = commands.add_parser("api", help="run the HTTP API (migrates the database first)")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
-    api.set_defaults(handler=run_api)
+    api.set_defaults(handler=_server("run_api"))
 
     worker = commands.add_parser("worker", help="run a Celery worker for training and sampling jobs")
     worker.add_argument("--name", default=None, help="worker node name (default: Celery's)")
     worker.add_argument("--loglevel", default="INFO")
-    worker.set_defaults(handler=run_worker)
+    worker.set_defaults(handler=_server("run_worker"))
 
     migrate = commands.add_parser("migrate", help="bring the database to the latest schema")
-    migrate.set_defaults(handler=run_migrate)
+    migrate.set_defaults(handler=_server("run_migrate"))
 
     beat = commands.add_parser("beat", help="send the schedule tick every SYNTHJOBS_TICK_INTERVAL seconds")
     beat.add_argument("--loglevel", default="INFO")
-    beat.set_defaults(handler=run_beat)
+    beat.set_defaults(handler=_server("run_beat"))
 
     tick = commands.add_parser("tick", help="fire the schedules due now (or at --now) once, and exit")
     tick.add_argument("--now", default=None, help="ISO time with offset to act as the clock (for tests)")
     tick.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    tick.set_defaults(handler=run_tick)
+    tick.set_defaults(handler=_server("run_tick"))
 
     reconcile = commands.add_parser(
         "reconcile", help="requeue jobs whose worker or message was lost (one pass)"
     )
     reconcile.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    reconcile.set_defaults(handler=run_reconcile)
+    reconcile.set_defaults(handler=_server("run_reconcile"))
 
     admin = commands.add_parser("admin", help="administration with direct database access")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
@@ -109,10 +108,10 @@ def _add_service_commands(commands: Any) -> None:
     create.add_argument("--tenant", required=True, help="tenant name: a-z, 0-9, _ and -")
     create.add_argument("--label", default="", help="what the token is for")
     create.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    create.set_defaults(handler=run_create_token)
+    create.set_defaults(handler=_server("run_create_token"))
     revoke = admin_commands.add_parser("revoke-token", help="revoke an API token")
     revoke.add_argument("token")
-    revoke.set_defaults(handler=run_revoke_token)
+    revoke.set_defaults(handler=_server("run_revoke_token"))
 
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on this machine and print where results are"
@@ -120,7 +119,20 @@ def _add_service_commands(commands: Any) -> None:
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--per-class", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(handler=run_demo)
+    demo.set_defaults(handler=_server("run_demo"))
+
+
+def _server(name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that runs `synthjobs.server_cli.<name>`, importing the server only when it is called.
+
+    By name (importlib), so the job commands never load the server side and this package installs alone.
+    """
+
+    def handler(args: argparse.Namespace) -> int:
+        result: int = getattr(importlib.import_module("synthjobs.server_cli"), name)(args)
+        return result
+
+    return handler
 
 
 def _add_job_commands(commands: Any) -> None:
@@ -188,8 +200,7 @@ def _add_output_flags(parser: argparse.ArgumentParser, waitable: bool = False) -
 
 
 def client_for(args: argparse.Namespace) -> Client:
-    settings = get_settings()
-    return Client(args.api_url or settings.api_url, token=client_token(settings))
+    return Client(args.api_url or config.api_url(), token=config.client_token())
 
 
 def emit(args: argparse.Namespace, value: Any, human: Callable[[Any], str]) -> None:
@@ -205,31 +216,6 @@ def describe(job: dict[str, Any]) -> str:
     if job.get("result"):
         lines.append("result: " + json.dumps(job["result"], default=str)[:2000])
     return "\n".join(lines)
-
-
-def progress_printer(stream: Any = None) -> Callable[[dict[str, Any]], None]:
-    """A progress bar on a terminal; one line per change otherwise (logs, CI)."""
-    stream = stream or sys.stderr
-    tty = stream.isatty()
-    last: list[Any] = [None]
-
-    def show(job: dict[str, Any]) -> None:
-        state = (job["state"], job["phase"], round(job["progress"], 2))
-        if state == last[0]:
-            return
-        last[0] = state
-        if tty:
-            filled = int(30 * job["progress"])
-            stream.write(
-                f"\r[{'#' * filled}{'.' * (30 - filled)}] {job['progress']:4.0%} {job['phase'][:40]:40}"
-            )
-            if job["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                stream.write("\n")
-        else:
-            stream.write(f"{job['state']} {job['progress']:.0%} {job['phase']}\n")
-        stream.flush()
-
-    return show
 
 
 def _finish_submit(args: argparse.Namespace, client: Client, job: dict[str, Any]) -> int:
@@ -336,173 +322,6 @@ def list_models(args: argparse.Namespace) -> int:
 
     emit(args, models, human)
     return EXIT_OK
-
-
-def run_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from synthjobs.errors import ConfigurationError
-    from synthjobs.ledger.migrate import upgrade_database
-    from synthjobs.ledger.tokens import TOKEN_FILE, local_token
-    from synthjobs.rules.artifacts import check_signing_key
-
-    settings = get_settings()
-    try:
-        check_signing_key(settings)
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    settings.ensure_home()
-    upgrade_database(settings.resolved_database_url())
-    if settings.admin_token is None:
-        # The embedded default: a local admin token the CLI and client on this machine pick up by themselves.
-        os.environ["SYNTHJOBS_ADMIN_TOKEN"] = str(local_token(settings, create=True))
-        get_settings.cache_clear()
-        print(f"API token: {settings.home.resolve() / TOKEN_FILE} (used by the CLI on this machine)")
-    host, port = args.host or settings.api_host, args.port or settings.api_port
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
-    return EXIT_OK
-
-
-def run_worker(args: argparse.Namespace) -> int:
-    """Run a Celery worker in this process (solo pool: no fork after CUDA is initialised)."""
-    settings = get_settings()
-    settings.ensure_home()
-    threads = str(settings.resolved_torch_threads())
-    # OpenMP reads these once at start-up, before torch.set_num_threads can act.
-    os.environ.setdefault("OMP_NUM_THREADS", threads)
-    os.environ.setdefault("MKL_NUM_THREADS", threads)
-    argv = [
-        "worker",
-        "--pool",
-        "solo",
-        "--queues",
-        settings.queue,
-        "--loglevel",
-        args.loglevel,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if args.name:
-        argv += ["--hostname", f"{args.name}@%h"]
-    run_celery(argv, "worker.celery_app")
-    return EXIT_OK  # pragma: no cover - Celery exits the process
-
-
-def run_celery(argv: list[str], app_module: str) -> None:
-    """Run `celery ARGV` in this process, its app imported first from the code this command runs.
-
-    Celery imports its app "from the current directory": it puts the cwd first on sys.path while it does.
-    A `synthjobs/` folder there (the clone, seen from the folder above it) would then shadow the installed
-    package and the worker would die on start. So the app module and the modules it includes are imported
-    here first, with the cwd left off sys.path unless this `synthjobs` itself came from there (a checkout
-    run in place); Celery then finds them loaded.
-    """
-    import importlib
-
-    from celery.__main__ import main as celery_main
-
-    import synthjobs
-
-    source = Path(synthjobs.__file__).resolve().parent.parent
-    cwd = Path.cwd().resolve()
-    others = [entry for entry in sys.path if Path(entry or ".").resolve() not in (cwd, source)]
-    sys.path[:] = [str(source), *others]
-    app = importlib.import_module(app_module).app
-    for module in app.conf.include or ():
-        importlib.import_module(module)
-    sys.argv = ["celery", "-A", app_module, *argv]
-    celery_main()
-
-
-def run_migrate(args: argparse.Namespace) -> int:
-    from synthjobs.ledger.migrate import upgrade_database
-
-    settings = get_settings()
-    settings.ensure_home()
-    upgrade_database(settings.resolved_database_url())
-    print(f"database at the latest schema: {settings.resolved_database_url()}")
-    return EXIT_OK
-
-
-def run_beat(args: argparse.Namespace) -> int:
-    """Run Celery beat in this process, sending the tick task (schedules themselves live in SQL)."""
-    settings = get_settings()
-    settings.ensure_home()
-    schedule = settings.make_home() / "beat-schedule"  # beat's own bookkeeping; home exists in production too
-    run_celery(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)], "synthjobs.broker.beat")
-    return EXIT_OK  # pragma: no cover - Celery exits the process
-
-
-def run_tick(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from synthjobs.broker.queue import make_sender
-    from synthjobs.maintenance.tick import tick
-
-    now = datetime.fromisoformat(args.now) if args.now else None
-    if now is not None and now.tzinfo is None:
-        print("error: --now needs a UTC offset, e.g. 2026-11-27T03:00:00+00:00", file=sys.stderr)
-        return EXIT_USAGE
-    created = tick(get_settings(), make_sender(get_settings()), now=now, fired_by="synthjobs tick")
-    emit(args, created, lambda ids: "\n".join(ids) or "nothing due")
-    return EXIT_OK
-
-
-def run_reconcile(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from synthjobs.broker.queue import make_sender
-    from synthjobs.maintenance.reconcile import reconcile
-
-    report = asdict(reconcile(get_settings(), make_sender(get_settings())))
-    emit(
-        args,
-        report,
-        lambda r: "\n".join(
-            f"{k}: {len(v)} {' '.join(v)}" if isinstance(v, list) else f"{k}: {v}" for k, v in r.items()
-        ),
-    )
-    return EXIT_OK
-
-
-def run_create_token(args: argparse.Namespace) -> int:
-    import re
-
-    from synthjobs.ledger.db import session_scope
-    from synthjobs.ledger.migrate import upgrade_database
-    from synthjobs.ledger.tokens import TENANT_PATTERN, create_token
-
-    if not re.match(TENANT_PATTERN, args.tenant):
-        print(
-            "error: a tenant name is 1-100 of a-z, 0-9, _ and -, starting with a letter or digit",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    settings = get_settings()
-    upgrade_database(settings.resolved_database_url())
-    with session_scope(settings.resolved_database_url()) as session:
-        token = create_token(session, args.tenant, args.label)
-    emit(
-        args, {"tenant": args.tenant, "token": token}, lambda r: f"{r['token']}\n(shown once; keep it secret)"
-    )
-    return EXIT_OK
-
-
-def run_revoke_token(args: argparse.Namespace) -> int:
-    from synthjobs.ledger.db import session_scope
-    from synthjobs.ledger.tokens import revoke_token
-
-    with session_scope(get_settings().resolved_database_url()) as session:
-        revoked = revoke_token(session, args.token)
-    print("revoked" if revoked else "no such active token", file=sys.stdout if revoked else sys.stderr)
-    return EXIT_OK if revoked else EXIT_USAGE
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from synthjobs.devtools.demo import run
-
-    return run(epochs=args.epochs, per_class=args.per_class, seed=args.seed)
 
 
 if __name__ == "__main__":

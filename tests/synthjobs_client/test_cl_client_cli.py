@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs import cli
-from synthjobs.client import APIUnreachable, Client, ClientError, JobFailed, WaitTimeout
+from synthjobs_client import cli
+from synthjobs_client.client import Client
+from synthjobs_client.errors import APIUnreachable, ClientError, JobFailed, WaitTimeout
 
 JOB_ID = "6f1c2a9e-0d43-4e7a-9b8f-1a2b3c4d5e6f"
 
@@ -58,8 +59,8 @@ def _client(transport: httpx.MockTransport) -> Client:
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the client's poll intervals instead of sleeping (no jitter)."""
     slept: list[float] = []
-    monkeypatch.setattr("synthjobs.client.time.sleep", slept.append)
-    monkeypatch.setattr("synthjobs.client.random.uniform", lambda low, high: 1.0)
+    monkeypatch.setattr("synthjobs_client.client.time.sleep", slept.append)
+    monkeypatch.setattr("synthjobs_client.client.random.uniform", lambda low, high: 1.0)
     return slept
 
 
