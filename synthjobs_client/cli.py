@@ -129,7 +129,16 @@ def _server(name: str) -> Callable[[argparse.Namespace], int]:
     """
 
     def handler(args: argparse.Namespace) -> int:
-        result: int = getattr(importlib.import_module("synthjobs.server_cli"), name)(args)
+        try:
+            server = importlib.import_module("synthjobs.server_cli")
+        except ImportError as exc:  # a client-only install: `pip install synthjobs`
+            print(
+                f"error: `synthjobs {args.command}` runs the service, which is not installed here ({exc}); "
+                "install it with: pip install 'synthjobs[server]'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        result: int = getattr(server, name)(args)
         return result
 
     return handler

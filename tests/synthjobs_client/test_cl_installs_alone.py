@@ -76,6 +76,17 @@ def test_help_lists_the_server_commands_without_importing_the_server() -> None:
         assert command in result.stdout
 
 
+def test_a_server_command_without_the_server_says_what_to_install() -> None:
+    result = _run_blocked(
+        """
+        from synthjobs_client import cli
+        assert cli.main(["migrate"]) == cli.EXIT_USAGE
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'synthjobs[server]'" in result.stderr
+
+
 def test_client_finds_the_same_token_as_the_server_wrote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
