@@ -412,7 +412,7 @@ def shard_rows(stack: common.Stack, job_id: str) -> list[tuple[str, float]]:
     """(worker, seconds inside run_shard) of each shard of the job, read from the ledger."""
     from sqlalchemy import select
 
-    from synthjobs.db import session_scope
+    from synthjobs.ledger.db import session_scope
     from synthjobs.ledger.tables import JobShard
 
     with session_scope(database_url(stack)) as session:

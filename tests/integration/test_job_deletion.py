@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from synthjobs.db import session_scope
+from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import Job, utcnow
 from synthjobs.maintenance.reconcile import ReconcileReport, expire_outputs
 from synthjobs.settings import Settings

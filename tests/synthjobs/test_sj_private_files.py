@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from synthjobs.broker.queue import make_sender
-from synthjobs.db import dispose_engines
+from synthjobs.ledger.db import dispose_engines
 from synthjobs.ledger.migrate import upgrade_database
 from synthjobs.logs import configure_logging
 from synthjobs.settings import Settings
