@@ -73,8 +73,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory(settings)
     app.state.quota = QuotaGuard(settings)
     app.state.sender = make_sender(settings)
-    # boto3 retries nothing (one layer owns retries); a request waits seconds for storage, not a minute.
-    app.state.storage = RetryingStorage(open_storage(settings), attempts=API_STORAGE_ATTEMPTS, deadline=5.0)
+    # One retry layer per storage (botocore's for S3, RetryingStorage's otherwise), with the API's small
+    # budget in both: a request waits seconds for storage, not a minute.
+    app.state.storage = RetryingStorage(
+        open_storage(settings, s3_max_attempts=API_STORAGE_ATTEMPTS),
+        attempts=API_STORAGE_ATTEMPTS,
+        deadline=5.0,
+    )
     app.state.signing_key = signing_key(settings)
     install_error_handlers(app)
     app.add_middleware(

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     s3_read_timeout: float = Field(
         default=60, gt=0, le=3600, description="Seconds S3 may stay silent mid-response (one attempt)."
     )
+    s3_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=20,
+        description="HTTP attempts per S3 call, retried by botocore's standard mode (the API uses 3).",
+    )
 
     api_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = Field(default=None, description="Bearer token the CLI and client send.")

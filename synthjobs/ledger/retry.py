@@ -1,4 +1,10 @@
-"""SQL transactions retried when the database connection drops (a PostgreSQL restart, a failover)."""
+"""SQL transactions retried when the database connection drops (a PostgreSQL restart, a failover).
+
+The classification is ours (`is_transient`: which SQLAlchemy errors mean "the connection went away", as
+opposed to a constraint or a bad query); the retry loop, backoff and jitter are tenacity's, through
+`synthjobs.retry.retry_transient`. The whole transaction runs again from the start on a fresh session, so
+a retry never continues half of one.
+"""
 
 from __future__ import annotations
 

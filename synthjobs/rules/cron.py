@@ -1,33 +1,56 @@
-"""Cron schedules: 5-field expressions evaluated in an IANA time zone, stdlib only.
+"""Cron schedules: 5-field expressions in an IANA time zone, evaluated by `cronsim`.
 
 Scheduled retraining asks two questions of a schedule: when is it next due (`next_after`), and what is the
 latest due time a beat that was down has missed (`latest_due`), so a missed window fires once, not once per
-missed interval. Both jump field by field (month, day, hour, minute) instead of stepping minute by minute.
+missed interval. Both are answered by cronsim, forwards and backwards (`reverse=True`), jumping field by field
+rather than minute by minute.
+
+Why cronsim and not croniter: cronsim's daylight-saving behaviour is defined and documented (it copies
+Debian cron's, which is what operators already expect of a crontab), it iterates backwards for `latest_due`,
+it is typed (`py.typed`), small and has no dependencies; croniter's DST handling has changed between
+releases and its project was archived for a while in 2024.
+
+What stays ours is the parser, for validation only: the API answers a bad expression with a 422 that names the
+field and why ("hour: 24 is out of range 0-23"), where cronsim says only "Bad hour"; and it refuses what
+cronsim would accept but a crontab would not (a seconds field, `L`, `W`, `#`, `5/15`). cronsim is then handed
+the fields we validated (numbers as explicit lists, `*`-prefixed fields as written, so the rules below that
+depend on a leading `*` are unchanged).
 
 Syntax is Vixie cron's: `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, lists `a,b`, names `jan`..`dec`
 and `sun`..`sat` (any case), 0 and 7 both Sunday, and the macros in `MACROS`. When day of month and day of
 week are both restricted, a day matches if either matches; a field counts as unrestricted when it starts
 with `*`, as in Vixie cron (so `*/2` in day of month still means "and", not "or").
 
-Daylight saving time: the expression is about wall-clock time in the schedule's zone.
+Daylight saving time follows Debian cron (and so cronsim), in two kinds of schedule:
 
-- A wall-clock time that does not exist (the spring-forward gap, e.g. 02:30 on the day clocks jump from
-  02:00 to 03:00) fires once, at the first instant after the gap (03:00 local). Several due times inside
-  one gap, and a due time at the gap's end, are one firing.
-- A wall-clock time that happens twice (the fall-back hour, e.g. 01:30 in America/New_York on the first
-  Sunday of November) fires once, at its first occurrence (fold=0). The repeated hour's second pass fires
-  nothing, so `*/15 * * * *` is silent for an hour of elapsed time that night.
+- **Fixed-time schedules** (neither the minute nor the hour field starts with `*`: `30 1 * * *`,
+  `0 9 * * mon-fri`, `0,30 2 * * *`) are about wall-clock time in the zone. A time that does not exist (the
+  spring-forward gap, 02:30 on the day clocks jump from 02:00 to 03:00) fires once, at the first instant after
+  the gap (03:00 local); several due times inside one gap, and one at the gap's end, are one firing. A time
+  that happens twice (the fall-back hour, 01:30 in America/New_York on the first Sunday of November) fires
+  once, at its first occurrence (fold=0); the repeated hour's second pass fires nothing.
+- **Wildcard schedules** (the minute or the hour field starts with `*`: `*/15 * * * *`, `30 * * * *`,
+  `@hourly`, `*/10 2 * * *`) are about elapsed time: they fire at every instant whose local wall time
+  matches. In the fall-back hour they fire in both passes (`*/15 * * * *` fires at 01:00, 01:15, ... EDT and
+  again at 01:00, 01:15, ... EST, so it never goes quiet for an hour; `30 * * * *` fires at 01:30 EDT and
+  01:30 EST, an hour apart as always). In the spring-forward gap the skipped wall times simply do not happen
+  (`30 * * * *` fires at 01:30 and then 03:30, an hour apart; `*/10 2 * * *` does not fire that day).
 
-Due times are returned as aware UTC datetimes; they are strictly increasing with no duplicates.
+Known limitation: in a zone whose DST change is not a whole hour (Australia/Lord_Howe, 30 minutes, is the
+only one today), cronsim steps a wildcard schedule's hours 3600 s at a time, so on the two change days it can
+skip up to the first half of an hour (`* 3 * * *` starts at 03:30). Fixed-time schedules are exact there too.
+
+`follows_elapsed_time` says which kind a schedule is. Due times are returned as aware UTC datetimes; they are
+strictly increasing with no duplicates (in UTC: a wildcard schedule may repeat a wall-clock time).
 """
 
 from __future__ import annotations
 
-import calendar
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
 
 MAX_EXPRESSION_LENGTH = 200
 MACROS = {
@@ -39,8 +62,6 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-# The Gregorian calendar repeats every 400 years: a schedule with no due time in that span never has one.
-SEARCH_YEARS = 400
 
 _MONTH_NAMES = {
     name: number
@@ -48,7 +69,7 @@ _MONTH_NAMES = {
 }
 _WEEKDAY_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 _DAYS_IN_MONTH_MAX = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February in a leap year
-_MINUTE = timedelta(minutes=1)
+_SECOND = timedelta(seconds=1)
 
 
 class CronError(ValueError):
@@ -85,7 +106,8 @@ class CronSchedule:
     """A parsed cron expression in a time zone. Build it with `CronSchedule.parse` (or the constructor).
 
     `expression` holds the normalised text (lower case, single spaces, macros expanded); two schedules are
-    equal when their normalised expressions and time zones are.
+    equal when their normalised expressions and time zones are. The parsed fields are kept for callers
+    that want to show or check them; the due times come from cronsim.
     """
 
     expression: str
@@ -97,7 +119,10 @@ class CronSchedule:
     days_of_week: tuple[int, ...] = field(init=False, repr=False, compare=False)  # 0 = Sunday
     # Vixie cron: "or" when both day fields are restricted, "and" otherwise.
     day_either: bool = field(init=False, repr=False, compare=False)
+    # The minute or hour field starts with `*`: fires by elapsed time across DST (module docstring).
+    follows_elapsed_time: bool = field(init=False, repr=False, compare=False)
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _cronsim_expression: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str) or len(self.expression) > MAX_EXPRESSION_LENGTH:
@@ -105,6 +130,7 @@ class CronSchedule:
         texts = _split_fields(self.expression)
         values = [_parse_field(text, spec) for text, spec in zip(texts, _FIELDS, strict=True)]
         dom_star, dow_star = texts[2].startswith("*"), texts[4].startswith("*")
+        days_of_week = tuple(sorted({day % 7 for day in values[4]}))
         set_attr = object.__setattr__
         set_attr(self, "expression", " ".join(texts))
         set_attr(self, "zone", _load_zone(self.timezone))
@@ -112,10 +138,24 @@ class CronSchedule:
         set_attr(self, "hours", values[1])
         set_attr(self, "days_of_month", values[2])
         set_attr(self, "months", values[3])
-        set_attr(self, "days_of_week", tuple(sorted({day % 7 for day in values[4]})))
+        set_attr(self, "days_of_week", days_of_week)
         set_attr(self, "day_either", not dom_star and not dow_star)
+        set_attr(self, "follows_elapsed_time", texts[0].startswith("*") or texts[1].startswith("*"))
         if not self.day_either and dow_star and not _day_fits_a_month(self.days_of_month, self.months):
             raise CronError("day of month", "no listed day exists in any listed month")
+        parsed = (*values[:4], days_of_week)
+        set_attr(
+            self,
+            "_cronsim_expression",
+            " ".join(
+                text if text.startswith("*") else ",".join(map(str, numbers))
+                for text, numbers in zip(texts, parsed, strict=True)
+            ),
+        )
+        try:  # our parser accepted it, so cronsim must: a mismatch is a bug here, not the user's
+            CronSim(self._cronsim_expression, datetime.now(UTC))
+        except CronSimError as exc:  # pragma: no cover - defensive
+            raise AssertionError(f"cronsim rejects {self._cronsim_expression!r}: {exc}") from exc
 
     @classmethod
     def parse(cls, expression: str, timezone: str = "UTC") -> CronSchedule:
@@ -147,19 +187,14 @@ class CronSchedule:
             The due time, in UTC.
 
         Raises:
-            ValueError: `after` is naive, or no due time exists before the end of `datetime`'s range.
+            ValueError: `after` is naive, or no due time exists in the next 50 years (cronsim's horizon)
+                or before the end of `datetime`'s range.
         """
         after_utc = _as_utc(after, "after")
-        try:
-            wall = _wall_minute(after_utc, self.zone) + _MINUTE
-            while True:  # loops more than once only when `after` is in the second pass of a repeated hour
-                candidate = self._next_wall(wall)
-                due = _wall_to_utc(candidate, self.zone)
-                if due > after_utc:
-                    return due
-                wall = candidate + _MINUTE
-        except OverflowError:
-            raise ValueError(f"{self.describe()}: no due time after {after} in datetime's range") from None
+        found = self.due_times(after_utc, datetime.max.replace(tzinfo=UTC), limit=1)
+        if not found:
+            raise ValueError(f"{self.describe()}: no due time after {after} in datetime's range")
+        return found[0]
 
     def due_times(self, after: datetime, until: datetime, limit: int = 1000) -> list[datetime]:
         """All due times in `(after, until]`, oldest first, at most `limit` of them (the earliest).
@@ -174,20 +209,30 @@ class CronSchedule:
         """
         if limit < 0:
             raise ValueError("limit must not be negative")
-        current, until_utc = _as_utc(after, "after"), _as_utc(until, "until")
+        after_utc, until_utc = _as_utc(after, "after"), _as_utc(until, "until")
         found: list[datetime] = []
-        while len(found) < limit and current < until_utc:
-            current = self.next_after(current)
-            if current > until_utc:
-                break
-            found.append(current)
+        if after_utc >= until_utc:
+            return found
+        ticks = CronSim(self._cronsim_expression, after_utc.astimezone(self.zone))
+        try:
+            while len(found) < limit:
+                due = next(ticks).astimezone(UTC)
+                # A fixed-time schedule reads `after` as a wall-clock time: from the second pass of a
+                # repeated hour, cronsim first offers the first pass again, which is already past.
+                if due <= after_utc or (found and due <= found[-1]):
+                    continue
+                if due > until_utc:
+                    break
+                found.append(due)
+        except (StopIteration, OverflowError):
+            pass  # no further due time within cronsim's 50 years, or before datetime.max
         return found
 
     def latest_due(self, after: datetime, now: datetime) -> datetime | None:
         """The most recent due time in `(after, now]`, or None when nothing was due.
 
-        A beat that was down uses this to fire a missed window once. It searches backwards from `now`, so
-        its cost does not grow with the length of the outage.
+        A beat that was down uses this to fire a missed window once. It searches backwards from `now`
+        (cronsim's `reverse=True`), so its cost does not grow with the length of the outage.
 
         Args:
             after: an aware datetime, e.g. when the schedule last fired; a due time equal to it is excluded.
@@ -199,81 +244,21 @@ class CronSchedule:
         after_utc, now_utc = _as_utc(after, "after"), _as_utc(now, "now")
         if now_utc <= after_utc:
             return None
-        try:
+        # cronsim's reverse search starts one second before its start: a due time at `now` is included.
+        start = now_utc.replace(microsecond=0) + _SECOND
+        if not self.follows_elapsed_time:
+            # A fixed-time schedule reads the start as a wall-clock time. In the second pass of a repeated
+            # hour the whole first pass (fold=0) is already in the past, so start after it; the due times
+            # this adds after `now` are skipped below.
             local_now = now_utc.astimezone(self.zone)
-            wall = _wall_minute(now_utc, self.zone)
-            # In the second pass of a repeated hour, the whole first pass (fold=0) is already in the past.
-            wall += max(_offset(local_now.replace(fold=0)) - _offset(local_now), timedelta(0))
-            # Wall-clock offsets stay within a day of UTC, so earlier local dates all lie before `after`.
-            floor = max(after_utc.date(), date.min + timedelta(days=3)) - timedelta(days=3)
-            while (candidate := self._prev_wall(wall, floor)) is not None:
-                due = _wall_to_utc(candidate, self.zone)
+            start += max(_offset(local_now.replace(fold=0)) - _offset(local_now), timedelta(0))
+        try:
+            for due_local in CronSim(self._cronsim_expression, start.astimezone(self.zone), reverse=True):
+                due = due_local.astimezone(UTC)
                 if due <= now_utc:
                     return due if due > after_utc else None
-                wall = candidate - _MINUTE
-            return None
         except OverflowError:
             raise ValueError(f"{after} .. {now} is too close to the edge of datetime's range") from None
-
-    # Wall-clock search: naive local datetimes at minute precision, jumping field by field.
-
-    def _days_in(self, year: int, month: int) -> list[int]:
-        """The days of `month` that match the day-of-month and day-of-week fields."""
-        if month not in self.months:
-            return []
-        first_weekday, length = calendar.monthrange(year, month)  # Monday = 0
-        days = []
-        for day in range(1, length + 1):
-            dom = day in self.days_of_month
-            dow = (first_weekday + day) % 7 in self.days_of_week  # cron: Sunday = 0
-            if (dom or dow) if self.day_either else (dom and dow):
-                days.append(day)
-        return days
-
-    def _next_date(self, start: date) -> date:
-        year, month, day = start.year, start.month, start.day
-        last_year = min(start.year + SEARCH_YEARS, date.max.year)
-        while year <= last_year:
-            days = self._days_in(year, month)
-            index = bisect_left(days, day)
-            if index < len(days):
-                return date(year, month, days[index])
-            year, month, day = (year + month // 12, month % 12 + 1, 1)
-        raise ValueError(f"{self.describe()} has no due time from {start} to the end of {last_year}")
-
-    def _prev_date(self, start: date, floor: date) -> date | None:
-        year, month, day = start.year, start.month, start.day
-        while (year, month) >= (floor.year, floor.month):
-            days = self._days_in(year, month)
-            index = bisect_right(days, day) - 1
-            if index >= 0:
-                found = date(year, month, days[index])
-                return found if found >= floor else None
-            year, month, day = (year, month - 1, 31) if month > 1 else (year - 1, 12, 31)
-        return None
-
-    def _next_wall(self, start: datetime) -> datetime:
-        """The first matching wall-clock minute at or after `start`."""
-        day, hour, minute = start.date(), start.hour, start.minute
-        while True:
-            found = self._next_date(day)
-            if found != day:
-                hour = minute = 0
-            clock = _first_time_from(self.hours, self.minutes, hour, minute)
-            if clock is not None:
-                return datetime.combine(found, clock)
-            day, hour, minute = found + timedelta(days=1), 0, 0
-
-    def _prev_wall(self, start: datetime, floor: date) -> datetime | None:
-        """The last matching wall-clock minute at or before `start`, not before `floor`."""
-        day, hour, minute = start.date(), start.hour, start.minute
-        while (found := self._prev_date(day, floor)) is not None:
-            if found != day:
-                hour, minute = 23, 59
-            clock = _last_time_until(self.hours, self.minutes, hour, minute)
-            if clock is not None:
-                return datetime.combine(found, clock)
-            day, hour, minute = found - timedelta(days=1), 23, 59
         return None
 
 
@@ -366,47 +351,3 @@ def _offset(moment: datetime) -> timedelta:
     offset = moment.utcoffset()
     assert offset is not None  # an aware datetime in a ZoneInfo zone
     return offset
-
-
-def _wall_minute(moment: datetime, zone: ZoneInfo) -> datetime:
-    """The naive wall-clock minute in `zone` that contains `moment`."""
-    return moment.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
-
-
-def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
-    """When wall-clock minute `wall` fires: its first occurrence, or the end of the gap it falls in."""
-    due = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    if due.astimezone(zone).replace(tzinfo=None) == wall:
-        return due
-    # In a gap, fold=0 reads the wall time with the offset from before the transition, which lands after
-    # it, and fold=1 with the offset from after, which lands before it. Bisect to the transition instant.
-    before = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    offset_before = _offset(before.astimezone(zone))
-    while due - before > timedelta(seconds=1):
-        middle = before + (due - before) // 2
-        middle -= timedelta(microseconds=middle.microsecond)
-        if middle.astimezone(zone).utcoffset() == offset_before:
-            before = middle
-        else:
-            due = middle
-    return due
-
-
-def _first_time_from(hours: tuple[int, ...], minutes: tuple[int, ...], hour: int, minute: int) -> time | None:
-    index = bisect_left(hours, hour)
-    if index < len(hours) and hours[index] == hour:
-        at = bisect_left(minutes, minute)
-        if at < len(minutes):
-            return time(hour, minutes[at])
-        index += 1
-    return time(hours[index], minutes[0]) if index < len(hours) else None
-
-
-def _last_time_until(hours: tuple[int, ...], minutes: tuple[int, ...], hour: int, minute: int) -> time | None:
-    index = bisect_right(hours, hour) - 1
-    if index >= 0 and hours[index] == hour:
-        at = bisect_right(minutes, minute) - 1
-        if at >= 0:
-            return time(hour, minutes[at])
-        index -= 1
-    return time(hours[index], minutes[-1]) if index >= 0 else None

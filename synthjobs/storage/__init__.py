@@ -15,8 +15,11 @@ from synthjobs.storage.local import LocalStorage
 from synthjobs.storage.s3 import S3Storage
 
 
-def open_storage(settings: Settings) -> Storage:
-    """The storage named by the settings' URL."""
+def open_storage(settings: Settings, *, s3_max_attempts: int | None = None) -> Storage:
+    """The storage named by the settings' URL.
+
+    `s3_max_attempts`: HTTP attempts per S3 call (botocore retries them); default `settings.s3_max_attempts`.
+    """
     url = settings.resolved_storage_url()
     parsed = urlparse(url)
     if parsed.scheme == "file":
@@ -24,5 +27,5 @@ def open_storage(settings: Settings) -> Storage:
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")
-        return S3Storage(parsed.netloc, parsed.path, settings)
+        return S3Storage(parsed.netloc, parsed.path, settings, max_attempts=s3_max_attempts)
     raise ValueError(f"unsupported storage URL {url!r}: use s3://bucket/prefix or file:///path")

@@ -1,4 +1,12 @@
-"""A Storage whose calls are retried on transient errors: the only retry layer for storage."""
+"""A Storage whose calls are retried on transient errors, unless the storage retries them itself.
+
+Exactly one layer retries each storage call. For S3 that layer is botocore's standard retry mode, configured
+on the client (`synthjobs.storage.s3`: `max_attempts`, connect and read timeouts), so `RetryingStorage`
+passes S3 calls straight through: wrapping them again would multiply the attempts (3 x 8 HTTP requests for
+one read) and the time a request waits. For any other storage (the local folder, whose transient failures
+are a TimeoutError or ConnectionError from a network file system) it is the retry layer: tenacity's loop in
+`synthjobs.retry`, at most `attempts` calls and about `deadline` seconds of backoff.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +15,17 @@ from typing import IO, TypeVar
 
 from synthjobs.retry import retry_transient
 from synthjobs.storage.base import Storage
+from synthjobs.storage.s3 import S3Storage
 
 T = TypeVar("T")
 
 
-STORAGE_ATTEMPTS = 8  # calls per storage operation; S3Storage itself makes one HTTP attempt per call
-STORAGE_DEADLINE = 60.0  # seconds of backoff (plus the attempts' own timeouts) before giving up
+STORAGE_ATTEMPTS = 8  # calls per storage operation, for storage that does not retry itself
+STORAGE_DEADLINE = 60.0  # seconds of backoff (plus the attempts' own time) before giving up
 
 
 class RetryingStorage:
-    """A Storage whose every call is retried on transient errors (an S3 endpoint down for a few seconds).
-
-    This is the only retry layer for storage: boto3's own retries are off (see S3Storage), so one call
-    here costs at most `attempts` HTTP attempts and about `deadline` seconds of backoff.
-    """
+    """A Storage whose every call is retried on transient errors, unless `inner` retries on its own (S3)."""
 
     def __init__(
         self, inner: Storage, *, attempts: int = STORAGE_ATTEMPTS, deadline: float = STORAGE_DEADLINE
@@ -28,8 +33,12 @@ class RetryingStorage:
         self.inner = inner
         self.url = inner.url
         self.attempts, self.deadline = attempts, deadline
+        # botocore retries every S3 request (synthjobs.storage.s3): one layer, so none here.
+        self.retries_inside = isinstance(inner, S3Storage)
 
     def _retry(self, action: Callable[[], T], what: str) -> T:
+        if self.retries_inside:
+            return action()
         return retry_transient(action, what=what, attempts=self.attempts, deadline=self.deadline)
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
@@ -57,13 +66,13 @@ class RetryingStorage:
         return self._retry(lambda: self.inner.list_keys(prefix), what=f"listing {prefix}")
 
     def list_objects(self, prefix: str) -> list[tuple[str, int]]:
-        return retry_transient(lambda: self.inner.list_objects(prefix), what=f"listing {prefix}")
+        return self._retry(lambda: self.inner.list_objects(prefix), what=f"listing {prefix}")
 
     def delete_keys(self, keys: list[str]) -> int:
-        return retry_transient(lambda: self.inner.delete_keys(keys), what=f"deleting {len(keys)} objects")
+        return self._retry(lambda: self.inner.delete_keys(keys), what=f"deleting {len(keys)} objects")
 
     def delete_prefix(self, prefix: str) -> list[tuple[str, int]]:
-        return retry_transient(lambda: self.inner.delete_prefix(prefix), what=f"deleting {prefix}")
+        return self._retry(lambda: self.inner.delete_prefix(prefix), what=f"deleting {prefix}")
 
     def size_and_sha256(self, key: str) -> tuple[int, str]:
         return self._retry(lambda: self.inner.size_and_sha256(key), what=f"hashing {key}")

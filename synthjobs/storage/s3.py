@@ -1,4 +1,15 @@
-"""Storage on any S3-compatible endpoint through boto3, and the one place boto3 failures are classified."""
+"""Storage on any S3-compatible endpoint through boto3, and the one place boto3 failures are classified.
+
+Retry policy: botocore's "standard" retry mode is the one and only retry layer for S3. Each call makes at
+most `max_attempts` HTTP attempts (settings.s3_max_attempts, 8 by default; the API asks for 3 so a request
+waits seconds, not a minute), retrying what botocore deems transient (connection errors and timeouts,
+5xx, 429 and throttling codes) with exponential backoff and full jitter (up to 1, 2, 4, ... s, capped at
+20 s); each attempt is bounded by `s3_connect_timeout` and `s3_read_timeout`. botocore also retries each
+part of a multipart upload and rewinds a request body before resending it. `RetryingStorage` passes S3
+calls straight through, so there is no retry-on-retry. What still fails after the last attempt becomes a
+StorageError classified by `is_transient_s3`, which tells the worker whether retrying the whole task later
+may help.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +28,19 @@ from synthjobs.storage.base import validate_key, validate_prefix
 class S3Storage:
     """A bucket and prefix on any S3-compatible endpoint, through boto3."""
 
-    def __init__(self, bucket: str, prefix: str, settings: Settings, *, client: Any = None) -> None:
-        """`client`: a boto3 S3 client of its own (a tenant's data source); default: the service's."""
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        settings: Settings,
+        *,
+        client: Any = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        """`client`: a boto3 S3 client of its own (a tenant's data source); default: the service's.
+
+        `max_attempts`: HTTP attempts per call (botocore's retries); default `settings.s3_max_attempts`.
+        """
         import boto3
         from botocore.config import Config
 
@@ -39,9 +61,10 @@ class S3Storage:
             endpoint_url=settings.s3_endpoint_url,
             region_name=settings.s3_region,
             config=Config(
-                # One HTTP attempt per call: retries belong to one layer only (synthjobs.storage.retry), so a
-                # refused endpoint costs a bounded, countable number of attempts instead of 5 x 8.
-                retries={"total_max_attempts": 1, "mode": "standard"},
+                # botocore is the only retry layer for S3 (module docstring): a refused endpoint costs
+                # `max_attempts` HTTP attempts, not attempts x the retries of a wrapper. `total_max_attempts`
+                # counts the first request too (Config's `max_attempts` would count only the retries).
+                retries={"mode": "standard", "total_max_attempts": max_attempts or settings.s3_max_attempts},
                 connect_timeout=settings.s3_connect_timeout,
                 read_timeout=settings.s3_read_timeout,
                 signature_version="s3v4",  # presigned URLs as MinIO and every AWS region accept them

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import botocore.endpoint
 import pytest
 
 from synthjobs import retry
@@ -264,22 +265,28 @@ def test_invalid_key_is_both_a_storage_error_and_a_value_error() -> None:
         validate_key("../x")
 
 
-# --- S3 failures: classified in one place, retried by one layer ----------------------------------------
+# --- S3 failures: classified in one place, retried by one layer (botocore's) -----------------------------
+
+S3_ATTEMPTS = 3
 
 
-def _s3_on_a_refused_port() -> tuple[S3Storage, list[str]]:
-    """An S3Storage whose endpoint is a free local port with nothing listening, and its HTTP attempts."""
+def _s3_on_a_refused_port(monkeypatch: pytest.MonkeyPatch) -> tuple[S3Storage, list[str], list[float]]:
+    """An S3Storage whose endpoint is a free local port with nothing listening, its HTTP attempts, and the
+    backoff botocore asked for between them (recorded, not slept)."""
     endpoint = f"http://127.0.0.1:{processes.free_port()}"
     settings = Settings(
         s3_endpoint_url=endpoint,
         s3_access_key_id="testing",
         s3_secret_access_key="testing",
         s3_connect_timeout=1,
+        s3_max_attempts=S3_ATTEMPTS,
     )
+    slept: list[float] = []
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", slept.append)
     storage = S3Storage("bucket", "prefix", settings)
     attempts: list[str] = []
     storage.client.meta.events.register("before-send", lambda request, **_: attempts.append(request.url))
-    return storage, attempts
+    return storage, attempts, slept
 
 
 def _every_operation(storage: Storage) -> dict[str, Callable[[], object]]:
@@ -295,34 +302,58 @@ def _every_operation(storage: Storage) -> dict[str, Callable[[], object]]:
     }
 
 
-def test_s3_refused_connection_is_one_http_attempt_and_a_transient_storage_error_for_every_operation() -> (
-    None
-):
-    storage, attempts = _s3_on_a_refused_port()
+def test_s3_refused_connection_is_retried_by_botocore_then_a_transient_storage_error_for_every_operation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore's standard mode owns S3's retries (it used to be off, with RetryingStorage retrying)."""
+    storage, attempts, slept = _s3_on_a_refused_port(monkeypatch)
+    for name, operation in _every_operation(storage).items():
+        attempts.clear()
+        slept.clear()
+        with pytest.raises(StorageError) as raised:
+            operation()
+        assert raised.value.transient, name
+        assert "EndpointConnectionError" in str(raised.value), name
+        assert len(attempts) == S3_ATTEMPTS, f"{name}: {len(attempts)} HTTP attempts"
+        assert len(slept) == S3_ATTEMPTS - 1 and all(0 <= s <= 2**i for i, s in enumerate(slept)), name
+
+
+def test_retrying_storage_adds_no_retries_on_top_of_botocore_for_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One retry layer: a call through RetryingStorage costs S3's own attempts, not attempts x attempts."""
+    tenacity_slept: list[float] = []
+    inner, attempts, _ = _s3_on_a_refused_port(monkeypatch)
+    monkeypatch.setattr(storage_retry, "retry_transient", lambda *a, **k: tenacity_slept.append(0.0))
+    storage = RetryingStorage(inner)
     for name, operation in _every_operation(storage).items():
         attempts.clear()
         with pytest.raises(StorageError) as raised:
             operation()
         assert raised.value.transient, name
-        assert "EndpointConnectionError" in str(raised.value), name
-        assert len(attempts) == 1, f"{name}: botocore retried on its own ({len(attempts)} attempts)"
+        assert len(attempts) == S3_ATTEMPTS, f"{name}: {len(attempts)} HTTP attempts"
+    assert tenacity_slept == []
 
 
-def test_retrying_storage_on_a_refused_s3_endpoint_stops_after_a_bounded_number_of_attempts(
-    monkeypatch: pytest.MonkeyPatch,
+def test_retrying_storage_retries_local_storage_transient_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slept: list[float] = []
     monkeypatch.setattr(retry.time, "sleep", slept.append)
-    inner, attempts = _s3_on_a_refused_port()
-    storage = RetryingStorage(inner)
-    for name in ("get_bytes", "exists", "list_keys", "put_bytes"):
-        attempts.clear()
-        slept.clear()
-        with pytest.raises(StorageError) as raised:
-            _every_operation(storage)[name]()
-        assert raised.value.transient, name
-        assert 2 <= len(attempts) <= storage_retry.STORAGE_ATTEMPTS, f"{name}: {len(attempts)} HTTP attempts"
-        assert sum(slept) <= storage_retry.STORAGE_DEADLINE
+
+    class FlakyLocal(LocalStorage):
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.failures = 2
+
+        def get_bytes(self, key: str) -> bytes:
+            if self.failures:
+                self.failures -= 1
+                raise TimeoutError("NFS server not responding")
+            return super().get_bytes(key)
+
+    inner = FlakyLocal(tmp_path)
+    inner.put_bytes(SHARD_KEY, b"x")
+    assert RetryingStorage(inner, attempts=3, deadline=5).get_bytes(SHARD_KEY) == b"x"
+    assert inner.failures == 0 and len(slept) == 2
 
 
 def _client_error(code: str, status: int) -> Exception:
