@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -279,9 +279,6 @@ class Scores:
         if self.trtr is not None:
             metrics["trtr"] = self.trtr
         return metrics
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def figures_of(metrics: dict[str, Any]) -> dict[str, float]:
