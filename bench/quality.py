@@ -7,6 +7,9 @@ For each conditioning it trains with the default hyperparameters (TrainConfig())
   trained on the real training split (overall, and the worst class);
 - TSTR: the fixed classifier recipe trained only on those samples, tested on the real held-out split;
 - TRTR: the same recipe (same seed) trained on the real training split, tested on the same split;
+
+all from `training.evaluate.score_model` with `--seed` as the job seed, i.e. the figures a training job with
+that seed records (its default is 500 samples per class, SYNTHJOBS_TSTR_SAMPLES_PER_CLASS);
 - TSTR - TRTR in points, and the training wall time.
 
 Targets with the defaults: conditional accuracy >= 95 %, TSTR within 5 points of TRTR.
@@ -23,9 +26,8 @@ import torch
 
 from training.config import ARCHITECTURES, CONDITIONINGS, TrainConfig
 from training.data import ImageDataset, load_digits_dataset
-from training.evaluate import conditional_accuracy, train_classifier, trtr, tstr
+from training.evaluate import evaluation_classifier, score_model
 from training.model import resolve_architecture
-from training.sample import generate, shard_generator
 from training.train import train
 
 
@@ -50,20 +52,22 @@ def measure(
     started = time.perf_counter()
     result = train(cfg, data, device=args.device)
     seconds = time.perf_counter() - started
-    labels = torch.arange(data.num_classes).repeat_interleave(args.samples_per_class)
-    images = generate(
+    scores = score_model(
         result.model,
-        labels,
-        generator=shard_generator(cfg.seed, 0),
+        data,
+        seed=cfg.seed,
+        samples_per_class=args.samples_per_class,
         temperature=args.temperature,
+        classifier=classifier,
+        with_trtr=True,
         device=args.device,
     )
-    scores = conditional_accuracy(classifier, torch.from_numpy(images), labels)
     return {
-        "elbo": result.final.heldout_neg_elbo,
-        "acc": scores["overall"],
-        "min_class": min(scores["per_class"].values()),
-        "tstr": tstr(images, labels, data, seed=args.seed, device=args.device),
+        "elbo": scores.heldout_neg_elbo,
+        "acc": scores.conditional_accuracy,
+        "min_class": min(scores.per_class.values()),
+        "tstr": scores.tstr,
+        "trtr": scores.trtr,
         "seconds": seconds,
         "per_epoch": sum(m.seconds for m in result.history) / len(result.history),
     }
@@ -73,8 +77,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     data = load_digits_dataset(size=args.size)
-    classifier = train_classifier(data, seed=args.seed, device=args.device)
-    real = trtr(data, seed=args.seed, device=args.device)
+    classifier = evaluation_classifier(data, seed=args.seed, device=args.device)
     print(
         f"digits {data.image_shape}, {len(data.train_y)} train / {len(data.test_y)} held-out; "
         f"epochs {args.epochs}, seed {args.seed}, {args.samples_per_class} samples/class, "
@@ -95,6 +98,7 @@ def main() -> None:
             architecture=args.architecture,
         )
         m = measure(cfg, data, args, classifier)
+        real = m["trtr"]
         arch = resolve_architecture(cfg.architecture, data.image_shape)
         print(
             f"{conditioning:<12} {arch:<5} {m['elbo']:7.2f} {100 * m['acc']:7.2f}% "

@@ -131,7 +131,10 @@ class Settings(BaseSettings):
         default=500,
         ge=10,
         le=50_000,
-        description="Generated samples per class TSTR trains on (promotion gate, sampling quality tstr).",
+        description=(
+            "Generated samples per class a model is scored on: its conditional accuracy and TSTR at "
+            "training (which the promotion gate compares) and a sampling job's quality tstr."
+        ),
     )
     tick_interval: float = Field(
         default=15, gt=0, description="Seconds between schedule ticks (synthjobs beat)."

@@ -14,6 +14,7 @@ from training.checkpoint import (
     save_checkpoint,
     save_train_state,
 )
+from training.classifier import build_classifier, train_classifier
 from training.config import TrainConfig
 from training.data import (
     DatasetError,
@@ -25,7 +26,16 @@ from training.data import (
     load_digits_dataset,
     load_torchvision_dataset,
 )
-from training.evaluate import build_classifier, conditional_accuracy, train_classifier, trtr, tstr
+from training.evaluate import (
+    Scores,
+    Stream,
+    conditional_accuracy,
+    evaluation_classifier,
+    sample_per_class,
+    score_model,
+    trtr,
+    tstr,
+)
 from training.model import CVAE, build_model, elbo_loss
 from training.plots import loss_curve_png
 from training.sample import generate, grid_png, shard_generator
@@ -38,6 +48,8 @@ __all__ = [
     "EpochMetrics",
     "ImageDataset",
     "LoadedCheckpoint",
+    "Scores",
+    "Stream",
     "TrainConfig",
     "TrainResult",
     "TrainState",
@@ -48,6 +60,7 @@ __all__ = [
     "dataset_from_arrays",
     "decode_image_folder",
     "elbo_loss",
+    "evaluation_classifier",
     "fingerprint",
     "generate",
     "grid_png",
@@ -58,8 +71,10 @@ __all__ = [
     "load_torchvision_dataset",
     "load_train_state",
     "loss_curve_png",
+    "sample_per_class",
     "save_checkpoint",
     "save_train_state",
+    "score_model",
     "shard_generator",
     "train",
     "train_classifier",

@@ -1,8 +1,9 @@
 """CPU smoke run with no services: `python -m training --epochs 1 [--out model.pt]`.
 
-Trains a CVAE, prints per-epoch metrics, scores `--samples-per-class` samples of each class with an
-evaluation classifier trained on the real training split (conditional accuracy, and TSTR against TRTR),
-and writes the checkpoint if `--out` is given. `--dataset MNIST --data-root DIR` reads torchvision's files.
+Trains a CVAE, prints per-epoch metrics, scores `--samples-per-class` samples of each class with
+`training.evaluate.score_model` (conditional accuracy, and TSTR against TRTR; the same figures a training
+job records) and writes the checkpoint if `--out` is given. `--dataset MNIST --data-root DIR` reads
+torchvision's files.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 import torch
 
 from training.checkpoint import save_checkpoint
+from training.classifier import accuracy
 from training.config import ARCHITECTURES, CONDITIONINGS, TrainConfig
 from training.data import load_dataset
-from training.evaluate import accuracy, conditional_accuracy, train_classifier, tstr
-from training.sample import generate, shard_generator
+from training.evaluate import DEFAULT_SAMPLES_PER_CLASS, evaluation_classifier, score_model
 from training.train import EpochMetrics, train
 
 
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.learning_rate)
     p.add_argument("--beta", type=float, default=defaults.beta)
-    p.add_argument("--samples-per-class", type=int, default=100)
+    p.add_argument("--samples-per-class", type=int, default=DEFAULT_SAMPLES_PER_CLASS)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--device", default="cpu")
@@ -77,34 +78,28 @@ def main(argv: list[str] | None = None) -> None:
     result = train(cfg, data, device=args.device, on_epoch=show)
     train_seconds = time.perf_counter() - started
 
-    classifier = train_classifier(data, seed=0, device=args.device)
+    classifier = evaluation_classifier(data, seed=cfg.seed, device=args.device)
     real_acc = accuracy(classifier, data.test_x.to(args.device), data.test_y.to(args.device))
-    labels = torch.arange(data.num_classes).repeat_interleave(args.samples_per_class)
-    images = generate(
+    scores = score_model(
         result.model,
-        labels,
-        generator=shard_generator(cfg.seed, 0),
+        data,
+        seed=cfg.seed,
+        samples_per_class=args.samples_per_class,
         temperature=args.temperature,
+        classifier=classifier,
+        with_trtr=True,
         device=args.device,
     )
-    scores = conditional_accuracy(classifier, torch.from_numpy(images), labels)
-    tstr_acc = tstr(images, labels, data, seed=0, device=args.device)
-    per_class = "  ".join(f"{data.class_names[int(k)]}:{v:.2f}" for k, v in scores["per_class"].items())
+    per_class = "  ".join(f"{data.class_names[int(k)]}:{v:.2f}" for k, v in scores.per_class.items())
     per_epoch = sum(m.seconds for m in result.history) / max(len(result.history), 1)
     print(f"training: {train_seconds:.2f} s wall, {per_epoch:.3f} s/epoch (incl. held-out evaluation)")
     print(f"evaluation classifier held-out accuracy: {real_acc:.4f}")
-    print(f"conditional accuracy ({args.samples_per_class}/class): {scores['overall']:.4f}")
+    print(f"conditional accuracy ({args.samples_per_class}/class): {scores.conditional_accuracy:.4f}")
     print(f"per class: {per_class}")
-    print(f"TSTR {tstr_acc:.4f} vs TRTR {real_acc:.4f} (classifier trained on samples vs real images)")
+    print(f"TSTR {scores.tstr:.4f} vs TRTR {scores.trtr:.4f} (classifier trained on samples vs real images)")
 
     if args.out is not None:
-        metrics = {
-            "heldout_neg_elbo": result.final.heldout_neg_elbo,
-            "conditional_accuracy": scores["overall"],
-            "per_class_accuracy": scores["per_class"],
-            "classifier_heldout_accuracy": real_acc,
-            "tstr": tstr_acc,
-        }
+        metrics = {**scores.to_metrics(), "classifier_heldout_accuracy": real_acc}
         blob = save_checkpoint(
             result.model,
             cfg,

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from training.classifier import build_classifier
 from training.config import TrainConfig
-from training.evaluate import build_classifier
 from training.model import CVAE, build_model, resolve_architecture
 from training.train import EpochMetrics, TrainState
 

@@ -1,143 +1,208 @@
-"""Classifiers that score generated images: conditional accuracy, TSTR and TRTR.
+"""Score a trained CVAE: the one way to generate N samples per class and turn them into figures.
 
-Conditional accuracy (the share of generated images that a classifier trained on real images assigns to the
-label they were generated for) is the figure we track for a CVAE: a model can have a good ELBO and still
-ignore its label. TSTR ("train on synthetic, test on real", Esteban et al. 2017) asks the converse: is the
-generated data good enough to train a classifier that works on real held-out images? It is read against
-TRTR, the same classifier recipe trained on the real training split.
+Every caller (the training job's metrics, the promotion gate, a sampling job's TSTR and shard scores, the
+preview grids, `python -m training` and `bench/quality.py`) goes through this module, so one model has one
+`conditional_accuracy`, measured one way.
 
-One fixed recipe per image shape, so TSTR and TRTR differ only in the training images: an MLP on flat
-pixels for small images (8x8 digits), a small CNN from 16x16 up (`classifier_architecture`); Adam, batch
-64, a fixed number of epochs, weights and shuffling seeded by `seed`. Every classifier takes flat
-(B, C*H*W) pixels in [0, 1], like the CVAE.
+The figures (`Scores`):
+
+- conditional accuracy: the share of generated images that the evaluation classifier (the recipe of
+  `training.classifier` trained on the real training split) assigns to the label they were generated for,
+  overall and per class. We track it for a CVAE because a model can have a good ELBO and still ignore
+  its label.
+- TSTR ("train on synthetic, test on real", Esteban et al. 2017): the same recipe trained only on the
+  generated images, tested on the real held-out split. It is read against TRTR, the recipe trained on the
+  real training split with the same seed, so the two differ only in their training images.
+- the held-out -ELBO (nats per image, beta = 1), for context.
+
+Random streams. Everything random in an evaluation comes from a named `Stream` derived from one seed
+(a training job's seed, or a sampling job's):
+
+    stream_seed(seed, stream) = int(sha256(f"synthjobs-eval:{stream.value}:{seed}")[:8], big-endian) >> 1
+
+a stable 63-bit hash, as `training.sample.shard_generator` uses with the prefix "synthjobs-shard": streams
+are unrelated to one another and to a sampling job's shards, and never change between processes or
+machines. Drawing more from one stream (more samples per class, a TRTR) leaves the others as they were.
+
+`EVALUATION_RECIPE` names the recipe: bump it when a derivation, the classifier recipe or the sampling
+here changes, so figures stored by an older recipe are re-measured instead of compared with new ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from training.classifier import accuracy, as_flat_pixels, fit_classifier, predict, train_classifier
 from training.data import ImageDataset
+from training.model import CVAE
+from training.sample import generate, grid_png
+from training.train import heldout_neg_elbo
 
-CLASSIFIER_ARCHITECTURES = ("mlp", "cnn")
-CLASSIFIER_HIDDEN = 256  # the MLP's hidden layer
-CNN_CHANNELS = (32, 64)
-CNN_HIDDEN = 128
-CNN_MIN_SIZE = 16
-# Epochs of the fixed recipe, per architecture: the CNN converges in far fewer passes than the MLP.
-CLASSIFIER_EPOCHS = {"mlp": 40, "cnn": 10}
-CLASSIFIER_BATCH = 64
-CLASSIFIER_LR = 1e-3
-
-
-def classifier_architecture(image_shape: tuple[int, int, int] | None) -> str:
-    """Return "cnn" for images of at least 16x16, else "mlp" (also for an unknown shape)."""
-    if image_shape is None:
-        return "mlp"
-    _, h, w = image_shape
-    return "cnn" if min(h, w) >= CNN_MIN_SIZE else "mlp"
+EVALUATION_RECIPE = 1
+# Samples per class a model is scored on unless the caller says otherwise (the worker's default
+# SYNTHJOBS_TSTR_SAMPLES_PER_CLASS is the same number).
+DEFAULT_SAMPLES_PER_CLASS = 500
+PREVIEW_PER_CLASS = 10  # columns of a preview grid
+# What the promotion gate compares (synthjobs.rules.promotion.decide reads these keys).
+GATE_FIGURES = ("tstr", "conditional_accuracy", "heldout_neg_elbo")
 
 
-def build_classifier(
-    image_shape: tuple[int, int, int] | int, num_classes: int, *, architecture: str | None = None
-) -> nn.Module:
-    """Return an untrained classifier on flat pixels; also rebuilds a saved state_dict.
+class Stream(StrEnum):
+    """The named random streams of an evaluation, each derived from the job seed by `stream_seed`."""
 
-    Args:
-        image_shape: (C, H, W); a bare int is taken as the flat input size of an MLP (the old signature).
-        num_classes: number of outputs (logits).
-        architecture: "mlp" or "cnn"; default `classifier_architecture(image_shape)`.
-
-    Returns:
-        An nn.Sequential with `architecture` and `image_shape` attributes (the checkpoint stores both).
-    """
-    shape = None if isinstance(image_shape, int) else tuple(int(v) for v in image_shape)
-    input_dim = image_shape if isinstance(image_shape, int) else int(np.prod(shape))
-    architecture = architecture or classifier_architecture(shape)
-    if architecture == "mlp":
-        model = nn.Sequential(
-            nn.Linear(input_dim, CLASSIFIER_HIDDEN), nn.ReLU(), nn.Linear(CLASSIFIER_HIDDEN, num_classes)
-        )
-    elif architecture == "cnn":
-        if shape is None:
-            raise ValueError("a cnn classifier needs the image shape (C, H, W)")
-        model = _cnn(shape, num_classes)
-    else:
-        raise ValueError(f"classifier architecture must be one of mlp, cnn, got {architecture!r}")
-    model.architecture = architecture
-    model.image_shape = shape
-    return model
+    SAMPLES = "samples"  # latents of the N-per-class samples that are scored
+    CLASSIFIER = "classifier"  # weights and shuffling of the evaluation classifier (real training split)
+    TSTR = "tstr"  # weights and shuffling of the TSTR classifier, and of TRTR (same seed on purpose)
+    GRID = "grid"  # latents of the preview grid
 
 
-def _cnn(shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
-    c, h, w = shape
-    c1, c2 = CNN_CHANNELS
-    return nn.Sequential(
-        nn.Unflatten(1, (c, h, w)),  # (B, C, H, W)
-        nn.Conv2d(c, c1, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (B, 32, H/2, W/2)
-        nn.Conv2d(c1, c2, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (B, 64, H/4, W/4), floored
-        nn.Flatten(),
-        nn.Linear(c2 * (h // 4) * (w // 4), CNN_HIDDEN),
-        nn.ReLU(),
-        nn.Linear(CNN_HIDDEN, num_classes),
-    )
+def stream_seed(seed: int, stream: Stream) -> int:
+    """Return the 63-bit seed of `stream` for a job seeded with `seed` (derivation: the module doc)."""
+    digest = hashlib.sha256(f"synthjobs-eval:{stream.value}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
-def train_classifier(data: ImageDataset, *, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
-    """Train the evaluation classifier on the real training split; deterministic for a seed.
-
-    Args:
-        data: the dataset; only its training split is used.
-        seed: seeds both the initial weights and the shuffling.
-        device: where to train.
-
-    Returns:
-        The classifier in eval mode, on `device`.
-    """
-    return fit_classifier(
-        data.train_x, data.train_y, data.image_shape, data.num_classes, seed=seed, device=device
-    )
+def stream_generator(seed: int, stream: Stream) -> torch.Generator:
+    """A fresh CPU generator for `stream`: the same draws for the same (seed, stream), wherever it runs."""
+    return torch.Generator().manual_seed(stream_seed(seed, stream))
 
 
-def fit_classifier(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    image_shape: tuple[int, int, int],
-    num_classes: int,
+def sample_per_class(
+    model: CVAE,
+    n_per_class: int,
     *,
-    seed: int = 0,
+    seed: int,
+    stream: Stream = Stream.SAMPLES,
+    classes: Sequence[int] | None = None,
+    temperature: float = 1.0,
     device: str | torch.device = "cpu",
-) -> nn.Module:
-    """Train the fixed classifier recipe on flat pixels x (N, D) in [0, 1] and labels y (N,).
+    image_shape: tuple[int, int, int] | None = None,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Generate `n_per_class` images of each class, in class order, from one named stream.
 
-    Weights are initialised inside a forked RNG so the global RNG is neither read nor advanced.
+    Args:
+        model: the CVAE.
+        n_per_class: images per class (at least 1).
+        seed: the job seed the stream is derived from.
+        stream: which stream the latents come from (SAMPLES for scoring, GRID for previews).
+        classes: class indices to generate; default every class of the model.
+        temperature: scales the prior's standard deviation.
+        device: where to decode.
+        image_shape: (C, H, W); default `model.image_shape`.
 
     Returns:
-        The classifier in eval mode, on `device`.
+        (images, labels): uint8 images as `generate` returns them, and int64 labels (N,) on the CPU.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_classifier(image_shape, num_classes)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=CLASSIFIER_LR)
-    shuffle = torch.Generator().manual_seed(seed)
-    x, y = x.to(device), y.to(device)
-    model.train()
-    for _ in range(CLASSIFIER_EPOCHS[model.architecture]):
-        perm = torch.randperm(len(x), generator=shuffle).to(device)
-        for start in range(0, len(x), CLASSIFIER_BATCH):
-            idx = perm[start : start + CLASSIFIER_BATCH]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
+    wanted = torch.arange(model.num_classes) if classes is None else torch.as_tensor(list(classes))
+    labels = wanted.to(torch.int64).repeat_interleave(n_per_class)
+    images = generate(
+        model,
+        labels,
+        generator=stream_generator(seed, stream),
+        temperature=temperature,
+        device=device,
+        image_shape=image_shape,
+    )
+    return images, labels
+
+
+def preview_grid(
+    model: CVAE,
+    *,
+    seed: int,
+    classes: Sequence[int] | None = None,
+    temperature: float = 1.0,
+    device: str | torch.device = "cpu",
+) -> bytes:
+    """A PNG of `PREVIEW_PER_CLASS` samples per class (one row per class of the model), stream GRID."""
+    images, labels = sample_per_class(
+        model,
+        PREVIEW_PER_CLASS,
+        seed=seed,
+        stream=Stream.GRID,
+        classes=classes,
+        temperature=temperature,
+        device=device,
+    )
+    return grid_png(images, labels.numpy(), model.num_classes, per_class=PREVIEW_PER_CLASS)
+
+
+def evaluation_classifier(data: ImageDataset, *, seed: int, device: str | torch.device = "cpu") -> nn.Module:
+    """The evaluation classifier of a job seeded with `seed`: the recipe on `data`'s real training split.
+
+    Stored in the model's checkpoint; a sampling job scores its shards with the stored one.
+    """
+    return train_classifier(data, seed=stream_seed(seed, Stream.CLASSIFIER), device=device)
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Per-class (scored, correct) counts of generated images; shards' counts add up to the job's."""
+
+    scored: tuple[int, ...]
+    correct: tuple[int, ...]
+
+    @classmethod
+    def of(
+        cls, classifier: nn.Module, images: np.ndarray | torch.Tensor, labels: Any, num_classes: int
+    ) -> ClassCounts:
+        """Score `images` (as `generate` returns them, or flat pixels) against their requested labels."""
+        pixels = as_flat_pixels(images)
+        truth = torch.as_tensor(np.asarray(labels)).to(torch.int64).reshape(-1)
+        right = predict(classifier, pixels).cpu() == truth
+        scored = torch.bincount(truth, minlength=num_classes)
+        correct = torch.bincount(truth[right], minlength=num_classes)
+        return cls(tuple(scored.tolist()), tuple(correct.tolist()))
+
+    @classmethod
+    def none(cls, num_classes: int) -> ClassCounts:
+        """Nothing scored (a shard with no classifier to score with)."""
+        return cls((0,) * num_classes, (0,) * num_classes)
+
+    def __add__(self, other: ClassCounts) -> ClassCounts:
+        return ClassCounts(
+            tuple(a + b for a, b in zip(self.scored, other.scored, strict=True)),
+            tuple(a + b for a, b in zip(self.correct, other.correct, strict=True)),
+        )
+
+    @property
+    def overall(self) -> float | None:
+        """The share correct over every class; None when nothing was scored."""
+        total = sum(self.scored)
+        return sum(self.correct) / total if total else None
+
+    def per_class(self) -> dict[int, float]:
+        """{class index: share correct}, only for classes scored (an absent class has no accuracy)."""
+        return {c: right / n for c, (n, right) in enumerate(zip(self.scored, self.correct, strict=True)) if n}
+
+
+def conditional_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Score generated images against the labels they were generated for.
+
+    Args:
+        classifier: an evaluation classifier (see `evaluation_classifier`).
+        images: float (N, D) pixel values in [0, 1] flattened in (C, H, W) order; uint8 images are scaled by
+            1/255, and (N, H, W) or channels-last (N, H, W, C) images (as `generate` returns) are flattened.
+        labels: int64 (N,) the requested classes.
+
+    Returns:
+        {"overall": float, "per_class": {str(class_index): float}}; only classes present in `labels`
+        appear in "per_class" (an absent class has no accuracy, and NaN is not JSON).
+    """
+    truth = torch.as_tensor(labels).reshape(-1)
+    counts = ClassCounts.of(classifier, images, truth, int(truth.max()) + 1 if len(truth) else 0)
+    per_class = {str(c): v for c, v in counts.per_class().items()}
+    return {"overall": counts.overall or 0.0, "per_class": per_class}
 
 
 def tstr(
@@ -155,7 +220,7 @@ def tstr(
             flattened in (C, H, W) order.
         generated_y: int (N,) the labels they were generated for.
         data: the real dataset; only its held-out split is used.
-        seed: the classifier's seed (use the same for `trtr`).
+        seed: the classifier's seed itself (`score_model` passes `stream_seed(seed, Stream.TSTR)`).
         device: where to train.
 
     Returns:
@@ -175,54 +240,100 @@ def trtr(data: ImageDataset, *, seed: int = 0, device: str | torch.device = "cpu
     return accuracy(classifier, data.test_x.to(device), data.test_y.to(device))
 
 
-def as_flat_pixels(
-    images: np.ndarray | torch.Tensor, image_shape: tuple[int, int, int] | None = None
-) -> torch.Tensor:
-    """Return float32 (N, C*H*W) pixels in [0, 1] in (C, H, W) order.
+@dataclass(frozen=True)
+class Scores:
+    """A model's figures and the parameters they were measured with (see the module doc)."""
 
-    Accepts uint8 (scaled by 1/255) or float images: (N, D) already flat, (N, H, W) greyscale, or
-    (N, H, W, C) channels-last as `generate` returns them.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    if x.ndim == 4:
-        x = x.permute(0, 3, 1, 2)  # (N, C, H, W)
-    x = x.reshape(len(x), -1)
-    if image_shape is not None and x.shape[1] != int(np.prod(image_shape)):
-        raise ValueError(f"images of {x.shape[1]} values each do not match image shape {tuple(image_shape)}")
-    return x
+    conditional_accuracy: float
+    per_class: dict[str, float]  # {str(class index): accuracy}, as stored in a model's metrics
+    tstr: float
+    heldout_neg_elbo: float
+    trtr: float | None
+    samples_per_class: int
+    seed: int
+    temperature: float
+
+    def evaluation(self) -> dict[str, Any]:
+        """How the figures were measured: two models whose records are equal (on the same data) were
+        scored alike, so their stored figures compare as if measured side by side."""
+        return {
+            "recipe": EVALUATION_RECIPE,
+            "samples_per_class": self.samples_per_class,
+            "seed": self.seed,
+            "temperature": self.temperature,
+        }
+
+    def figures(self) -> dict[str, float]:
+        """The figures the promotion gate compares (`GATE_FIGURES`)."""
+        return {name: float(getattr(self, name)) for name in GATE_FIGURES}
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The keys a model's metrics store: read by the API, the CLI, the demo and the promotion gate."""
+        metrics: dict[str, Any] = {
+            "conditional_accuracy": self.conditional_accuracy,
+            "conditional_accuracy_per_class": dict(self.per_class),
+            "tstr": self.tstr,
+            "heldout_neg_elbo": self.heldout_neg_elbo,
+            "evaluation": self.evaluation(),
+        }
+        if self.trtr is not None:
+            metrics["trtr"] = self.trtr
+        return metrics
 
 
-@torch.no_grad()
-def predict(classifier: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Return predicted labels (N,) for flattened images x (N, D) in [0, 1], on x's device."""
-    device = next(classifier.parameters()).device
-    preds = [classifier(x[i : i + batch_size].to(device)).argmax(dim=1) for i in range(0, len(x), batch_size)]
-    return torch.cat(preds).to(x.device) if preds else torch.empty(0, dtype=torch.int64)
+def figures_of(metrics: dict[str, Any]) -> dict[str, float]:
+    """The gate's figures from a model's stored metrics (as `Scores.to_metrics` wrote them)."""
+    return {name: float(metrics[name]) for name in GATE_FIGURES}
 
 
-def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Return the fraction of images x (N, D) that the classifier labels as y (N,)."""
-    return float((predict(classifier, x) == y.to(x.device)).float().mean())
-
-
-def conditional_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Score generated images against the labels they were generated for.
+def score_model(
+    model: CVAE,
+    data: ImageDataset,
+    *,
+    seed: int,
+    samples_per_class: int = DEFAULT_SAMPLES_PER_CLASS,
+    temperature: float = 1.0,
+    classifier: nn.Module | None = None,
+    with_trtr: bool = False,
+    device: str | torch.device = "cpu",
+) -> Scores:
+    """Generate `samples_per_class` images of each class (stream SAMPLES) and score them.
 
     Args:
-        classifier: an evaluation classifier (see `train_classifier`).
-        images: float (N, D) pixel values in [0, 1] flattened in (C, H, W) order; uint8 images are scaled by
-            1/255, and (N, H, W) or channels-last (N, H, W, C) images (as `generate` returns) are flattened.
-        labels: int64 (N,) the requested classes.
+        model: the CVAE, trained on `data`'s classes and image shape.
+        data: the real dataset: the classifiers train on its training split and test on its held-out split.
+        seed: the job seed every stream is derived from.
+        samples_per_class: images per class scored, and that TSTR trains on.
+        temperature: scales the prior's standard deviation when sampling.
+        classifier: the evaluation classifier, when the caller already has it; it must be
+            `evaluation_classifier(data, seed=seed)` (trained here when None) for the figures to be the ones
+            a model records.
+        with_trtr: also train the recipe on the real training split (stream TSTR) for TRTR.
+        device: where to decode and train.
 
     Returns:
-        {"overall": float, "per_class": {str(class_index): float}}; only classes present in `labels`
-        appear in "per_class" (an absent class has no accuracy, and NaN is not JSON).
+        Scores; the same model, data and arguments give the same Scores (on a deterministic device).
     """
-    images = as_flat_pixels(images)
-    labels = torch.as_tensor(labels).to(images.device)
-    correct = predict(classifier, images) == labels
-    per_class = {
-        str(int(c)): float(correct[labels == c].float().mean()) for c in torch.unique(labels).tolist()
-    }
-    return {"overall": float(correct.float().mean()) if len(correct) else 0.0, "per_class": per_class}
+    if classifier is None:
+        classifier = evaluation_classifier(data, seed=seed, device=device)
+    images, labels = sample_per_class(
+        model,
+        samples_per_class,
+        seed=seed,
+        classes=range(data.num_classes),
+        temperature=temperature,
+        device=device,
+        image_shape=data.image_shape,
+    )
+    counts = ClassCounts.of(classifier, images, labels, data.num_classes)
+    classifier_seed = stream_seed(seed, Stream.TSTR)
+    return Scores(
+        conditional_accuracy=counts.overall or 0.0,
+        per_class={str(c): v for c, v in counts.per_class().items()},
+        tstr=tstr(images, labels, data, seed=classifier_seed, device=device),
+        heldout_neg_elbo=heldout_neg_elbo(model, data, device=device),
+        trtr=trtr(data, seed=classifier_seed, device=device) if with_trtr else None,
+        samples_per_class=samples_per_class,
+        seed=int(seed),
+        temperature=float(temperature),
+    )

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.classifier import build_classifier
 from training.config import TrainConfig
 from training.data import ImageDataset
-from training.evaluate import build_classifier
 from training.sample import generate, shard_generator
 from training.train import TrainResult, TrainState, train
 

@@ -1,7 +1,8 @@
 import torch
 
+from training.classifier import accuracy, train_classifier
 from training.data import ImageDataset
-from training.evaluate import accuracy, conditional_accuracy, train_classifier
+from training.evaluate import conditional_accuracy
 
 
 def test_evaluation_classifier_is_accurate_and_deterministic(digits: ImageDataset) -> None:

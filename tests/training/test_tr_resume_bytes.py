@@ -10,9 +10,9 @@ from training.checkpoint import (
     save_checkpoint,
     save_train_state,
 )
+from training.classifier import build_classifier
 from training.config import TrainConfig
 from training.data import ImageDataset, load_digits_dataset
-from training.evaluate import build_classifier
 from training.sample import generate, shard_generator
 from training.train import TrainState, train
 

@@ -2,17 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import ImageDataset, dataset_from_arrays
-from training.evaluate import (
+from training.classifier import (
     accuracy,
     as_flat_pixels,
     build_classifier,
     classifier_architecture,
-    conditional_accuracy,
     train_classifier,
-    trtr,
-    tstr,
 )
+from training.data import ImageDataset, dataset_from_arrays
+from training.evaluate import conditional_accuracy, trtr, tstr
 
 
 def _real_as_generated(data: ImageDataset) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,16 @@
 """After training: compare the new model with its name's champion and move the alias if it is better.
 
-Both models are measured the same way on the same (current) data: conditional accuracy scored by one
-evaluation classifier, TSTR with one fixed classifier recipe on a fixed number of generated samples per class,
-and the held-out ELBO for context. A promotion of a scheduled run submits its follow-up sampling job.
+Both models are measured the same way on the same (current) data, by `training.evaluate.score_model`: the
+challenger's figures are the ones its training job just stored in its metrics. The champion's are
+
+- read from its stored metrics when it was scored alike: trained on data of the same fingerprint and scored
+  with the same `evaluation` record (recipe, samples per class, seed, temperature). Its figures then are
+  exactly what re-measuring would give (the evaluation classifier and every stream come from that seed and
+  data), without generating and training again;
+- otherwise (other data, another seed, an older recipe) re-measured now with the challenger's parameters
+  and its evaluation classifier, so both see the same classifier and the same latents.
+
+A promotion of a scheduled run submits its follow-up sampling job.
 """
 
 from __future__ import annotations
@@ -22,30 +30,46 @@ from synthjobs.rules.promotion import CHAMPION, Decision, Policy, decide
 from synthjobs.rules.sampling import sample_params
 from training.checkpoint import load_checkpoint
 from training.data import ImageDataset
-from training.evaluate import as_flat_pixels, conditional_accuracy
-from training.evaluate import tstr as tstr_accuracy
-from training.model import CVAE
-from training.sample import generate, shard_generator
-from training.train import heldout_neg_elbo
+from training.evaluate import Scores, figures_of, score_model
 from worker.context import JobContext
 
 log = logging.getLogger(__name__)
-EVAL_SEED = 20_240_601  # fixed: both models see the same latents' seed and the same classifier seed
 
 
-def figures(
-    model: CVAE, classifier: torch.nn.Module, data: ImageDataset, per_class: int, device: torch.device
-) -> dict[str, float]:
-    """The gate's figures for one model on `data`, by a fixed recipe."""
-    labels = torch.arange(data.num_classes).repeat_interleave(per_class)
-    images = generate(model, labels, generator=shard_generator(EVAL_SEED, 0), device=device)
-    return {
-        "tstr": round(tstr_accuracy(images, labels, data, seed=0, device=device), 4),
-        "conditional_accuracy": round(
-            conditional_accuracy(classifier, as_flat_pixels(images, data.image_shape), labels)["overall"], 4
-        ),
-        "heldout_neg_elbo": round(heldout_neg_elbo(model, data, device=device), 4),
-    }
+def scored_alike(champion: Model, challenger: Scores, fingerprint: str) -> bool:
+    """Whether the champion's stored figures were measured as the challenger's were, on the same data."""
+    return (
+        champion.dataset.get("fingerprint") == fingerprint
+        and champion.metrics.get("evaluation") == challenger.evaluation()
+    )
+
+
+def champion_figures(
+    ctx: JobContext,
+    champion: Model,
+    challenger: Scores,
+    classifier: torch.nn.Module,
+    data: ImageDataset,
+    fingerprint: str,
+) -> dict[str, float] | None:
+    """The champion's gate figures, measured like the challenger's; None when its data has another shape."""
+    if scored_alike(champion, challenger, fingerprint):
+        return figures_of(champion.metrics)
+    loaded = load_checkpoint(
+        ctx.storage.get_bytes(ctx.storage.key_of(champion.checkpoint_uri)), device=ctx.device
+    )
+    if tuple(loaded.image_shape) != tuple(data.image_shape) or len(loaded.class_names) != data.num_classes:
+        return None
+    scores = score_model(
+        loaded.model,
+        data,
+        seed=challenger.seed,
+        samples_per_class=challenger.samples_per_class,
+        temperature=challenger.temperature,
+        classifier=classifier,
+        device=ctx.device,
+    )
+    return scores.figures()
 
 
 def champion_of(ctx: JobContext, name: str, exclude: str) -> Model | None:
@@ -62,22 +86,20 @@ def compare(
     ctx: JobContext,
     model_id: str,
     name: str,
-    challenger: dict[str, float],
+    challenger: Scores,
     classifier: torch.nn.Module,
     data: ImageDataset,
+    fingerprint: str,
     policy: Policy,
 ) -> Decision:
-    """Measure the champion on the same data and decide."""
+    """Decide on the challenger's stored figures against the champion's, measured alike (module doc)."""
     champion = champion_of(ctx, name, exclude=model_id)
     if champion is None:
-        return decide(challenger, None, policy)
-    loaded = load_checkpoint(
-        ctx.storage.get_bytes(ctx.storage.key_of(champion.checkpoint_uri)), device=ctx.device
-    )
-    if tuple(loaded.image_shape) != tuple(data.image_shape) or len(loaded.class_names) != data.num_classes:
+        return decide(challenger.figures(), None, policy)
+    figures = champion_figures(ctx, champion, challenger, classifier, data, fingerprint)
+    if figures is None:
         return Decision(False, f"kept champion: v{champion.version} was trained on data of another shape")
-    per_class = ctx.settings.tstr_samples_per_class
-    return decide(challenger, figures(loaded.model, classifier, data, per_class, ctx.device), policy)
+    return decide(challenger.figures(), figures, policy)
 
 
 def apply(ctx: JobContext, model_id: str, decision: Decision) -> str | None:

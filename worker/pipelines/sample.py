@@ -29,8 +29,8 @@ from synthjobs.ledger.tables import JobShard
 from synthjobs.settings import Settings
 from synthjobs.storage.base import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
-from training.evaluate import as_flat_pixels, predict, trtr, tstr
-from training.sample import GenerationStopped, generate, grid_png, shard_generator, shard_permutation
+from training.evaluate import ClassCounts, preview_grid, score_model
+from training.sample import GenerationStopped, generate, shard_generator, shard_permutation
 from worker.context import LeaseLost
 from worker.formats import EXTENSIONS, write_shard
 from worker.pipelines.datasets import load_training_data
@@ -87,19 +87,15 @@ def generate_shard(
 def score_subset(
     loaded: LoadedCheckpoint, images: np.ndarray, labels: np.ndarray, wanted: int, num_classes: int
 ) -> dict[str, Any]:
-    """Per-class (scored, correct) counts of an evenly spaced subset, scored by the evaluation classifier."""
-    scored, correct = [0] * num_classes, [0] * num_classes
+    """Per-class (scored, correct) counts of an evenly spaced subset, scored by the evaluation classifier.
+
+    Counts, not accuracies, so the finalizer adds the shards' up (`ClassCounts`) into the job's figure.
+    """
+    counts = ClassCounts.none(num_classes)
     if loaded.classifier is not None and wanted > 0 and len(labels):
         picks = np.linspace(0, len(labels) - 1, num=min(wanted, len(labels))).round().astype(np.int64)
-        pixels = as_flat_pixels(images[picks], loaded.image_shape)  # (N, C*H*W) in the classifier's order
-        predicted = (
-            predict(loaded.classifier, pixels.to(next(loaded.classifier.parameters()).device)).cpu().numpy()
-        )
-        truth = labels[picks]
-        for cls in range(num_classes):
-            mask = truth == cls
-            scored[cls], correct[cls] = int(mask.sum()), int((predicted[mask] == cls).sum())
-    return {"scored": scored, "correct": correct}
+        counts = ClassCounts.of(loaded.classifier, images[picks], labels[picks], num_classes)
+    return {"scored": list(counts.scored), "correct": list(counts.correct)}
 
 
 def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> tuple[IO[bytes], int, str]:
@@ -223,15 +219,15 @@ def _shard_record(shard: JobShard) -> dict[str, Any]:
 
 
 def _quality(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    scored = np.sum([r["quality"]["scored"] for r in rows], axis=0)
-    correct = np.sum([r["quality"]["correct"] for r in rows], axis=0)
-    if scored.sum() == 0:
+    counts = ClassCounts.none(len(names))
+    for row in rows:
+        counts += ClassCounts(tuple(row["quality"]["scored"]), tuple(row["quality"]["correct"]))
+    if counts.overall is None:
         return {"conditional_accuracy": None, "scored": 0}
-    per_class = {names[c]: round(float(correct[c] / scored[c]), 4) for c in range(len(names)) if scored[c]}
     return {
-        "conditional_accuracy": round(float(correct.sum() / scored.sum()), 4),
-        "per_class": per_class,
-        "scored": int(scored.sum()),
+        "conditional_accuracy": round(counts.overall, 4),
+        "per_class": {names[c]: round(v, 4) for c, v in counts.per_class().items()},
+        "scored": sum(counts.scored),
     }
 
 
@@ -256,29 +252,30 @@ def _tstr(
         reason = "the model records no dataset it was trained on, so there is no real held-out data"
         return {"tstr": None, "trtr": None, "tstr_skipped": reason}
     data = load_training_data(spec, settings, storage, tenant=tenant)
-    labels = torch.arange(len(loaded.class_names)).repeat_interleave(per_class)
-    images = generate(
+    # Streams from the job's seed; the conditional accuracy of these samples is not reported (the job's
+    # own is over its shards, `_quality`).
+    scores = score_model(
         loaded.model,
-        labels,
-        generator=shard_generator(int(params["seed"]), -2),
+        data,
+        seed=int(params["seed"]),
+        samples_per_class=per_class,
         temperature=float(params.get("temperature", 1.0)),
+        classifier=loaded.classifier,
+        with_trtr=True,
         device=device,
     )
     return {
-        "tstr": round(tstr(images, labels, data, seed=0, device=device), 4),
-        "trtr": round(trtr(data, seed=0, device=device), 4),
+        "tstr": round(scores.tstr, 4),
+        "trtr": round(scores.trtr or 0.0, 4),
         "tstr_samples_per_class": per_class,
     }
 
 
 def _preview(loaded: LoadedCheckpoint, params: dict[str, Any], device: torch.device) -> bytes:
-    classes = [c for c, n in enumerate(params["counts"]) if n > 0]
-    labels = torch.tensor(classes).repeat_interleave(10)
-    images = generate(
+    return preview_grid(
         loaded.model,
-        labels,
-        generator=shard_generator(int(params["seed"]), -1),
+        seed=int(params["seed"]),
+        classes=[c for c, n in enumerate(params["counts"]) if n > 0],
         temperature=float(params.get("temperature", 1.0)),
         device=device,
     )
-    return grid_png(images, labels.numpy(), len(params["counts"]), per_class=10)

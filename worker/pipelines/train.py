@@ -27,9 +27,8 @@ from synthjobs.settings import Settings
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
 from training.data import ImageDataset, fingerprint
-from training.evaluate import as_flat_pixels, conditional_accuracy, train_classifier
+from training.evaluate import Scores, evaluation_classifier, preview_grid, score_model
 from training.plots import loss_curve_png
-from training.sample import generate, grid_png, shard_generator
 from training.train import EpochMetrics, TrainResult, TrainState, train
 from worker.context import JobContext
 from worker.pipelines import promote
@@ -64,15 +63,23 @@ def run(ctx: JobContext) -> dict[str, Any]:
         checkpoints.flush()  # keep the last completed epoch, unless the job is someone else's now
     ctx.raise_if_stopped()
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
-    classifier = train_classifier(data, seed=cfg.seed, device=ctx.device)
-    metrics = _metrics(ctx, outcome, classifier, data, cfg)
-    gate = promote.figures(outcome.model, classifier, data, ctx.settings.tstr_samples_per_class, ctx.device)
-    metrics["tstr"], metrics["tstr_samples_per_class"] = gate["tstr"], ctx.settings.tstr_samples_per_class
+    classifier = evaluation_classifier(data, seed=cfg.seed, device=ctx.device)
+    scores = score_model(  # the model's one set of figures: stored below, compared by the promotion gate
+        outcome.model,
+        data,
+        seed=cfg.seed,
+        samples_per_class=ctx.settings.tstr_samples_per_class,
+        classifier=classifier,
+        device=ctx.device,
+    )
+    metrics = _metrics(ctx, outcome, scores)
     ctx.progress(0.95, "uploading", force=True)
     ctx.raise_if_stopped()
     result = _store(ctx, cfg, data, digest, outcome, classifier, metrics)
     policy = Policy.from_dict((ctx.params.get("schedule") or {}).get("policy"))
-    decision = promote.compare(ctx, result["model_id"], result["model_name"], gate, classifier, data, policy)
+    decision = promote.compare(
+        ctx, result["model_id"], result["model_name"], scores, classifier, data, digest, policy
+    )
     follow_up = promote.apply(ctx, result["model_id"], decision)
     return {**result, "promotion": decision.to_dict(), "follow_up_sample_job_id": follow_up}
 
@@ -209,21 +216,12 @@ def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset, checkpoints: C
     )
 
 
-def _metrics(
-    ctx: JobContext, outcome: TrainResult, classifier: torch.nn.Module, data: ImageDataset, cfg: TrainConfig
-) -> dict[str, Any]:
-    per_class = int(ctx.params.get("eval_samples_per_class", 100))
-    labels = torch.arange(data.num_classes).repeat_interleave(per_class)
-    images = generate(outcome.model, labels, generator=shard_generator(cfg.seed, 0), device=ctx.device)
-    pixels = as_flat_pixels(images, data.image_shape)  # (N, C*H*W) in the classifier's order
-    accuracy = conditional_accuracy(classifier, pixels, labels)
+def _metrics(ctx: JobContext, outcome: TrainResult, scores: Scores) -> dict[str, Any]:
+    """The model's metrics: its one set of `Scores` (what the promotion gate reads too) and training's own."""
     return {
-        "heldout_neg_elbo": outcome.final.heldout_neg_elbo,
+        **scores.to_metrics(),
         "train_loss": outcome.final.train_loss,
         "epochs": outcome.final.epoch,
-        "conditional_accuracy": accuracy["overall"],
-        "conditional_accuracy_per_class": accuracy["per_class"],
-        "eval_samples_per_class": per_class,
         "seconds_per_epoch": float(np.mean([m.seconds for m in outcome.history]))
         if outcome.history
         else None,
@@ -268,7 +266,11 @@ def _store(
         "loss_curve_uri": put(
             f"models/{model_id}/loss-curve.png", loss_curve_png(outcome.history), "image/png"
         ),
-        "grid_uri": put(f"models/{model_id}/samples.png", _grid(ctx, outcome, data, cfg), "image/png"),
+        "grid_uri": put(
+            f"models/{model_id}/samples.png",
+            preview_grid(outcome.model, seed=cfg.seed, device=ctx.device),
+            "image/png",
+        ),
     }
     card = {
         "model_id": model_id,
@@ -301,12 +303,6 @@ def _store(
         )
         name, version = model.name, model.version
     return {"model_id": model_id, "model_name": name, "model_version": version, **uris, "metrics": summary}
-
-
-def _grid(ctx: JobContext, outcome: TrainResult, data: ImageDataset, cfg: TrainConfig) -> bytes:
-    labels = torch.arange(data.num_classes).repeat_interleave(10)
-    images = generate(outcome.model, labels, generator=shard_generator(cfg.seed, 1), device=ctx.device)
-    return grid_png(images, labels.numpy(), data.num_classes)
 
 
 def _json(value: dict[str, Any]) -> bytes:
