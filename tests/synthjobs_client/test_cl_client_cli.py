@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs_client import cli
+from synthjobs_client import cli, output
 from synthjobs_client.client import Client
 from synthjobs_client.errors import APIUnreachable, ClientError, JobFailed, WaitTimeout
 
@@ -173,7 +173,10 @@ def test_cli_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
-    assert "usage: synthjobs" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    # No command at all prints the whole help (Typer writes it to stdout); any other mistake, the usage line
+    # and the error on stderr.
+    assert "usage: synthjobs" in (captured.out if not argv else captured.err).lower()
 
 
 @pytest.fixture
@@ -181,7 +184,9 @@ def cli_against(monkeypatch: pytest.MonkeyPatch) -> Callable[[httpx.MockTranspor
     """Point the CLI's client at a mock transport."""
 
     def install(transport: httpx.MockTransport) -> None:
-        monkeypatch.setattr(cli, "client_for", lambda args: Client("http://api.test", transport=transport))
+        monkeypatch.setattr(
+            output, "client_for", lambda options: Client("http://api.test", transport=transport)
+        )
 
     return install
 
@@ -225,4 +230,39 @@ def test_cli_exits_2_when_the_api_rejects_the_request(
 ) -> None:
     cli_against(httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": "epochs too high"})))
     assert cli.main(["train", "--epochs", "99999"]) == cli.EXIT_USAGE == 2
-    assert "HTTP 422: epochs too high" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: epochs too high\n"
+
+
+def test_cli_prints_a_validation_error_as_field_and_reason_not_a_python_repr(
+    cli_against: Callable[[httpx.MockTransport], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    detail = [
+        {"loc": ["body", "dataset", "root"], "msg": "must be inside /data", "type": "value_error"},
+        {"loc": ["body", "hyperparameters", "epochs"], "msg": "Input should be >= 1", "type": "greater_than"},
+        {"loc": ["header", "Idempotency-Key"], "msg": "1-200 printable characters", "type": "value_error"},
+    ]
+    cli_against(httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": detail})))
+    assert cli.main(["train", "--dataset", "mnist:/elsewhere"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "error: dataset.root: must be inside /data; hyperparameters.epochs: Input should be >= 1; "
+        "Idempotency-Key (header): 1-200 printable characters\n"
+    )
+
+
+def test_client_error_keeps_the_apis_detail_and_a_readable_message() -> None:
+    detail = [{"loc": ["body", "dataset", "torchvision", "root"], "msg": "bad", "type": "value_error"}]
+    transport = httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": detail}))
+    with _client(transport) as client, pytest.raises(ClientError) as info:
+        client.submit_train({})
+    assert info.value.detail == detail
+    assert info.value.message == "dataset.torchvision.root: bad"
+    assert str(info.value) == "HTTP 422: dataset.torchvision.root: bad"
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_cli_exits_3_when_a_proxy_says_the_api_is_not_there(
+    status: int, cli_against: Callable[[httpx.MockTransport], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_against(httpx.MockTransport(lambda request: httpx.Response(status, text="<html>bad gateway</html>")))
+    assert cli.main(["status", JOB_ID]) == cli.EXIT_UNREACHABLE
+    assert f"error: the API is not answering (HTTP {status})" in capsys.readouterr().err
