@@ -100,9 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = command.main(args=args, prog_name="synthjobs", standalone_mode=False)
     except typer.TyperException as exc:  # a usage error: bad option, missing argument, unknown command
-        show = getattr(exc, "show", None)
-        show() if show is not None else print(f"error: {exc.format_message()}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code) from None
+        if hasattr(exc, "show"):
+            exc.show()  # the usage line, then `Error: ...`
+        else:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return EXIT_USAGE

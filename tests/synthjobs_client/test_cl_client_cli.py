@@ -5,6 +5,7 @@ The client runs against `httpx.MockTransport`, so these check its own logic with
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from synthjobs_client import cli, output
 from synthjobs_client.client import Client
 from synthjobs_client.errors import APIUnreachable, ClientError, JobFailed, WaitTimeout
+from synthjobs_client.progress import progress_printer
 
 JOB_ID = "6f1c2a9e-0d43-4e7a-9b8f-1a2b3c4d5e6f"
 
@@ -266,3 +268,32 @@ def test_cli_exits_3_when_a_proxy_says_the_api_is_not_there(
     cli_against(httpx.MockTransport(lambda request: httpx.Response(status, text="<html>bad gateway</html>")))
     assert cli.main(["status", JOB_ID]) == cli.EXIT_UNREACHABLE
     assert f"error: the API is not answering (HTTP {status})" in capsys.readouterr().err
+
+
+# --- progress -------------------------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_plain_lines_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    show = progress_printer(stream)
+    for job in (
+        _job("RUNNING", 0.5, "epoch 1/2"),
+        _job("RUNNING", 0.5, "epoch 1/2"),
+        _job("SUCCEEDED", 1.0, "done"),
+    ):
+        show(job)
+    assert stream.getvalue() == "RUNNING 50% epoch 1/2\nSUCCEEDED 100% done\n"
+
+
+def test_progress_is_a_rich_bar_on_a_terminal_that_ends_with_the_job() -> None:
+    stream = _Terminal()
+    show = progress_printer(stream)
+    show(_job("RUNNING", 0.25, "epoch 1/4"))
+    show(_job("SUCCEEDED", 1.0, "done"))
+    text = stream.getvalue()
+    assert "━" in text and "100%" in text and "SUCCEEDED" in text and text.endswith("\x1b[?25h")
