@@ -92,7 +92,7 @@ server.register(app)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script: run one command and return its exit code.
 
-    Usage errors print click's usage and raise SystemExit(2), as argparse did; every other failure is one
+    Usage errors print the usage line and raise SystemExit(2), as argparse did; every other failure is one
     `error: ...` line on stderr and an exit code from the table in the module docstring.
     """
     command = typer.main.get_command(app)
