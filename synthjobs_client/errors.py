@@ -33,10 +33,14 @@ def readable(detail: Any) -> str:
     if isinstance(detail, str):
         return detail
     if isinstance(detail, list) and all(isinstance(e, dict) and "msg" in e for e in detail) and detail:
-        lines = []
-        for error in detail:
-            field = _field(list(error.get("loc") or []))
-            lines.append(f"{field}: {error['msg']}" if field else str(error["msg"]))
+        errors = [
+            (_field(list(e.get("loc") or [])), str(e["msg"]).removeprefix("Value error, ")) for e in detail
+        ]
+        fields = {field for field, _ in errors}
+        # A union reports every branch; the one that reached deeper (`dataset.torchvision.root`) is the one
+        # the input meant, so its shallower siblings (`dataset: Input should be 'digits'`) are noise.
+        errors = [(f, m) for f, m in errors if not any(other.startswith(f + ".") for other in fields if f)]
+        lines = [f"{field}: {message}" if field else message for field, message in errors]
         return "; ".join(dict.fromkeys(lines))
     return json.dumps(detail, default=str)
 
