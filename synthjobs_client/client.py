@@ -4,9 +4,11 @@ client = Client("http://127.0.0.1:8000")
 job = client.submit_train({"dataset": "digits", "hyperparameters": {"epochs": 30}})
 done = client.wait(job["id"], timeout=600)
 
-Two kinds of retry, each owned by one layer: a refused or timed-out *connection* is retried by httpx's
-transport (`retries=`, exponential backoff; nothing was sent, so it is safe for a POST too), and `wait()`
-keeps polling through an outage (unreachable, or a proxy's 502/503/504) until its deadline.
+Two kinds of retry: a refused or timed-out *connection* is retried a few times with exponential backoff
+(nothing reached the API, so it is safe for a POST too), and `wait()` keeps polling through an outage
+(unreachable, or a proxy's 502/503/504) until its deadline. The connection retry is a loop here rather than
+httpx's `HTTPTransport(retries=...)`: passing a transport turns off httpx's proxies from the environment
+(`HTTPS_PROXY`), which a client behind a corporate proxy needs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ Job = dict[str, Any]
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 # A proxy or load balancer in front of the API answers these while the API restarts: worth waiting out.
 OUTAGE_STATUSES = frozenset({502, 503, 504})
-CONNECT_RETRIES = 3  # httpcore waits 0, 0.5, 1 s between attempts: a refused connection costs 1.5 s
+CONNECT_RETRIES = 3
+CONNECT_BACKOFF = 0.25  # seconds before the first retry, doubling: 0.25 + 0.5 + 1 = 1.75 s in all
 
 
 def is_outage(exc: Exception) -> bool:
@@ -101,14 +104,10 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         connect_retries: int = CONNECT_RETRIES,
     ):
-        """`connect_retries`: attempts after a refused or timed-out connection (with the default transport).
-
-        A test or script passing its own `transport` owns its retries.
-        """
+        """`connect_retries`: attempts after the first when a connection is refused or times out."""
         self.base_url = base_url.rstrip("/")
+        self.connect_retries = connect_retries
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if transport is None:
-            transport = httpx.HTTPTransport(retries=connect_retries)
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
         )
@@ -122,11 +121,25 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a failure to connect is retried with backoff, any other transport error is not.
+
+        A read timeout or a dropped connection may have reached the API (a POST may have created a job), so
+        only `wait()`, which polls a GET, rides those out.
+        """
+        for attempt in range(self.connect_retries + 1):
+            try:
+                return self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt == self.connect_retries:
+                    raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+                time.sleep(CONNECT_BACKOFF * 2**attempt)
+            except httpx.TransportError as exc:
+                raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+        response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)

@@ -123,12 +123,30 @@ def test_error_status_with_a_non_json_body_keeps_the_text() -> None:
     assert info.value.status == 502 and info.value.detail == "<html>bad gateway</html>"
 
 
-def test_transport_failure_raises_api_unreachable() -> None:
+def test_transport_failure_raises_api_unreachable_after_retrying_the_connection(
+    no_sleep: list[float],
+) -> None:
+    attempts: list[httpx.Request] = []
+
     def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
         raise httpx.ConnectError("connection refused", request=request)
 
     with _client(httpx.MockTransport(refuse)) as client, pytest.raises(APIUnreachable, match="api.test"):
         client.health()
+    assert len(attempts) == 4 and no_sleep == [0.25, 0.5, 1.0], "3 retries, backing off"
+
+
+def test_a_post_that_may_have_reached_the_api_is_not_resent(no_sleep: list[float]) -> None:
+    attempts: list[httpx.Request] = []
+
+    def time_out(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    with _client(httpx.MockTransport(time_out)) as client, pytest.raises(APIUnreachable):
+        client.submit_train({"dataset": "digits"})
+    assert len(attempts) == 1 and no_sleep == []
 
 
 def test_list_sends_only_the_filters_given() -> None:
