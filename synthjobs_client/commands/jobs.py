@@ -16,7 +16,12 @@ from synthjobs_client.output import EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE, JsonFl
 from synthjobs_client.progress import progress_printer
 from synthjobs_client.specs import DATASET_HELP, parse_counts, parse_dataset, parse_distribution
 
-app = typer.Typer(help="Act on one job, or read its history (cancel, delete, events).", no_args_is_help=True)
+app = typer.Typer(
+    help="List jobs, act on one or read its history (cancel, delete, events).",
+    no_args_is_help=True,
+    epilog="Examples:\n\n  synthjobs jobs list --state RUNNING\n\n  synthjobs jobs cancel JOB_ID\n\n"
+    "  synthjobs jobs delete JOB_ID --json\n\n  synthjobs jobs events JOB_ID",
+)
 
 JobId = Annotated[str, typer.Argument(help="The job's id.", show_default=False)]
 WaitFlag = Annotated[bool, typer.Option("--wait", help="Wait for the job to finish (exit 1 if it fails).")]
@@ -38,9 +43,11 @@ def follow(client: Client, job: Job, *, wait: bool, timeout: float | None, as_js
 
 
 def register(root: typer.Typer) -> None:
-    """Add the top-level job commands to `root`, and the `jobs` group."""
+    """Add the top-level job commands to `root`, and the `jobs` group (which also has list/status/wait)."""
     for command in (train, sample, status, wait_job, list_jobs, cancel_job, download):
         root.command(**COMMANDS[command.__name__])(command)
+    for command in (list_jobs, status, wait_job):
+        app.command(**COMMANDS[command.__name__])(command)
     root.add_typer(app, name="jobs")
 
 

@@ -19,7 +19,11 @@ app = typer.Typer(
     "  synthjobs models alias rollback digits-cvae champion",
 )
 alias_app = typer.Typer(
-    help="Point a name@alias (e.g. champion) at a version, and undo it.", no_args_is_help=True
+    help="Point a name@alias (e.g. champion) at a version, and undo it.",
+    no_args_is_help=True,
+    epilog="Examples:\n\n  synthjobs models alias set digits-cvae champion --version 3\n\n"
+    "  synthjobs models alias history digits-cvae champion\n\n"
+    "  synthjobs models alias rollback digits-cvae champion",
 )
 app.add_typer(alias_app, name="alias")
 

@@ -15,7 +15,12 @@ import typer
 
 from synthjobs_client.output import EXIT_USAGE, JsonFlag
 
-admin_app = typer.Typer(help="Administration with direct database access (tokens).", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Administration with direct database access (tokens).",
+    no_args_is_help=True,
+    epilog="Examples:\n\n  synthjobs admin create-token --tenant acme --label 'nightly CI'\n\n"
+    "  synthjobs admin revoke-token sj_...",
+)
 SERVICE = "Service"  # the help panel these commands are listed under
 
 

@@ -323,6 +323,12 @@ def test_models_without_a_sub_command_lists_them(
 # --- help -----------------------------------------------------------------------------------------------
 
 COMMANDS = [
+    [],
+    ["jobs"],
+    ["models", "alias"],
+    ["datasets"],
+    ["schedules"],
+    ["admin"],
     ["train"],
     ["sample"],
     ["status"],
@@ -347,7 +353,7 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "synthjobs")
 def test_every_help_shows_an_example(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([*command, "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
