@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import session_factory
+from api.deps import bearer_scheme, session_factory
 from api.errors import install_error_handlers
 from api.limits import BodyLimits
 from api.quota import QuotaGuard
@@ -33,10 +33,39 @@ Submit a job (`POST /v1/jobs/train`, `POST /v1/jobs/sample`): the answer is `202
 # Answers any operation can give before its own code runs.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body could not be parsed: not UTF-8 JSON, or a malformed multipart upload."},
-    401: {"description": "A valid 'Authorization: Bearer <token>' header is required."},
     413: {"description": "The body is larger than this deployment accepts."},
     415: {"description": "The body's content type is not the one this operation takes."},
 }
+# Only operations that take the bearer token (those with `security`) can answer it: not /healthz, /metrics.
+UNAUTHORIZED = {"description": "A valid 'Authorization: Bearer <token>' header is required."}
+BEARER = bearer_scheme.scheme_name  # the name of the scheme in components/securitySchemes
+
+
+def document_unauthorized(app: FastAPI) -> None:
+    """Make `app.openapi()` list a 401 on every operation that declares the bearer security scheme.
+
+    FastAPI adds `security` from the `HTTPBearer` dependency of `get_tenant` but no response for it; a 401
+    listed app-wide would also claim one for `/healthz` and `/metrics`, which need no token. An operation
+    that lists a 401 of its own without the dependency (the artifact download: a signed link or a token)
+    takes the token optionally, which OpenAPI spells as the scheme or nothing.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # cached by FastAPI; the edit below is idempotent
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if not isinstance(operation, dict):
+                    continue
+                responses = operation.setdefault("responses", {})
+                if operation.get("security"):
+                    responses.setdefault("401", UNAUTHORIZED)
+                elif "401" in responses:
+                    operation["security"] = [{BEARER: []}, {}]
+                    responses["401"] = responses["401"] or UNAUTHORIZED
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 API_STORAGE_ATTEMPTS = 3
@@ -93,4 +122,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    document_unauthorized(app)
     return app

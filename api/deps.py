@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.quota import QuotaGuard
@@ -51,12 +52,25 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 
 _token_cache: dict[str, tuple[str, float]] = {}
 
+# Declares the bearer scheme in the OpenAPI document (the Authorize button of /docs, and the token generated
+# clients send). `auto_error=False`: a missing or malformed header reaches `get_tenant`, which answers the
+# 401 with this API's own body and `WWW-Authenticate` header.
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="An API token: `synthjobs admin create-token`, or the local token file."
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
-def get_tenant(request: Request, session: SessionDep, settings: SettingsDep) -> str:
+
+def get_tenant(
+    request: Request, session: SessionDep, settings: SettingsDep, _declared: BearerDep = None
+) -> str:
     """The tenant of the request's bearer token; 401 without a valid one.
 
     A verified token is remembered for `token_cache_seconds` (keyed by its sha256, per process), so a revoked
     token stops working within that time rather than at once, for one query less on every request.
+    `_declared` only puts the bearer scheme in the OpenAPI document: the token is read from `request` here,
+    so a route that calls this directly (the artifact download, which also takes signed links) reads it
+    the same way.
     """
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token, tenant = token.strip(), None
@@ -100,8 +114,18 @@ class IdempotencyRequest:
             idempotency.remember(session, tenant, self.key, self.request_sha256, resource, resource_id)
 
 
-async def get_idempotency(request: Request) -> IdempotencyRequest:
-    key = request.headers.get("idempotency-key")
+async def get_idempotency(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Makes the POST safe to retry: a repeat with the same key and body returns the "
+            "first answer; the same key with another body is a 409. 1-200 printable characters.",
+        ),
+    ] = None,
+) -> IdempotencyRequest:
+    """The POST's `Idempotency-Key` header, checked here (not by FastAPI) to keep this API's 422 detail."""
     if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
         raise HTTPException(
             422,

@@ -3,6 +3,12 @@
 client = Client("http://127.0.0.1:8000")
 job = client.submit_train({"dataset": "digits", "hyperparameters": {"epochs": 30}})
 done = client.wait(job["id"], timeout=600)
+
+Two kinds of retry: a refused or timed-out *connection* is retried a few times with exponential backoff
+(nothing reached the API, so it is safe for a POST too), and `wait()` keeps polling through an outage
+(unreachable, or a proxy's 502/503/504) until its deadline. The connection retry is a loop here rather than
+httpx's `HTTPTransport(retries=...)`: passing a transport turns off httpx's proxies from the environment
+(`HTTPS_PROXY`), which a client behind a corporate proxy needs.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -29,6 +36,20 @@ from synthjobs_client.errors import (
 
 Job = dict[str, Any]
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+# A proxy or load balancer in front of the API answers these while the API restarts: worth waiting out.
+OUTAGE_STATUSES = frozenset({502, 503, 504})
+CONNECT_RETRIES = 3
+CONNECT_BACKOFF = 0.25  # seconds before the first retry, doubling: 0.25 + 0.5 + 1 = 1.75 s in all
+
+
+def is_outage(exc: Exception) -> bool:
+    """Whether `exc` says the API is (perhaps briefly) not there, rather than that it refused the request."""
+    return isinstance(exc, APIUnreachable) or (isinstance(exc, ClientError) and exc.status in OUTAGE_STATUSES)
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: a model name or alias with `/` or `@` stays one segment."""
+    return quote(value, safe="")
 
 
 def _sha256_of(path: Path) -> str | None:
@@ -81,8 +102,11 @@ class Client:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        connect_retries: int = CONNECT_RETRIES,
     ):
+        """`connect_retries`: attempts after the first when a connection is refused or times out."""
         self.base_url = base_url.rstrip("/")
+        self.connect_retries = connect_retries
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
@@ -97,17 +121,33 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a failure to connect is retried with backoff, any other transport error is not.
+
+        A read timeout or a dropped connection may have reached the API (a POST may have created a job), so
+        only `wait()`, which polls a GET, rides those out.
+        """
+        for attempt in range(self.connect_retries + 1):
+            try:
+                return self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt == self.connect_retries:
+                    raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+                time.sleep(CONNECT_BACKOFF * 2**attempt)
+            except httpx.TransportError as exc:
+                raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise APIUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
+        response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
             raise ClientError(response.status_code, detail)
+        if response.status_code == 204 or not response.content:
+            return None
         return response.json()
 
     def health(self) -> dict[str, Any]:
@@ -220,6 +260,16 @@ class Client:
             )
         return result
 
+    def datasets(self) -> builtins.list[dict[str, Any]]:
+        """The tenant's uploaded datasets."""
+        result: builtins.list[dict[str, Any]] = self._request("GET", "/v1/datasets")
+        return result
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        """One uploaded dataset."""
+        result: dict[str, Any] = self._request("GET", f"/v1/datasets/{_segment(dataset_id)}")
+        return result
+
     def set_alias(
         self,
         name: str,
@@ -232,13 +282,28 @@ class Client:
         """Point `name@alias` at a version (or model id)."""
         body = {"version": version, "model_id": model_id, "reason": reason}
         result: dict[str, Any] = self._request(
-            "PUT", f"/v1/models/{name}/aliases/{alias}", json={k: v for k, v in body.items() if v is not None}
+            "PUT",
+            f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}",
+            json={k: v for k, v in body.items() if v is not None},
+        )
+        return result
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove `name@alias`; jobs already submitted keep the model they were pinned to."""
+        self._request("DELETE", f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}")
+
+    def alias_history(self, name: str, alias: str) -> builtins.list[dict[str, Any]]:
+        """Every move of `name@alias`, newest first: from which model to which, by whom, why."""
+        result: builtins.list[dict[str, Any]] = self._request(
+            "GET", f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}/history"
         )
         return result
 
     def rollback_alias(self, name: str, alias: str) -> dict[str, Any]:
         """Point `name@alias` back at its previous version."""
-        result: dict[str, Any] = self._request("POST", f"/v1/models/{name}/aliases/{alias}/rollback")
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}/rollback"
+        )
         return result
 
     def create_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -247,16 +312,39 @@ class Client:
         return result
 
     def schedules(self) -> builtins.list[dict[str, Any]]:
+        """The tenant's schedules."""
         result: builtins.list[dict[str, Any]] = self._request("GET", "/v1/schedules")
+        return result
+
+    def schedule(self, schedule_id: str) -> dict[str, Any]:
+        """One schedule, with its next due time."""
+        result: dict[str, Any] = self._request("GET", f"/v1/schedules/{_segment(schedule_id)}")
         return result
 
     def update_schedule(self, schedule_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Pause, resume or change a schedule."""
-        result: dict[str, Any] = self._request("PATCH", f"/v1/schedules/{schedule_id}", json=changes)
+        result: dict[str, Any] = self._request(
+            "PATCH", f"/v1/schedules/{_segment(schedule_id)}", json=changes
+        )
         return result
 
+    def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Stop a schedule firing until it is resumed."""
+        return self.update_schedule(schedule_id, {"paused": True})
+
+    def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Let a paused schedule fire again, from its next due time."""
+        return self.update_schedule(schedule_id, {"paused": False})
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule (the jobs and models it made stay)."""
+        self._request("DELETE", f"/v1/schedules/{_segment(schedule_id)}")
+
     def schedule_runs(self, schedule_id: str) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = self._request("GET", f"/v1/schedules/{schedule_id}/runs")
+        """The schedule's firings, each with its training job and outcome."""
+        result: builtins.list[dict[str, Any]] = self._request(
+            "GET", f"/v1/schedules/{_segment(schedule_id)}/runs"
+        )
         return result
 
     def wait(
@@ -267,16 +355,33 @@ class Client:
         on_progress: Callable[[Job], None] | None = None,
         poll: float = 0.5,
         max_poll: float = 5.0,
+        max_outage: float = 300.0,
     ) -> Job:
         """Poll until the job finishes; return it on SUCCEEDED, raise JobFailed otherwise.
 
         Polls back off from `poll` to `max_poll` seconds with jitter, so many waiting scripts do not
-        poll in lock-step; any change of progress resets the interval.
+        poll in lock-step; any change of progress resets the interval. An outage (the API unreachable, or
+        a 502/503/504 from a proxy while it restarts) is polled through until the deadline, or for
+        `max_outage` seconds without one; then its error is raised (APIUnreachable or ClientError), since
+        the job's state is not known. Any other error (404, 401) is raised at once.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval, last = poll, None
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        interval, last, down_since = poll, None, None
         while True:
-            job = self.get(job_id)
+            try:
+                job = self.get(job_id)
+            except (APIUnreachable, ClientError) as exc:
+                if not is_outage(exc):
+                    raise
+                down_since = time.monotonic() if down_since is None else down_since
+                interval = min(interval * 1.5, max_poll)
+                limit = deadline if deadline is not None else down_since + max_outage
+                if time.monotonic() + interval > limit:
+                    raise
+                time.sleep(interval * random.uniform(0.8, 1.2))
+                continue
+            down_since = None
             if on_progress is not None:
                 on_progress(job)
             if job["state"] in TERMINAL:

@@ -320,6 +320,42 @@ def test_openapi_lists_every_route_with_examples_for_both_request_bodies(api: Te
     assert all(summaries), "every handler carries a one-line docstring as its summary"
 
 
+def test_openapi_declares_the_bearer_scheme_on_every_route_but_healthz_and_metrics(api: TestClient) -> None:
+    schema = api.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert [s for s in schemes.values() if s == {**s, "type": "http", "scheme": "bearer"}], schemes
+    (name,) = schemes
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            public = path in ("/healthz", "/metrics")
+            optional = path == "/v1/jobs/{job_id}/artifacts/{name}"  # a signed link or the token
+            expected = None if public else [{name: []}, {}] if optional else [{name: []}]
+            assert operation.get("security") == expected, (method, path)
+            assert ("401" in operation["responses"]) is not public, (method, path)
+
+
+def test_openapi_lists_the_idempotency_key_header_on_the_submitting_posts(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/v1/jobs/train", "/v1/jobs/sample", "/v1/datasets"):
+        headers = [p for p in paths[path]["post"]["parameters"] if p["in"] == "header"]
+        assert [p["name"] for p in headers] == ["Idempotency-Key"], path
+        assert headers[0]["required"] is False
+
+
+def test_a_bad_idempotency_key_is_still_the_apis_own_422(api: TestClient) -> None:
+    response = api.post("/v1/jobs/train", json={}, headers={"Idempotency-Key": "x" * 201})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+def test_requests_without_a_bearer_token_keep_the_401_body(api: TestClient) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer  "}):
+        response = api.get("/v1/jobs", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json() == {"detail": "a valid 'Authorization: Bearer <token>' header is required"}
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
 # --- /healthz -------------------------------------------------------------------------------------------
 
 

@@ -165,7 +165,7 @@ def test_cancel_stops_the_remaining_shards(start_stack) -> None:
         if len(done) >= 2:
             break
         time.sleep(0.05)
-    assert stack.client._request("POST", f"/v1/jobs/{job['id']}/cancel")["state"] == "CANCELLED"
+    assert stack.client.cancel(job["id"])["state"] == "CANCELLED"
     time.sleep(2)
     settled = [s["state"] for s in stack.client.get(job["id"])["shards"]]
     assert settled.count("DONE") < 100 and settled.count("PENDING") > 0

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from synthjobs_client.errors import ClientError
+
 pytestmark = pytest.mark.integration
 
 
@@ -44,18 +46,18 @@ def _succeeded(stack: Any, job_id: str) -> dict[str, Any]:
 
 def _fire(stack: Any, schedule_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Tick just after the schedule's next due time; return the finished job and the run it recorded."""
-    schedule = stack.client._request("GET", f"/v1/schedules/{schedule_id}")
+    schedule = stack.client.schedule(schedule_id)
     due = datetime.fromisoformat(schedule["next_due_at"])
     _tick(stack, due + timedelta(seconds=1))
-    run = stack.client._request("GET", f"/v1/schedules/{schedule_id}/runs")[0]
+    run = stack.client.schedule_runs(schedule_id)[0]
     assert datetime.fromisoformat(run["due_at"]) == due
     job = _succeeded(stack, run["job_id"])
-    return job, stack.client._request("GET", f"/v1/schedules/{schedule_id}/runs")[0]
+    return job, stack.client.schedule_runs(schedule_id)[0]
 
 
 def test_two_ticks_at_once_fire_a_due_time_once(start_stack, postgres_url, redis_url) -> None:
     stack = start_stack(database_url=postgres_url, broker_url=redis_url)
-    schedule = stack.client._request("POST", "/v1/schedules", json=_schedule_body(epochs=1))
+    schedule = stack.client.create_schedule(_schedule_body(epochs=1))
     due = datetime.fromisoformat(schedule["next_due_at"]) + timedelta(seconds=2)
     ticks = [
         subprocess.Popen(
@@ -64,7 +66,7 @@ def test_two_ticks_at_once_fire_a_due_time_once(start_stack, postgres_url, redis
         for _ in range(2)
     ]
     assert [t.wait(60) for t in ticks] == [0, 0]
-    runs = stack.client._request("GET", f"/v1/schedules/{schedule['id']}/runs")
+    runs = stack.client.schedule_runs(schedule["id"])
     assert len(runs) == 1
     _succeeded(stack, runs[0]["job_id"])
     assert len(stack.client.list(kind="train")["items"]) == 1
@@ -73,17 +75,13 @@ def test_two_ticks_at_once_fire_a_due_time_once(start_stack, postgres_url, redis
 def test_scheduled_runs_promote_only_a_better_model_and_follow_up_on_promotion(start_stack) -> None:
     stack = start_stack()
     body = _schedule_body(epochs=1, sample={"per_class": 5})
-    schedule_id = stack.client._request("POST", "/v1/schedules", json=body)["id"]
+    schedule_id = stack.client.create_schedule(body)["id"]
 
     first, run = _fire(stack, schedule_id)
     assert run["outcome"] == "promoted" and "first model" in run["decision"]["reason"]
     assert run["sample_job_id"] and _succeeded(stack, run["sample_job_id"])
 
-    stack.client._request(
-        "PATCH",
-        f"/v1/schedules/{schedule_id}",
-        json={"train": body["train"] | {"hyperparameters": {"epochs": 40}}},
-    )
+    stack.client.update_schedule(schedule_id, {"train": body["train"] | {"hyperparameters": {"epochs": 40}}})
     second, run = _fire(stack, schedule_id)
     assert run["outcome"] == "promoted", run["decision"]["reason"]
     figures = run["decision"]["figures"]
@@ -91,37 +89,34 @@ def test_scheduled_runs_promote_only_a_better_model_and_follow_up_on_promotion(s
     sample = _succeeded(stack, run["sample_job_id"])
     assert sample["result"]["model_id"] == second["result"]["model_id"], "the follow-up uses the new champion"
 
-    stack.client._request("PATCH", f"/v1/schedules/{schedule_id}", json={"train": body["train"]})
+    stack.client.update_schedule(schedule_id, {"train": body["train"]})
     third, run = _fire(stack, schedule_id)
     assert run["outcome"] == "kept" and run["sample_job_id"] is None
     assert "kept champion" in run["decision"]["reason"]
     assert stack.client.model("digits-cvae@champion")["id"] == second["result"]["model_id"]
     assert [m["version"] for m in stack.client.models(name="digits-cvae")] == [3, 2, 1]
 
-    history = stack.client._request("GET", "/v1/models/digits-cvae/aliases/champion/history")
+    history = stack.client.alias_history("digits-cvae", "champion")
     assert [h["to_model_id"] for h in history] == [second["result"]["model_id"], first["result"]["model_id"]]
     assert all(h["actor"].startswith("promotion") for h in history)
-    rolled = stack.client._request("POST", "/v1/models/digits-cvae/aliases/champion/rollback")
+    rolled = stack.client.rollback_alias("digits-cvae", "champion")
     assert rolled["model_id"] == first["result"]["model_id"]
 
 
 def test_invalid_cron_is_rejected_naming_the_field(start_stack) -> None:
     stack = start_stack(workers=0)
-    response = stack.client._http.post(
-        "/v1/schedules", json=_schedule_body(epochs=1) | {"cron": "61 * * * *"}
-    )
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "cron"]
-    response = stack.client._http.post(
-        "/v1/schedules", json=_schedule_body(epochs=1) | {"timezone": "Mars/Base"}
-    )
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "timezone"]
+    for field, value in (("cron", "61 * * * *"), ("timezone", "Mars/Base")):
+        with pytest.raises(ClientError) as info:
+            stack.client.create_schedule(_schedule_body(epochs=1) | {field: value})
+        assert info.value.status == 422 and info.value.detail[0]["loc"] == ["body", field]
+        assert info.value.message.startswith(f"{field}: ")
 
 
 def test_unchanged_data_is_not_retrained_when_the_policy_says_so(start_stack) -> None:
     stack = start_stack()
     body = _schedule_body(epochs=1)
     body["policy"] = {"skip_unchanged_data": True}
-    schedule_id = stack.client._request("POST", "/v1/schedules", json=body)["id"]
+    schedule_id = stack.client.create_schedule(body)["id"]
     first, run = _fire(stack, schedule_id)
     assert run["outcome"] == "promoted"
     second, run = _fire(stack, schedule_id)

@@ -89,7 +89,7 @@ def test_killed_worker_job_resumes_from_checkpoint_and_matches_undisturbed_run(
 def test_cancelling_a_queued_job_means_it_never_runs(start_stack) -> None:
     stack = start_stack(workers=0)
     job = stack.client.submit_train(_train_body(epochs=2))
-    cancelled = stack.client._request("POST", f"/v1/jobs/{job['id']}/cancel")
+    cancelled = stack.client.cancel(job["id"])
     assert cancelled["state"] == "CANCELLED"
     stack.start_worker()
     later = stack.client.submit_train(_train_body(epochs=1))
@@ -102,7 +102,7 @@ def test_cancelling_a_running_job_stops_it_and_keeps_its_checkpoint(start_stack)
     stack = start_stack(extra_env=FAST_RECOVERY)
     job = stack.client.submit_train(_train_body(epochs=1000))
     _wait_for(lambda: _epoch_of(stack.client.get(job["id"])) >= 3, stack, what="epoch 3")
-    assert stack.client._request("POST", f"/v1/jobs/{job['id']}/cancel")["state"] == "CANCELLED"
+    assert stack.client.cancel(job["id"])["state"] == "CANCELLED"
 
     storage = Path(stack.env["SYNTHJOBS_HOME"]) / "storage" / "jobs" / job["id"] / "train-state"
     stopped = lambda: "stopped" in [e["kind"] for e in stack.client.events(job["id"])]  # noqa: E731
@@ -113,7 +113,7 @@ def test_cancelling_a_running_job_stops_it_and_keeps_its_checkpoint(start_stack)
     assert stack.client.get(job["id"])["state"] == "CANCELLED"
     assert _epoch_of(stack.client.get(job["id"])) <= epoch_at_cancel + 1
     with pytest.raises(ClientError) as conflict:
-        stack.client._request("POST", f"/v1/jobs/{job['id']}/cancel")
+        stack.client.cancel(job["id"])
     assert conflict.value.status == 409
     assert stack.workers[0].poll() is None
 
@@ -149,7 +149,7 @@ def test_registry_versions_aliases_and_pinned_sampling(start_stack) -> None:
     ]
     assert history[-1]["from_model_id"] is None and history[-1]["actor"].startswith("promotion")
     assert [m["version"] for m in stack.client.models(name="digits-cvae")] == [2, 1]
-    stack.client._http.delete("/v1/models/digits-cvae/aliases/champion").raise_for_status()
+    stack.client.delete_alias("digits-cvae", "champion")
     with pytest.raises(ClientError) as missing:
         stack.client.submit_sample({"model": "digits-cvae@champion", "per_class": 2})
     assert missing.value.status == 422

@@ -5,6 +5,7 @@ The client runs against `httpx.MockTransport`, so these check its own logic with
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs_client import cli
+from synthjobs_client import cli, output
 from synthjobs_client.client import Client
 from synthjobs_client.errors import APIUnreachable, ClientError, JobFailed, WaitTimeout
+from synthjobs_client.progress import progress_printer
 
 JOB_ID = "6f1c2a9e-0d43-4e7a-9b8f-1a2b3c4d5e6f"
 
@@ -121,12 +123,30 @@ def test_error_status_with_a_non_json_body_keeps_the_text() -> None:
     assert info.value.status == 502 and info.value.detail == "<html>bad gateway</html>"
 
 
-def test_transport_failure_raises_api_unreachable() -> None:
+def test_transport_failure_raises_api_unreachable_after_retrying_the_connection(
+    no_sleep: list[float],
+) -> None:
+    attempts: list[httpx.Request] = []
+
     def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
         raise httpx.ConnectError("connection refused", request=request)
 
     with _client(httpx.MockTransport(refuse)) as client, pytest.raises(APIUnreachable, match="api.test"):
         client.health()
+    assert len(attempts) == 4 and no_sleep == [0.25, 0.5, 1.0], "3 retries, backing off"
+
+
+def test_a_post_that_may_have_reached_the_api_is_not_resent(no_sleep: list[float]) -> None:
+    attempts: list[httpx.Request] = []
+
+    def time_out(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    with _client(httpx.MockTransport(time_out)) as client, pytest.raises(APIUnreachable):
+        client.submit_train({"dataset": "digits"})
+    assert len(attempts) == 1 and no_sleep == []
 
 
 def test_list_sends_only_the_filters_given() -> None:
@@ -173,7 +193,15 @@ def test_cli_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
-    assert "usage: synthjobs" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    # No command at all prints the whole help (Typer writes it to stdout); any other mistake, the usage line
+    # and the error on stderr.
+    assert "usage: synthjobs" in (captured.out if not argv else captured.err).lower()
+
+
+def _error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The CLI's `error:` lines on stderr (not log records an app of another test may route there)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
 
 
 @pytest.fixture
@@ -181,7 +209,9 @@ def cli_against(monkeypatch: pytest.MonkeyPatch) -> Callable[[httpx.MockTranspor
     """Point the CLI's client at a mock transport."""
 
     def install(transport: httpx.MockTransport) -> None:
-        monkeypatch.setattr(cli, "client_for", lambda args: Client("http://api.test", transport=transport))
+        monkeypatch.setattr(
+            output, "client_for", lambda options: Client("http://api.test", transport=transport)
+        )
 
     return install
 
@@ -225,4 +255,68 @@ def test_cli_exits_2_when_the_api_rejects_the_request(
 ) -> None:
     cli_against(httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": "epochs too high"})))
     assert cli.main(["train", "--epochs", "99999"]) == cli.EXIT_USAGE == 2
-    assert "HTTP 422: epochs too high" in capsys.readouterr().err
+    assert _error_lines(capsys) == ["error: epochs too high"]
+
+
+def test_cli_prints_a_validation_error_as_field_and_reason_not_a_python_repr(
+    cli_against: Callable[[httpx.MockTransport], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    detail = [
+        {"loc": ["body", "dataset", "root"], "msg": "must be inside /data", "type": "value_error"},
+        {"loc": ["body", "hyperparameters", "epochs"], "msg": "Input should be >= 1", "type": "greater_than"},
+        {"loc": ["header", "Idempotency-Key"], "msg": "1-200 printable characters", "type": "value_error"},
+    ]
+    cli_against(httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": detail})))
+    assert cli.main(["train", "--dataset", "mnist:/elsewhere"]) == cli.EXIT_USAGE
+    assert _error_lines(capsys) == [
+        "error: dataset.root: must be inside /data; hyperparameters.epochs: Input should be >= 1; "
+        "Idempotency-Key (header): 1-200 printable characters"
+    ]
+
+
+def test_client_error_keeps_the_apis_detail_and_a_readable_message() -> None:
+    detail = [{"loc": ["body", "dataset", "torchvision", "root"], "msg": "bad", "type": "value_error"}]
+    transport = httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": detail}))
+    with _client(transport) as client, pytest.raises(ClientError) as info:
+        client.submit_train({})
+    assert info.value.detail == detail
+    assert info.value.message == "dataset.torchvision.root: bad"
+    assert str(info.value) == "HTTP 422: dataset.torchvision.root: bad"
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_cli_exits_3_when_a_proxy_says_the_api_is_not_there(
+    status: int, cli_against: Callable[[httpx.MockTransport], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_against(httpx.MockTransport(lambda request: httpx.Response(status, text="<html>bad gateway</html>")))
+    assert cli.main(["status", JOB_ID]) == cli.EXIT_UNREACHABLE
+    assert f"error: the API is not answering (HTTP {status})" in capsys.readouterr().err
+
+
+# --- progress -------------------------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_plain_lines_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    show = progress_printer(stream)
+    for job in (
+        _job("RUNNING", 0.5, "epoch 1/2"),
+        _job("RUNNING", 0.5, "epoch 1/2"),
+        _job("SUCCEEDED", 1.0, "done"),
+    ):
+        show(job)
+    assert stream.getvalue() == "RUNNING 50% epoch 1/2\nSUCCEEDED 100% done\n"
+
+
+def test_progress_is_a_rich_bar_on_a_terminal_that_ends_with_the_job() -> None:
+    stream = _Terminal()
+    show = progress_printer(stream)
+    show(_job("RUNNING", 0.25, "epoch 1/4"))
+    show(_job("SUCCEEDED", 1.0, "done"))
+    text = stream.getvalue()
+    assert "━" in text and "100%" in text and "SUCCEEDED" in text and text.endswith("\x1b[?25h")

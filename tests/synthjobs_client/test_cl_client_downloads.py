@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from synthjobs_client import cli
+from synthjobs_client import cli, output
 from synthjobs_client.client import Client, _verify_against_manifest, is_under
 from synthjobs_client.errors import JobFailed, JobNotFinished
 
@@ -228,7 +228,7 @@ def test_cli_download_of_a_job_without_outputs_exits_non_zero_saying_why(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     transport = _job_transport(state, error, [])
-    monkeypatch.setattr(cli, "client_for", lambda args: Client("http://api.test", transport=transport))
+    monkeypatch.setattr(output, "client_for", lambda options: Client("http://api.test", transport=transport))
     assert cli.main(["download", JOB_ID, str(tmp_path / "out")]) == code
     captured = capsys.readouterr()
     assert captured.err.strip() == message and captured.out == ""

@@ -108,6 +108,8 @@ def test_the_base_install_declares_no_server_library() -> None:
     base = " ".join(project["dependencies"]).lower()
     for name in ("sqlalchemy", "celery", "boto3", "torch", "fastapi", "alembic"):
         assert name not in base, name
+    for name in ("httpx", "typer", "rich"):  # the client, the CLI and its progress bars
+        assert name in base, name
     server = " ".join(project["optional-dependencies"]["server"]).lower()
     for name in ("sqlalchemy", "celery", "boto3", "fastapi"):
         assert name in server, name
