@@ -21,6 +21,7 @@ from synthjobs.ledger.registry import MODEL_NAME_PATTERN
 from synthjobs.plugins import load_plugins
 from synthjobs.rules import dataset_kinds
 from synthjobs.rules.artifacts import hide_storage_root
+from synthjobs.rules.formats import DEFAULT_FORMAT, FormatName, describe_formats
 
 # The storage URL of the app answering this request (`api.app` sets it per request). Responses name local
 # objects by storage key: where the server keeps its files is not the user's to know.
@@ -152,10 +153,7 @@ class SampleRequest(Request):
     shard_size: int | None = Field(
         default=None, ge=1, le=MAX_SQL_INT, description="Samples per output shard."
     )
-    format: Literal["npz", "webdataset"] = Field(
-        default="npz",
-        description="npz: uint8 `images`, int64 `labels`. webdataset: tar of `{key}.png` + `{key}.cls`.",
-    )
+    format: FormatName = Field(default=DEFAULT_FORMAT, description=describe_formats())
     quality: Literal["basic", "tstr"] = Field(
         default="basic", description="basic: conditional accuracy of a subset; tstr: also TSTR on real data."
     )

@@ -43,7 +43,7 @@ def artifact_uris(job: Job) -> dict[str, str]:
     if job.deleted_at is not None:
         return {}
     result: dict[str, Any] = job.result or {}
-    uris = [result[k] for k in artifact_keys(job.kind) if result.get(k)]  # each kind's, from rules.kinds
+    uris = [result[k] for k in artifact_keys() if result.get(k)]  # the kinds' keys, from rules.kinds
     uris += list(result.get("output_uris") or [])
     return {uri.rsplit("/", 1)[-1]: uri for uri in uris}
 

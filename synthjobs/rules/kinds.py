@@ -124,10 +124,13 @@ def job_task(kind: str) -> str:
     return spec.task
 
 
-def artifact_keys(kind: str) -> tuple[str, ...]:
-    """The `result` keys naming a job's output objects; none for a kind this process does not know."""
-    spec = _KINDS.get(kind)
-    return spec.artifacts if spec is not None else ()
+def artifact_keys() -> tuple[str, ...]:
+    """The `result` keys that name output objects, over every registered kind (each once, in order).
+
+    A job's result holds only the keys its own pipeline wrote, so listing by the union finds exactly its
+    artifacts, and a job whose kind's plugin this process lacks still lists those the others share.
+    """
+    return tuple(dict.fromkeys(key for spec in _KINDS.values() for key in spec.artifacts))
 
 
 def trains_model(kind: str) -> bool:
