@@ -15,7 +15,7 @@ from api.submit import Submission, job_out, submit
 from synthjobs.errors import InvalidRequest, ModelNotFound
 from synthjobs.ledger import datasets, deletion, jobs, shards
 from synthjobs.ledger.registry import resolve_model
-from synthjobs.ledger.tables import JobKind, JobState
+from synthjobs.ledger.tables import JobState
 from synthjobs.rules import kinds, training_request
 from synthjobs.rules.sampling import sample_params
 from synthjobs.rules.training_request import Upload
@@ -170,12 +170,17 @@ def list_jobs(
     session: SessionDep,
     tenant: TenantDep,
     state: JobState | None = None,
-    kind: JobKind | None = None,
+    kind: Annotated[
+        str | None, Query(max_length=16, description="A registered job kind: train, sample or a plugin's.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     include_deleted: bool = False,
 ) -> JobPage:
     """List the tenant's jobs, newest first, optionally by state and kind (deleted ones on request)."""
+    if kind is not None and kind not in kinds.kind_names():
+        message = f"unknown job kind {kind!r}; one of {', '.join(kinds.kind_names())}"
+        raise HTTPException(422, [{"loc": ["query", "kind"], "msg": message, "type": "enum"}])
     try:
         page, next_cursor = jobs.list_jobs(
             session,
