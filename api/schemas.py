@@ -77,11 +77,9 @@ class TrainHyperparameters(Request):
     checkpoint_every: int = Field(default=1, ge=1, le=100_000, description="Checkpoint every N epochs.")
 
 
-# The dataset spec union comes from the table of dataset kinds (plugins' too, so they load first: the
-# union is fixed when this module is imported).
+# The dataset spec union comes from the table of dataset kinds, `synthjobs.rules.dataset_kinds` (plugins'
+# kinds too, so they load first: the union is fixed when this module is imported).
 load_plugins(env_only=True)
-BuiltinDataset, TorchvisionDataset = dataset_kinds.BuiltinDataset, dataset_kinds.TorchvisionDataset
-ImageFolderDataset, UploadedDataset = dataset_kinds.ImageFolderDataset, dataset_kinds.UploadedDataset
 if TYPE_CHECKING:
     DatasetSpec = BaseModel
 else:
