@@ -17,6 +17,7 @@ from api.text import refuse_unstorable_params
 from synthjobs import __version__
 from synthjobs.broker.queue import make_sender
 from synthjobs.logs import configure_logging, secrets_of
+from synthjobs.plugins import load_plugins
 from synthjobs.rules.artifacts import check_signing_key, signing_key
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
@@ -88,6 +89,7 @@ class StorageUrlContext:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
+    load_plugins(settings)  # extra job and dataset kinds register themselves (api.schemas loaded them too)
     check_signing_key(settings)
     settings.ensure_home()
     configure_logging(secrets=secrets_of(settings))
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimits, max_json_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes
     )
     app.add_middleware(StorageUrlContext, storage_url=app.state.storage.url)
+    app.include_router(jobs.kind_router())  # plugin kinds' submit routes, before `/v1/jobs/{job_id}`
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(models.router)

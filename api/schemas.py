@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Annotated, Any, Literal
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.text import refuse_unstorable_text
 from synthjobs.ledger.registry import MODEL_NAME_PATTERN
+from synthjobs.plugins import load_plugins
+from synthjobs.rules import dataset_kinds
 from synthjobs.rules.artifacts import hide_storage_root
+from synthjobs.rules.formats import DEFAULT_FORMAT, FormatName, describe_formats
 
 # The storage URL of the app answering this request (`api.app` sets it per request). Responses name local
 # objects by storage key: where the server keeps its files is not the user's to know.
@@ -75,57 +77,16 @@ class TrainHyperparameters(Request):
     checkpoint_every: int = Field(default=1, ge=1, le=100_000, description="Checkpoint every N epochs.")
 
 
-def _check_local_path(value: str) -> str:
-    if "\x00" in value or not value.startswith("/") or ".." in value.split("/"):
-        raise ValueError("must be an absolute path without '..' or NUL bytes")
-    return value
-
-
-class BuiltinDataset(Request):
-    """A dataset bundled with the service."""
-
-    kind: Literal["builtin"] = "builtin"
-    name: Literal["digits"] = "digits"
-
-
-class TorchvisionDataset(Request):
-    """A torchvision dataset read from a local root the workers can see (under a configured data root)."""
-
-    kind: Literal["torchvision"]
-    name: Literal["MNIST", "FashionMNIST", "CIFAR10"]
-    root: str = Field(max_length=1024)
-    download: bool = Field(default=False, description="Download into root if absent (needs network).")
-
-    _root = field_validator("root")(_check_local_path)
-
-
-class ImageFolderDataset(Request):
-    """Images under `<url>/<class_name>/<image>` (PNG/JPEG); class names sorted into label ids."""
-
-    kind: Literal["image_folder"]
-    url: str = Field(
-        max_length=2048, pattern=r"^(s3|file)://", description="s3://bucket/prefix or file:///path"
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _safe_url(cls, value: str) -> str:
-        decoded = unquote(value)
-        if "\x00" in decoded or ".." in decoded.split("/"):
-            raise ValueError("must not contain '..' (encoded or not) or NUL bytes")
-        return value
-
-
-class UploadedDataset(Request):
-    """An .npz dataset uploaded with `POST /v1/datasets`."""
-
-    kind: Literal["uploaded"]
-    id: str = Field(pattern=r"^[0-9a-f-]{36}$")
-
-
-DatasetSpec = Annotated[
-    BuiltinDataset | TorchvisionDataset | ImageFolderDataset | UploadedDataset, Field(discriminator="kind")
-]
+# The dataset spec union comes from the table of dataset kinds, `synthjobs.rules.dataset_kinds` (plugins'
+# kinds too, so they load first: the union is fixed when this module is imported).
+load_plugins(env_only=True)
+if TYPE_CHECKING:
+    DatasetSpec = BaseModel
+else:
+    DatasetSpec = Annotated[
+        Union[tuple(kind.schema for kind in dataset_kinds.dataset_kinds())],  # noqa: UP007 - built at run time
+        Field(discriminator="kind"),
+    ]
 
 
 class TrainRequest(Request):
@@ -190,10 +151,7 @@ class SampleRequest(Request):
     shard_size: int | None = Field(
         default=None, ge=1, le=MAX_SQL_INT, description="Samples per output shard."
     )
-    format: Literal["npz", "webdataset"] = Field(
-        default="npz",
-        description="npz: uint8 `images`, int64 `labels`. webdataset: tar of `{key}.png` + `{key}.cls`.",
-    )
+    format: FormatName = Field(default=DEFAULT_FORMAT, description=describe_formats())
     quality: Literal["basic", "tstr"] = Field(
         default="basic", description="basic: conditional accuracy of a subset; tstr: also TSTR on real data."
     )

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     queue: str = Field(default="gpu", description="Celery queue for training and sampling tasks.")
+    plugins: str = Field(
+        default="",
+        description="Comma-separated modules that register extra job, dataset kinds or output formats "
+        "(`synthjobs.plugins`); the API and every worker must name the same ones.",
+    )
     device: str = Field(default="auto", description="auto (CUDA when present), cuda, cuda:N or cpu.")
     worker_processes: int = Field(default=1, ge=1, description="Worker processes sharing this machine.")
     torch_threads: int | None = Field(default=None, ge=1, description="Default: (cores - 1) / processes.")

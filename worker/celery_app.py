@@ -14,10 +14,12 @@ from celery.signals import setup_logging, worker_process_init, worker_ready, wor
 
 from synthjobs.broker.queue import celery_config
 from synthjobs.logs import configure_logging, secrets_of
+from synthjobs.plugins import load_plugins
 from synthjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+load_plugins()  # before the config (task routes) and worker.tasks (one task per plugin job kind)
 app = Celery("synthjobs-worker", include=["worker.tasks"])
 app.conf.update(celery_config(get_settings()))
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from collections.abc import Callable
 from typing import IO
 
 import numpy as np
 
+from synthjobs.rules.formats import FORMATS
 from training.sample import encode_png
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-EXTENSIONS = {"npz": "npz", "webdataset": "tar"}
+EXTENSIONS = {name: fmt.extension for name, fmt in FORMATS.items()}
 
 
-def write_npz(stream: IO[bytes], images: np.ndarray, labels: np.ndarray) -> None:
+def write_npz(stream: IO[bytes], images: np.ndarray, labels: np.ndarray, prefix: str = "") -> None:
     """An .npz readable by `np.load`: `images` (uint8) and `labels` (int64), uncompressed."""
     with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in (("images", images), ("labels", labels.astype(np.int64, copy=False))):
@@ -45,11 +47,19 @@ def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
     archive.addfile(info, io.BytesIO(payload))
 
 
+# Writes one shard's images and labels to a stream; `prefix` names its members where a format has keys.
+Writer = Callable[[IO[bytes], np.ndarray, np.ndarray, str], None]
+
+# The worker's half of the output formats table (`synthjobs.rules.formats` names them).
+WRITERS: dict[str, Writer] = {"npz": write_npz, "webdataset": write_webdataset}
+
+if set(WRITERS) != set(FORMATS):  # pragma: no cover - a format half added
+    raise RuntimeError(f"output formats without a writer: {sorted(set(FORMATS) - set(WRITERS))}")
+
+
 def write_shard(stream: IO[bytes], fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
-    """Write one shard in `fmt` (npz or webdataset)."""
-    if fmt == "npz":
-        write_npz(stream, images, labels)
-    elif fmt == "webdataset":
-        write_webdataset(stream, images, labels, prefix)
-    else:
+    """Write one shard in `fmt` (a name from `synthjobs.rules.formats`)."""
+    writer = WRITERS.get(fmt)
+    if writer is None:
         raise ValueError(f"unknown output format {fmt!r}")
+    writer(stream, images, labels, prefix)

@@ -9,6 +9,7 @@ exception text can carry server paths, hosts and other tenants' names.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -38,9 +39,10 @@ from synthjobs.errors import (
 )
 from synthjobs.ledger import deletion, jobs, shards
 from synthjobs.ledger.retry import in_transaction, is_transient
-from synthjobs.ledger.tables import JobKind, JobShard, JobState
+from synthjobs.ledger.tables import JobShard, JobState
 from synthjobs.logs import log_context
 from synthjobs.maintenance import tick as schedule_tick
+from synthjobs.rules.kinds import is_sharded, kinds
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
 from synthjobs.storage.base import Storage
@@ -125,9 +127,9 @@ def run_job(job_id: str, pipeline: Pipeline) -> None:
     if claimed is None:
         log.info("job %s is not claimable; this delivery does nothing", job_id)
         return
-    params, attempt, tenant = claimed
+    params, attempt, tenant, kind = claimed
     with log_context(job_id=job_id, task_id=_task_id(), attempt=attempt, worker=worker):
-        _run_claimed(job_id, pipeline, settings, worker, params, attempt, tenant)
+        _run_claimed(job_id, kind, pipeline, settings, worker, params, attempt, tenant)
 
 
 def _task_id() -> str | None:
@@ -136,6 +138,7 @@ def _task_id() -> str | None:
 
 def _run_claimed(
     job_id: str,
+    kind: str,
     pipeline: Pipeline,
     settings: Settings,
     worker: str,
@@ -161,7 +164,7 @@ def _run_claimed(
     except LeaseLost:
         log.warning("job %s was taken over by another worker; leaving it to them", job_id)
     except HandBack:
-        _hand_back(url, job_id, worker, settings)
+        _hand_back(url, job_id, kind, worker, settings)
     except JobCancelled:
         ctx.event("stopped", "the worker stopped at a batch boundary after the cancel; last checkpoint kept")
         _finish(url, job_id, worker, JobState.CANCELLED)
@@ -198,7 +201,7 @@ def _settle_storage(url: str, storage: Storage, job_id: str) -> None:
         jobs.record_output_bytes(session, job_id, size)
         if job.state not in (JobState.CANCELLED.value, JobState.FAILED.value):
             return
-        if job.kind == JobKind.SAMPLE.value:
+        if is_sharded(job.kind):
             shards.record_left_behind(session, job_id)  # its shards, from their rows
         elif stored:
             objects = [{"key": key, "bytes": n} for key, n in stored]
@@ -214,18 +217,18 @@ def _settle_storage(url: str, storage: Storage, job_id: str) -> None:
 
 def _claim(
     session: Session, job_id: str, worker: str, settings: Settings
-) -> tuple[dict[str, Any], int, str] | None:
+) -> tuple[dict[str, Any], int, str, str] | None:
     if not jobs.claim_job(session, job_id, worker, settings.lease_seconds, settings.max_attempts):
         return None
     job = jobs.get_job(session, job_id)
-    return dict(job.params), job.attempts, job.tenant
+    return dict(job.params), job.attempts, job.tenant, job.kind
 
 
-def _hand_back(url: str, job_id: str, worker: str, settings: Settings) -> None:
+def _hand_back(url: str, job_id: str, kind: str, worker: str, settings: Settings) -> None:
     """Put a checkpointed job back on the queue so another worker resumes it (graceful shutdown)."""
     reason = "worker shutting down; checkpoint kept"
     if in_transaction(url, lambda s: jobs.release_job(s, job_id, worker, reason), what="handing back"):
-        enqueue_job(app, job_id, JobKind.TRAIN, settings)
+        enqueue_job(app, job_id, kind, settings)
 
 
 def _finish(url: str, job_id: str, worker: str | None, state: JobState, **outcome: Any) -> None:
@@ -355,3 +358,37 @@ def _finalize(job_id: str, settings: Settings, url: str) -> None:
         return
     _finish(url, job_id, None, JobState.SUCCEEDED, result=result)
     _settle_storage(url, storage, job_id)  # the manifest and preview grid
+
+
+def resolve_pipeline(reference: str) -> Pipeline:
+    """The function a `module:function` reference in a KindSpec names (imported only here, in the worker)."""
+    module, _, name = reference.partition(":")
+    if not module or not name:
+        raise ValueError(f"pipeline reference {reference!r} is not 'module:function'")
+    function: Pipeline = getattr(importlib.import_module(module), name)
+    return function
+
+
+def _job_task(reference: str) -> Callable[[str], None]:
+    def run(job_id: str) -> None:
+        run_job(job_id, resolve_pipeline(reference))
+
+    return run
+
+
+def bind_job_kinds() -> list[str]:
+    """Register a Celery task for every job-level kind with a `pipeline` (plugins); their task names.
+
+    The built-in kinds' tasks are the functions above; a plugin kind's task claims the job and runs the
+    pipeline its spec names, with the same claim, lease, cancel and failure handling as training.
+    """
+    bound = []
+    for spec in kinds():
+        if spec.sharded or not spec.pipeline:
+            continue
+        app.task(name=spec.task, ignore_result=True)(_job_task(spec.pipeline))
+        bound.append(spec.task)
+    return bound
+
+
+bind_job_kinds()

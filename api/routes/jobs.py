@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel
 
 from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDep, StorageDep, TenantDep
 from api.errors import field_error
-from api.quota import check_storage
 from api.schemas import DeletionOut, EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
-from synthjobs.broker.queue import enqueue_job, enqueue_shards
-from synthjobs.errors import DatasetNotFound, InvalidRequest, ModelNotFound
+from api.submit import Submission, job_out, submit
+from synthjobs.errors import InvalidRequest, ModelNotFound
 from synthjobs.ledger import datasets, deletion, jobs, shards
 from synthjobs.ledger.registry import resolve_model
-from synthjobs.ledger.shards import create_sampling_job
-from synthjobs.ledger.tables import Job, JobKind, JobState, utcnow
-from synthjobs.rules import model_budget
-from synthjobs.rules.data_sources import DataSourceRefused, match_source
+from synthjobs.ledger.tables import JobState
+from synthjobs.rules import kinds, training_request
 from synthjobs.rules.sampling import sample_params
+from synthjobs.rules.training_request import Upload
 from synthjobs.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -52,17 +50,8 @@ def submit_train(
     quota: QuotaDep,
 ) -> JobOut:
     """Submit a training job."""
-    if (earlier := _replayed(session, idem, tenant, response)) is not None:
-        return earlier
-    quota.check(session, tenant)
-    check_storage(session, tenant, settings)
-    params = train_params(body, session, settings, tenant)
-    job = jobs.create_job(session, JobKind.TRAIN, params, tenant=tenant)
-    if (earlier := _commit(session, idem, tenant, job.id, response)) is not None:
-        return earlier
-    quota.record(tenant)
-    enqueue_job(sender, job.id, JobKind.TRAIN, settings)
-    return job_out(job)
+    at = Submission(session, sender, settings, tenant, idem, quota, response)
+    return submit(kinds.TRAIN.name, lambda: train_params(body, session, settings, tenant), at)
 
 
 @router.post(
@@ -79,164 +68,70 @@ def submit_sample(
     quota: QuotaDep,
 ) -> JobOut:
     """Submit a bulk-sampling job from a trained model (by id, name:version or name@alias)."""
-    if (earlier := _replayed(session, idem, tenant, response)) is not None:
-        return earlier
-    quota.check(session, tenant)
-    try:
-        model = resolve_model(session, body.model, tenant=tenant)
-    except ModelNotFound as exc:
-        raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
-    try:
-        params = sample_params(body.model_dump(), model, settings)
-    except InvalidRequest as exc:
-        raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
-    check_storage(session, tenant, settings, int(params["planned_bytes"]))
-    job, shard_total = create_sampling_job(session, params, tenant=tenant)
-    if (earlier := _commit(session, idem, tenant, job.id, response)) is not None:
-        return earlier
-    quota.record(tenant)
-    enqueue_shards(sender, job.id, list(range(shard_total)), settings)
-    return job_out(job)
+
+    def build() -> dict[str, Any]:
+        try:
+            model = resolve_model(session, body.model, tenant=tenant)
+        except ModelNotFound as exc:
+            raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
+        return sample_params(body.model_dump(), model, settings)
+
+    at = Submission(session, sender, settings, tenant, idem, quota, response)
+    return submit(kinds.SAMPLE.name, build, at)
 
 
-def _replayed(session: SessionDep, idem: IdempotencyDep, tenant: str, response: Response) -> JobOut | None:
-    """The job an earlier request with this Idempotency-Key created (answered 200), or None."""
-    earlier = idem.replay(session, tenant)
-    if earlier is None:
-        return None
-    response.status_code = status.HTTP_200_OK
-    return job_out(jobs.get_job(session, earlier))
+def kind_router() -> APIRouter:
+    """`POST /v1/jobs/{kind}` for every kind registered with a request schema of its own (plugins).
 
-
-def _commit(
-    session: SessionDep, idem: IdempotencyDep, tenant: str, job_id: str, response: Response
-) -> JobOut | None:
-    """Commit the new job with its idempotency record (the row exists before any message names it).
-
-    Returns the twin request's job when a concurrent request with the same key committed first.
+    Built when the app is, after the plugins are loaded; each route validates the kind's own schema (it
+    appears in the OpenAPI document) and takes the same submit path as training.
     """
-    try:
-        idem.remember(session, tenant, "job", job_id)
-        session.commit()
-        return None
-    except IntegrityError:
-        session.rollback()
-        earlier = _replayed(session, idem, tenant, response)
-        if earlier is None:
-            raise
-        return earlier
+    extra = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+    for spec in kinds.generic_kinds():
+        extra.add_api_route(
+            f"/{spec.name}",
+            _generic_submit(spec),
+            methods=["POST"],
+            status_code=status.HTTP_202_ACCEPTED,
+            response_model=JobOut,
+            responses=SUBMIT_RESPONSES,
+            summary=spec.description or f"Submit a {spec.name} job.",
+            name=f"submit_{spec.name}",
+        )
+    return extra
+
+
+def _generic_submit(spec: kinds.KindSpec) -> Callable[..., JobOut]:
+    build = spec.build
+    assert build is not None  # generic_kinds() has both a request schema and a builder
+
+    def submit_kind(
+        body: BaseModel,
+        response: Response,
+        session: SessionDep,
+        sender: SenderDep,
+        settings: SettingsDep,
+        tenant: TenantDep,
+        idem: IdempotencyDep,
+        quota: QuotaDep,
+    ) -> JobOut:
+        at = Submission(session, sender, settings, tenant, idem, quota, response)
+        return submit(spec.name, lambda: build(body.model_dump(), settings), at)
+
+    submit_kind.__annotations__["body"] = spec.request  # the kind's own schema, not BaseModel
+    return submit_kind
 
 
 def train_params(body: TrainRequest, session: SessionDep, settings: Settings, tenant: str) -> dict[str, Any]:
-    """A training job's params from its request; 422 past a limit or for data the workers may not read."""
-    check_train_limits(body, settings)
-    spec = dataset_spec(body, session, settings, tenant)
-    check_model_limits(body, submit_image_shape(spec, session, tenant), settings)
-    return {
-        "model_name": body.model_name or default_model_name(spec),
-        "dataset": spec,
-        "config": {"seed": body.seed, **body.hyperparameters.model_dump()},
-        "max_runtime_seconds": body.max_runtime_seconds or settings.max_runtime_seconds,
-    }
+    """A training job's params from its request (`rules.training_request`); 422 past a limit or for data
+    the workers may not read. Schedules store the same params."""
 
+    def find_upload(dataset_id: str) -> Upload:
+        found = datasets.get_dataset(session, dataset_id, tenant=tenant)
+        return Upload(found.uri, found.image_shape)
 
-def dataset_spec(body: TrainRequest, session: SessionDep, settings: Settings, tenant: str) -> dict[str, Any]:
-    """The dataset as a normalised spec; 422 for data outside the tenant's sources or an unknown id."""
-    if isinstance(body.dataset, str):
-        return {"kind": "builtin", "name": body.dataset}
-    spec = body.dataset.model_dump()
-    if spec["kind"] == "torchvision":
-        if spec["download"] and not settings.allow_dataset_downloads:
-            message = "this deployment does not download datasets; put the files under root and omit download"
-            raise HTTPException(422, field_error(("dataset", "download"), message, "not_allowed"))
-        _check_data_location(spec["root"], "root", settings, tenant)
-    if spec["kind"] == "image_folder":
-        _check_data_location(spec["url"], "url", settings, tenant)
-    if spec["kind"] == "uploaded":
-        try:
-            spec["uri"] = datasets.get_dataset(session, spec["id"], tenant=tenant).uri
-        except DatasetNotFound as exc:
-            raise HTTPException(422, field_error(("dataset", "id"), str(exc), "not_found")) from exc
-    return spec
-
-
-def _check_data_location(value: str, field: str, settings: Settings, tenant: str) -> None:
-    """422 on `dataset.<field>` unless `value` is in one of the tenant's data sources (workers re-check)."""
-    sources = settings.resolved_data_sources(tenant)
     try:
-        source, _ = match_source(
-            value, sources, settings.resolved_storage_url(), resolve_local=os.path.realpath
-        )
-    except DataSourceRefused as exc:
-        raise HTTPException(422, field_error(("dataset", field), str(exc), "not_allowed")) from exc
-    if source.location.scheme == "s3" and not (
-        source.has_credentials or settings.data_sources_instance_credentials
-    ):
-        message = f"{value}: its data source has no credentials configured on this deployment"
-        raise HTTPException(422, field_error(("dataset", field), message, "not_allowed"))
-
-
-def default_model_name(spec: dict[str, Any]) -> str:
-    """`<dataset>-cvae`, e.g. digits-cvae, mnist-cvae; `cvae` for folders and uploads."""
-    if spec["kind"] in ("builtin", "torchvision"):
-        return f"{spec['name'].lower()}-cvae"
-    return f"{spec['kind'].replace('_', '-')}-cvae"
-
-
-def check_train_limits(body: TrainRequest, settings: Settings) -> None:
-    """422 naming the first hyperparameter past this deployment's limit."""
-    hp = body.hyperparameters
-    limits = [
-        ("epochs", hp.epochs, settings.max_epochs),
-        ("batch_size", hp.batch_size, settings.max_batch_size),
-        ("latent_dim", hp.latent_dim, settings.max_latent_dim),
-        ("hidden_dim", hp.hidden_dim, settings.max_hidden_dim),
-    ]
-    for name, value, limit in limits:
-        if value > limit:
-            message = f"{name} {value} is above this deployment's limit of {limit}"
-            raise HTTPException(422, field_error(("hyperparameters", name), message, "limit"))
-    runtime, most = body.max_runtime_seconds, settings.max_runtime_seconds
-    if runtime is not None and runtime > most:
-        message = f"max_runtime_seconds {runtime} is above this deployment's limit of {most}"
-        raise HTTPException(422, field_error(("max_runtime_seconds",), message, "limit"))
-
-
-def submit_image_shape(
-    spec: dict[str, Any], session: SessionDep, tenant: str
-) -> tuple[tuple[int, int, int], int] | None:
-    """(C, H, W) and class count of the dataset as far as known at submit; None for an image folder.
-
-    An uploaded dataset's classes are unknown until its labels are read, so its figure uses the fewest a
-    dataset can have (the worker checks again with the exact one).
-    """
-    if spec["kind"] in ("builtin", "torchvision"):
-        return model_budget.KNOWN_DATASETS.get(spec["name"])
-    if spec["kind"] == "uploaded":
-        shape = datasets.get_dataset(session, spec["id"], tenant=tenant).image_shape
-        try:
-            chw = (int(shape["channels"]), int(shape["height"]), int(shape["width"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-        return chw, model_budget.MIN_CLASSES
-    return None
-
-
-def check_model_limits(
-    body: TrainRequest, known: tuple[tuple[int, int, int], int] | None, settings: Settings
-) -> None:
-    """422 with the figure and the limit when the model or its activations are past this deployment's."""
-    if known is None:
-        return
-    image_shape, num_classes = known
-    try:
-        model_budget.check_model_budget(
-            image_shape,
-            num_classes,
-            body.hyperparameters.model_dump(),
-            max_parameters=settings.max_model_parameters,
-            max_activation_bytes=settings.max_activation_bytes,
-        )
+        return training_request.train_params(body.model_dump(), settings, tenant, find_upload=find_upload)
     except InvalidRequest as exc:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
 
@@ -245,7 +140,7 @@ def check_model_limits(
 def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
     """Read a job's state, phase, progress, ETA, error and result (and a sampling job's shards)."""
     job = job_out(jobs.get_job(session, job_id, tenant=tenant))
-    if job.kind == JobKind.SAMPLE.value:
+    if kinds.is_sharded(job.kind):
         job.shards = [ShardOut.model_validate(s) for s in shards.list_shards(session, job_id)]
     return job
 
@@ -258,19 +153,10 @@ def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
 def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
     """Cancel a queued or running job; a running one stops at its next batch boundary."""
     job = jobs.cancel_job(session, job_id, tenant=tenant)
-    if job.kind == JobKind.SAMPLE.value:
+    if kinds.is_sharded(job.kind):
         shards.record_left_behind(session, job_id)  # what it wrote stays until DELETE; listed in its result
     session.commit()
     return job_out(jobs.get_job(session, job_id))
-
-
-def job_out(job: Job) -> JobOut:
-    """The API's view of a job, with an ETA from its pace so far while it runs."""
-    out = JobOut.model_validate(job)
-    if job.state == JobState.RUNNING.value and job.started_at is not None and 0.02 < job.progress < 1:
-        elapsed = (utcnow() - job.started_at).total_seconds()
-        out.eta_seconds = round(elapsed * (1 - job.progress) / job.progress, 1)
-    return out
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
@@ -284,12 +170,17 @@ def list_jobs(
     session: SessionDep,
     tenant: TenantDep,
     state: JobState | None = None,
-    kind: JobKind | None = None,
+    kind: Annotated[
+        str | None, Query(max_length=16, description="A registered job kind: train, sample or a plugin's.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     include_deleted: bool = False,
 ) -> JobPage:
     """List the tenant's jobs, newest first, optionally by state and kind (deleted ones on request)."""
+    if kind is not None and kind not in kinds.kind_names():
+        message = f"unknown job kind {kind!r}; one of {', '.join(kinds.kind_names())}"
+        raise HTTPException(422, [{"loc": ["query", "kind"], "msg": message, "type": "enum"}])
     try:
         page, next_cursor = jobs.list_jobs(
             session,

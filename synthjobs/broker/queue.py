@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from synthjobs.ledger.tables import JobKind
+from synthjobs.rules.kinds import job_task, kinds
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,11 @@ SAMPLE_SHARD_TASK = "synthjobs.sample_shard"
 FINALIZE_TASK = "synthjobs.finalize_sample"
 TICK_TASK = "synthjobs.tick"
 ALL_TASKS = (TRAIN_TASK, SAMPLE_SHARD_TASK, FINALIZE_TASK, TICK_TASK)
+
+
+def all_tasks() -> list[str]:
+    """Every task name this service publishes: the fixed ones plus each registered kind's (plugins too)."""
+    return list(dict.fromkeys([*ALL_TASKS, *(spec.task for spec in kinds())]))
 
 
 def task_payload(job_id: str) -> dict[str, Any]:
@@ -52,7 +57,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         "task_default_queue": settings.queue,
-        "task_routes": {name: {"queue": settings.queue} for name in ALL_TASKS},
+        "task_routes": {name: {"queue": settings.queue} for name in all_tasks()},
         "task_serializer": "json",
         "accept_content": ["json"],
         # Task events feed Flower; only on Redis (the embedded SQLite broker has no fanout for them).
@@ -99,15 +104,14 @@ def enqueue_shards(
         return False
 
 
-def enqueue_job(app: Celery, job_id: str, kind: JobKind, settings: Settings) -> bool:
-    """Publish a training job's task; False (logged) when the broker cannot take it right now.
+def enqueue_job(app: Celery, job_id: str, kind: str, settings: Settings) -> bool:
+    """Publish a job-level job's task (its kind's, from `rules.kinds`); False (logged) on a broker failure.
 
     The job row is already committed as QUEUED, so a failed publish loses nothing: the reconciler
-    publishes queued jobs whose message never arrived again. (Sampling jobs publish their shards instead.)
+    publishes queued jobs whose message never arrived again. Sharded kinds publish their shards instead
+    (ValueError here).
     """
-    if kind is not JobKind.TRAIN:
-        raise ValueError("only training jobs have a job-level task; publish sampling shards")
-    return _send(app, TRAIN_TASK, task_payload(job_id), settings, job_id)
+    return _send(app, job_task(kind), task_payload(job_id), settings, job_id)
 
 
 def enqueue_finalizer(app: Celery, job_id: str, settings: Settings) -> bool:

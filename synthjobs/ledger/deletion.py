@@ -32,13 +32,13 @@ from synthjobs.ledger.tables import (
     Dataset,
     Job,
     JobEvent,
-    JobKind,
     JobShard,
     JobState,
     Model,
     ShardState,
     utcnow,
 )
+from synthjobs.rules.kinds import is_sharded, trains_model
 from synthjobs.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,16 @@ class Removed:
 
 
 def job_prefixes(job_id: str, kind: str) -> list[str]:
-    """The storage folders a job owns."""
+    """The storage folders a job owns: its own, and a model-training kind's model folder."""
     prefixes = [f"jobs/{job_id}/"]
-    if kind == JobKind.TRAIN.value:
+    if trains_model(kind):
         prefixes.append(f"models/{model_id_for_job(job_id)}/")
     return prefixes
 
 
 def registered_model(session: Session, job: Job) -> Model | None:
-    """The model version a training job registered, if any."""
-    if job.kind != JobKind.TRAIN.value:
+    """The model version a model-training job registered, if any."""
+    if not trains_model(job.kind):
         return None
     return session.get(Model, model_id_for_job(job.id))
 
@@ -109,7 +109,7 @@ def may_still_write(session: Session, job: Job, grace_seconds: float) -> bool:
     """
     if job.state in IN_FLIGHT:
         return True
-    if job.kind == JobKind.SAMPLE.value:
+    if is_sharded(job.kind):
         live = session.scalar(
             select(func.count())
             .select_from(JobShard)

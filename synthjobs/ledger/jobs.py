@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from synthjobs.errors import InvalidTransition, JobNotFound
 from synthjobs.ledger.db import execute_dml
-from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobKind, JobState, new_id, utcnow
+from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobState, new_id, utcnow
+from synthjobs.rules.kinds import job_level_kinds
 
 # Error codes the ledger itself records (the worker adds its own; see worker.tasks.failure_code).
 JOB_FAILED = "job_failed"
@@ -47,9 +48,7 @@ def sources_of(target: JobState) -> list[str]:
     return [state.value for state, targets in TRANSITIONS.items() if target in targets]
 
 
-def create_job(
-    session: Session, kind: JobKind, params: dict[str, Any], *, tenant: str = DEFAULT_TENANT
-) -> Job:
+def create_job(session: Session, kind: str, params: dict[str, Any], *, tenant: str = DEFAULT_TENANT) -> Job:
     """Add a QUEUED job; the caller commits before anything is enqueued, so no message outruns its row.
 
     Ids and timestamps are set here, not by a flush, so the job and its event go out in the caller's commit.
@@ -57,7 +56,7 @@ def create_job(
     now = utcnow()
     job = Job(
         id=new_id(),
-        kind=kind.value,
+        kind=str(kind),
         state=JobState.QUEUED.value,
         params=params,
         phase="queued",
@@ -68,7 +67,7 @@ def create_job(
         updated_at=now,
     )
     session.add(job)
-    add_event(session, job.id, "submitted", f"{kind.value} job submitted")
+    add_event(session, job.id, "submitted", f"{kind} job submitted")
     return job
 
 
@@ -300,7 +299,7 @@ def list_jobs(
     session: Session,
     *,
     state: JobState | None = None,
-    kind: JobKind | None = None,
+    kind: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
     tenant: str | None = None,
@@ -319,7 +318,7 @@ def list_jobs(
     if state is not None:
         query = query.where(Job.state == state.value)
     if kind is not None:
-        query = query.where(Job.kind == kind.value)
+        query = query.where(Job.kind == str(kind))
     if cursor:
         created, job_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
@@ -411,25 +410,27 @@ def record_left_behind(session: Session, job_id: str, left_behind: dict[str, Any
 
 
 def expired_leases(session: Session) -> Sequence[str]:
-    """Training jobs RUNNING on a lease that has expired (their worker died): the reconciler's to repair."""
+    """Job-level jobs RUNNING on a lease that has expired (their worker died): the reconciler's to repair."""
     return session.scalars(
         select(Job.id).where(
-            Job.kind == JobKind.TRAIN.value,
+            Job.kind.in_(job_level_kinds()),
             Job.state == JobState.RUNNING.value,
             Job.lease_expires_at < utcnow(),
         )
     ).all()
 
 
-def stale_queued(session: Session, cutoff: datetime, fresh: set[str]) -> Sequence[str]:
-    """Training jobs QUEUED and untouched since `cutoff` (or in `fresh`, just requeued): to publish again."""
-    return session.scalars(
-        select(Job.id).where(
-            Job.kind == JobKind.TRAIN.value,
+def stale_queued(session: Session, cutoff: datetime, fresh: set[str]) -> dict[str, str]:
+    """Job-level jobs QUEUED and untouched since `cutoff` (or in `fresh`, just requeued), id → kind: to
+    publish again."""
+    rows = session.execute(
+        select(Job.id, Job.kind).where(
+            Job.kind.in_(job_level_kinds()),
             Job.state == JobState.QUEUED.value,
             or_(Job.updated_at < cutoff, Job.id.in_(fresh)),
         )
     ).all()
+    return {job_id: kind for job_id, kind in rows}
 
 
 def touch_queued(session: Session, job_id: str) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from synthjobs.ledger import jobs
 from synthjobs.ledger.db import execute_dml
-from synthjobs.ledger.tables import Job, JobKind, JobShard, JobState, ShardState, utcnow
+from synthjobs.ledger.tables import Job, JobShard, JobState, ShardState, utcnow
+from synthjobs.rules.kinds import SAMPLE, sharded_kinds
 from synthjobs.rules.sharding import plan_shards
 
 
@@ -268,7 +269,7 @@ def unfinalized_jobs(session: Session) -> list[str]:
     has_shards = select(func.count()).select_from(JobShard).where(JobShard.job_id == Job.id).scalar_subquery()
     free = or_(Job.finalizer.is_(None), Job.lease_expires_at < utcnow())
     query = select(Job.id).where(
-        Job.state == JobState.RUNNING.value, Job.kind == "sample", undone == 0, has_shards > 0, free
+        Job.state == JobState.RUNNING.value, Job.kind.in_(sharded_kinds()), undone == 0, has_shards > 0, free
     )
     return list(session.scalars(query).all())
 
@@ -309,9 +310,12 @@ def record_left_behind(session: Session, job_id: str) -> None:
     jobs.record_left_behind(session, job_id, left_behind(session, job_id))
 
 
-def create_sampling_job(session: Session, params: dict[str, Any], *, tenant: str) -> tuple[Job, int]:
-    """Add a QUEUED sampling job and its PENDING shards; the caller commits, then publishes the shards."""
-    job = jobs.create_job(session, JobKind.SAMPLE, params, tenant=tenant)
+def create_sampling_job(
+    session: Session, params: dict[str, Any], *, tenant: str, kind: str = SAMPLE.name
+) -> tuple[Job, int]:
+    """Add a QUEUED job of a sharded kind (sampling) and its PENDING shards; the caller commits, then
+    publishes the shards."""
+    job = jobs.create_job(session, kind, params, tenant=tenant)
     jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
     plan = plan_shards(params["counts"], params["shard_size"])
     create_shards(session, job.id, plan)

@@ -15,7 +15,8 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from synthjobs.ledger.jobs import TERMINAL_STATES
-from synthjobs.ledger.tables import Job, JobEvent, JobKind, JobShard, JobState, Model, ShardState
+from synthjobs.ledger.tables import Job, JobEvent, JobShard, JobState, Model, ShardState
+from synthjobs.rules.kinds import kind_names
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class OutputTotals:
 
 def job_counts(session: Session) -> dict[tuple[str, str], int]:
     """Jobs by (kind, state), with a 0 for every kind and state that has none."""
-    counts = {(kind.value, state.value): 0 for kind in JobKind for state in JobState}
+    counts = {(kind, state.value): 0 for kind in kind_names() for state in JobState}
     rows = session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
     for kind, state, count in rows:
         counts[(kind, state)] = count
@@ -60,8 +61,8 @@ def duration_buckets(
         )
         .group_by(Job.kind, bucket)
     )
-    counts = {kind.value: [0] * (len(bounds) + 1) for kind in JobKind}
-    totals = {kind.value: 0.0 for kind in JobKind}
+    counts = {kind: [0] * (len(bounds) + 1) for kind in kind_names()}
+    totals = {kind: 0.0 for kind in kind_names()}
     for kind, index, count, total in session.execute(query):
         counts.setdefault(kind, [0] * (len(bounds) + 1))[index] += count
         totals[kind] = totals.get(kind, 0.0) + float(total or 0.0)

@@ -58,7 +58,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class JobKind(enum.StrEnum):
-    """What a job does."""
+    """The built-in job kinds' names. What each kind is, and any a plugin adds, is `synthjobs.rules.kinds`;
+    the column stores the name as text, so a plugin kind needs no migration."""
 
     TRAIN = "train"
     SAMPLE = "sample"

@@ -18,7 +18,7 @@ from synthjobs.broker.queue import enqueue_finalizer, enqueue_job, enqueue_shard
 from synthjobs.errors import InvalidTransition, StorageError
 from synthjobs.ledger import deletion, idempotency, jobs, shards
 from synthjobs.ledger.db import session_scope
-from synthjobs.ledger.tables import JobKind, JobState, utcnow
+from synthjobs.ledger.tables import JobState, utcnow
 from synthjobs.settings import Settings
 from synthjobs.storage import open_storage
 from synthjobs.storage.retry import RetryingStorage
@@ -97,8 +97,8 @@ def _republish_stale_queued(settings: Settings, sender: Celery, report: Reconcil
     fresh = set(report.requeued)
     with session_scope(url) as session:
         stale = jobs.stale_queued(session, cutoff, fresh)
-    for job_id in stale:
-        if not enqueue_job(sender, job_id, JobKind.TRAIN, settings):
+    for job_id, kind in stale.items():
+        if not enqueue_job(sender, job_id, kind, settings):
             continue
         with session_scope(url) as session:
             jobs.touch_queued(session, job_id)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from synthjobs.broker.queue import enqueue_job
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.schedules import due_schedule_ids, fire_schedule
-from synthjobs.ledger.tables import JobKind, utcnow
+from synthjobs.ledger.tables import utcnow
+from synthjobs.rules import kinds
 from synthjobs.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,6 @@ def tick(
     for schedule_id in due:
         job_id = fire_schedule(settings, schedule_id, now, fired_by)
         if job_id is not None:
-            enqueue_job(sender, job_id, JobKind.TRAIN, settings)
+            enqueue_job(sender, job_id, kinds.TRAIN.name, settings)
             created.append(job_id)
     return created

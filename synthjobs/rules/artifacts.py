@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from synthjobs.errors import ConfigurationError
+from synthjobs.rules.kinds import artifact_keys
 from synthjobs.settings import Settings
 
 if TYPE_CHECKING:
     from synthjobs.ledger.tables import Job
 
-TRAIN_ARTIFACTS = ("checkpoint_uri", "model_card_uri", "metrics_uri", "loss_curve_uri", "grid_uri")
-SAMPLE_ARTIFACTS = ("manifest_uri", "grid_uri")
 SIGNING_KEY_FILE = "signing-key"
 # Leeway for the clocks of API replicas: a link issued by one whose clock runs a little ahead stays valid.
 CLOCK_SKEW_SECONDS = 30
@@ -44,7 +43,7 @@ def artifact_uris(job: Job) -> dict[str, str]:
     if job.deleted_at is not None:
         return {}
     result: dict[str, Any] = job.result or {}
-    uris = [result[k] for k in (*TRAIN_ARTIFACTS, *SAMPLE_ARTIFACTS) if result.get(k)]
+    uris = [result[k] for k in artifact_keys() if result.get(k)]  # the kinds' keys, from rules.kinds
     uris += list(result.get("output_uris") or [])
     return {uri.rsplit("/", 1)[-1]: uri for uri in uris}
 

@@ -9,6 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from synthjobs.errors import InvalidRequest
+from synthjobs.rules.formats import DEFAULT_FORMAT, get_format
 from synthjobs.rules.model_budget import human_bytes
 from synthjobs.settings import Settings
 
@@ -23,7 +24,7 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
     """The params of a sampling job for a validated request body and the model it was resolved to."""
     class_names = list(model.dataset.get("class_names", []))
     counts = requested_counts(request, class_names)
-    per_sample = sample_bytes(model.dataset.get("image_shape"), request.get("format", "npz"))
+    per_sample = sample_bytes(model.dataset.get("image_shape"), request.get("format", DEFAULT_FORMAT))
     shard_size = request.get("shard_size") or default_shard_size(per_sample, settings)
     check_sample_limits(sum(counts), shard_size, settings)
     quality = request.get("quality", "basic")
@@ -41,12 +42,12 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
         "seed": request.get("seed", 0),
         "temperature": request.get("temperature", 1.0),
         "shard_size": shard_size,
-        "format": request.get("format", "npz"),
+        "format": request.get("format", DEFAULT_FORMAT),
         "quality": quality,
         "quality_samples": request.get("quality_samples", 2000),
         "shuffle": bool(request.get("shuffle", True)),
         "planned_bytes": planned_bytes(
-            sum(counts), model.dataset.get("image_shape") or [], request.get("format", "npz")
+            sum(counts), model.dataset.get("image_shape") or [], request.get("format", DEFAULT_FORMAT)
         ),
     }
 
@@ -133,26 +134,16 @@ def check_sample_limits(total: int, shard_size: int, settings: Settings) -> None
 
 # A shard file's fixed cost besides its samples: zip or tar headers, .npy headers, the tar's end blocks.
 SHARD_OVERHEAD_BYTES = 16 << 10
-TAR_BLOCK = 512
 
 
 def sample_bytes(image_shape: Any, fmt: str) -> int | None:
-    """Bytes one generated sample takes in a shard file of `fmt`, at most; None if the shape is unknown.
-
-    npz: the uint8 image plus its int64 label. webdataset: a tar member (512-byte header, data padded to
-    512) for the PNG, at worst stored uncompressed (zlib's bound), and one for the label's `.cls`.
-    """
+    """Bytes one generated sample takes in a shard file of `fmt`, at most (`rules.formats`); None if the
+    shape is unknown."""
     try:
         c, h, w = (int(v) for v in image_shape)
     except (TypeError, ValueError):
         return None
-    pixels = c * h * w
-    if fmt == "webdataset":
-        rows = h * (w * c + 1)  # one filter byte per row
-        deflated = rows + (rows >> 12) + (rows >> 14) + (rows >> 25) + 13  # zlib's compressBound
-        png = 8 + 25 + 12 + deflated + 12  # signature, IHDR, IDAT framing, IEND
-        return TAR_BLOCK + _padded(png) + TAR_BLOCK + TAR_BLOCK
-    return pixels + 8
+    return get_format(fmt).sample_bytes(c, h, w)
 
 
 def default_shard_size(per_sample: int | None, settings: Settings) -> int:
@@ -169,7 +160,7 @@ def check_output_bytes(
     """422 when one shard or the whole job's output is larger, in bytes, than this deployment allows."""
     if per_sample is None:  # a model registered without its image shape: only the counts are checked
         return
-    fmt = request.get("format", "npz")
+    fmt = request.get("format", DEFAULT_FORMAT)
     shard = min(shard_size, total) * per_sample + SHARD_OVERHEAD_BYTES
     if shard > settings.max_shard_bytes:
         fits = max(0, (settings.max_shard_bytes - SHARD_OVERHEAD_BYTES) // per_sample)
@@ -189,10 +180,6 @@ def check_output_bytes(
             f"about {fits} samples of this model"
         )
         raise InvalidRequest((field,), message, "limit")
-
-
-def _padded(size: int) -> int:
-    return -(-size // TAR_BLOCK) * TAR_BLOCK
 
 
 def planned_bytes(total: int, image_shape: list[int], fmt: str) -> int:

@@ -10,12 +10,13 @@ fails the job with its message.
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from synthjobs.errors import JobFailure, StorageError
+from synthjobs.rules import dataset_kinds
 from synthjobs.rules.data_sources import (
     DataSource,
     DataSourceRefused,
@@ -31,6 +33,7 @@ from synthjobs.rules.data_sources import (
     local_location,
     match_source,
 )
+from synthjobs.rules.dataset_kinds import get_dataset_kind
 from synthjobs.rules.npzinfo import NpzError, check_decoded_size, read_npz_headers
 from synthjobs.settings import Settings
 from synthjobs.storage.base import Storage
@@ -51,40 +54,76 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TORCHVISION_FOLDERS = {"MNIST": "MNIST", "FashionMNIST": "FashionMNIST", "CIFAR10": "cifar-10-batches-py"}
 
 
+# Reads the data a spec names for a tenant: `(spec, settings, storage, tenant) -> ImageDataset`.
+Loader = Callable[[dict[str, Any], Settings, Storage, str], ImageDataset]
+
+
 def load_training_data(
     spec: dict[str, Any], settings: Settings, storage: Storage, *, tenant: str
 ) -> ImageDataset:
     """The dataset a training job of `tenant` asked for, read only from that tenant's data sources."""
-    kind = spec.get("kind")
-    if kind == "builtin":
-        return load_dataset(spec["name"])
-    if kind == "torchvision":
-        download = bool(spec.get("download"))
-        if download and not settings.allow_dataset_downloads:
-            raise JobFailure("this deployment does not download datasets (download: true is refused)")
-        root = local_path_under_roots(spec["root"], settings, tenant=tenant)
-        _check_torchvision_tree(root, spec["name"], settings, tenant)
-        return load_torchvision_dataset(spec["name"], str(root), download=download)
-    if kind == "image_folder":
-        return decode_image_folder(
-            iter_image_folder(spec["url"], settings, tenant=tenant),
-            max_image_pixels=settings.max_image_pixels,
-            max_dataset_pixels=settings.max_dataset_pixels,
-        )
-    if kind == "uploaded":
-        payload = storage.get_bytes(storage.key_of(spec["uri"]))
-        return _load_npz(payload, f"dataset {spec['id']}", settings.max_dataset_bytes)
-    raise JobFailure(f"unknown dataset kind {kind!r}")
+    kind = str(spec.get("kind"))
+    loader = LOADERS.get(kind)
+    if loader is None:
+        try:
+            reference = get_dataset_kind(kind).loader
+        except KeyError:
+            raise JobFailure(f"unknown dataset kind {kind!r}") from None
+        if not reference:
+            raise JobFailure(f"dataset kind {kind!r} has no loader on this worker")
+        loader = resolve_loader(reference)
+    return loader(spec, settings, storage, tenant)
+
+
+def resolve_loader(reference: str) -> Loader:
+    """The loader a plugin's DatasetKind names as `module:function` (imported here, in the worker only)."""
+    module, _, name = reference.partition(":")
+    function: Loader = getattr(importlib.import_module(module), name)
+    return function
+
+
+def _load_builtin(spec: dict[str, Any], settings: Settings, storage: Storage, tenant: str) -> ImageDataset:
+    return load_dataset(spec["name"])
+
+
+def _load_torchvision(
+    spec: dict[str, Any], settings: Settings, storage: Storage, tenant: str
+) -> ImageDataset:
+    download = bool(spec.get("download"))
+    if download and not settings.allow_dataset_downloads:
+        raise JobFailure("this deployment does not download datasets (download: true is refused)")
+    root = local_path_under_roots(spec["root"], settings, tenant=tenant)
+    _check_torchvision_tree(root, spec["name"], settings, tenant)
+    return load_torchvision_dataset(spec["name"], str(root), download=download)
+
+
+def _load_image_folder(
+    spec: dict[str, Any], settings: Settings, storage: Storage, tenant: str
+) -> ImageDataset:
+    return decode_image_folder(
+        iter_image_folder(spec["url"], settings, tenant=tenant),
+        max_image_pixels=settings.max_image_pixels,
+        max_dataset_pixels=settings.max_dataset_pixels,
+    )
+
+
+def _load_uploaded(spec: dict[str, Any], settings: Settings, storage: Storage, tenant: str) -> ImageDataset:
+    payload = storage.get_bytes(storage.key_of(spec["uri"]))
+    return _load_npz(payload, f"dataset {spec['id']}", settings.max_dataset_bytes)
+
+
+# The worker's half of the dataset kinds table (`synthjobs.rules.dataset_kinds` holds the rest).
+LOADERS: dict[str, Loader] = {
+    dataset_kinds.BUILTIN.name: _load_builtin,
+    dataset_kinds.TORCHVISION.name: _load_torchvision,
+    dataset_kinds.IMAGE_FOLDER.name: _load_image_folder,
+    dataset_kinds.UPLOADED.name: _load_uploaded,
+}
 
 
 def describe(spec: dict[str, Any]) -> str:
-    """A short label for the dataset, recorded with the model."""
-    kind = spec.get("kind")
-    if kind in ("builtin", "torchvision"):
-        return str(spec["name"])
-    if kind == "image_folder":
-        return f"image_folder:{spec['url']}"
-    return f"uploaded:{spec.get('id')}"
+    """A short label for the dataset, recorded with the model (its kind's, from the table)."""
+    return dataset_kinds.describe(spec)
 
 
 def source_of(url: str, settings: Settings, tenant: str) -> tuple[DataSource, Location]:

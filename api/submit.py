@@ -1,0 +1,112 @@
+"""The one submit path every job kind takes: replay → quota → plan → create → commit → remember → enqueue.
+
+Each route validates its own body and passes `build`, which turns it into the job's params; everything
+else — an Idempotency-Key replay (200), the rate and in-flight quota (429), the storage quota (413/429),
+creating the row (and a sharded kind's shards), committing it with its idempotency record before any
+message names it, and publishing the job's task or its shards — is here, read from the kind's `KindSpec`
+(`synthjobs.rules.kinds`), never from its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from fastapi import HTTPException, Response, status
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.deps import IdempotencyRequest
+from api.errors import field_error
+from api.quota import QuotaGuard, check_storage
+from api.schemas import JobOut
+from synthjobs.broker.queue import enqueue_job, enqueue_shards
+from synthjobs.errors import InvalidRequest
+from synthjobs.ledger import jobs
+from synthjobs.ledger.shards import create_sampling_job
+from synthjobs.ledger.tables import Job, JobState, utcnow
+from synthjobs.rules.kinds import get_kind
+from synthjobs.settings import Settings
+
+# Turns the validated request into the job's params; InvalidRequest (→ 422 at its field) or an
+# HTTPException for a request this deployment refuses.
+Build = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class Submission:
+    """What a submit route has at hand: its request's dependencies."""
+
+    session: Session
+    sender: Celery
+    settings: Settings
+    tenant: str
+    idem: IdempotencyRequest
+    quota: QuotaGuard
+    response: Response
+
+
+def submit(kind: str, build: Build, at: Submission) -> JobOut:
+    """Create and publish a job of `kind` whose params `build` makes; 202, or 200 for a replayed key."""
+    spec = get_kind(kind)
+    if (earlier := replayed(at)) is not None:
+        return earlier
+    at.quota.check(at.session, at.tenant)
+    if not spec.plans_output:
+        check_storage(at.session, at.tenant, at.settings)
+    try:
+        params = build()
+    except InvalidRequest as exc:
+        raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
+    if spec.plans_output:
+        check_storage(at.session, at.tenant, at.settings, int(params["planned_bytes"]))
+    shard_total = 0
+    if spec.sharded:
+        job, shard_total = create_sampling_job(at.session, params, tenant=at.tenant, kind=kind)
+    else:
+        job = jobs.create_job(at.session, kind, params, tenant=at.tenant)
+    if (earlier := _commit(at, job.id)) is not None:
+        return earlier
+    at.quota.record(at.tenant)
+    if spec.sharded:
+        enqueue_shards(at.sender, job.id, list(range(shard_total)), at.settings)
+    else:
+        enqueue_job(at.sender, job.id, kind, at.settings)
+    return job_out(job)
+
+
+def replayed(at: Submission) -> JobOut | None:
+    """The job an earlier request with this Idempotency-Key created (answered 200), or None."""
+    earlier = at.idem.replay(at.session, at.tenant)
+    if earlier is None:
+        return None
+    at.response.status_code = status.HTTP_200_OK
+    return job_out(jobs.get_job(at.session, earlier))
+
+
+def _commit(at: Submission, job_id: str) -> JobOut | None:
+    """Commit the new job with its idempotency record (the row exists before any message names it).
+
+    Returns the twin request's job when a concurrent request with the same key committed first.
+    """
+    try:
+        at.idem.remember(at.session, at.tenant, "job", job_id)
+        at.session.commit()
+        return None
+    except IntegrityError:
+        at.session.rollback()
+        earlier = replayed(at)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def job_out(job: Job) -> JobOut:
+    """The API's view of a job, with an ETA from its pace so far while it runs."""
+    out = JobOut.model_validate(job)
+    if job.state == JobState.RUNNING.value and job.started_at is not None and 0.02 < job.progress < 1:
+        elapsed = (utcnow() - job.started_at).total_seconds()
+        out.eta_seconds = round(elapsed * (1 - job.progress) / job.progress, 1)
+    return out
