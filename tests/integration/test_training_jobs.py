@@ -236,6 +236,7 @@ def test_image_folder_in_s3_trains_and_a_corrupt_image_is_named(
     assert "square/broken.png" in failed.value.job["error"]
 
 
+@pytest.mark.serial  # times the warm shutdown (< 15 s): alone, so a neighbour cannot slow it
 def test_sigterm_checkpoints_the_job_and_another_worker_resumes_it(start_stack) -> None:
     stack = start_stack(extra_env={**FAST_RECOVERY, "SYNTHJOBS_CHECKPOINT_MIN_INTERVAL": "30"})
     job = stack.client.submit_train(_train_body(epochs=400))
