@@ -43,8 +43,10 @@ def redis_db() -> int:
 
 
 @contextmanager
-def fresh_postgres_database(admin_url: str, prefix: str = "synthjobs_test") -> Iterator[str]:
-    """A new, migrated PostgreSQL database; dropped afterwards, its connections forced closed."""
+def fresh_postgres_database(
+    admin_url: str, prefix: str = "synthjobs_test", *, migrate: bool = True
+) -> Iterator[str]:
+    """A new PostgreSQL database, migrated unless told; dropped afterwards, its connections forced closed."""
     from sqlalchemy import create_engine, text
 
     from synthjobs.ledger.db import dispose_engines
@@ -56,7 +58,8 @@ def fresh_postgres_database(admin_url: str, prefix: str = "synthjobs_test") -> I
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        upgrade_database(url)
+        if migrate:
+            upgrade_database(url)
         yield url
     finally:
         dispose_engines()
