@@ -52,9 +52,9 @@ from typing import Any
 
 import common
 import httpx
+from common import services
 
 from synthjobs.devtools import processes
-from synthjobs.ledger.migrate import upgrade_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 PATH = "/v1/jobs/train"
@@ -187,43 +187,6 @@ def measure(
 
 
 # --- services and processes -----------------------------------------------------------------------------
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new PostgreSQL database, migrated, dropped afterwards (connections forced closed)."""
-    from sqlalchemy import create_engine, text
-
-    name = f"synthjobs_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        upgrade_database(url)
-        yield url
-    finally:
-        from synthjobs.ledger.db import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextmanager
-def flushed_redis(server_url: str, db: int) -> Iterator[str]:
-    """A Redis database number flushed before and after; yields its URL."""
-    import redis
-
-    url = f"{server_url.rstrip('/')}/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
 
 
 def start_minimal(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -685,8 +648,8 @@ def main() -> None:
     print(f"PostgreSQL from {args.database_url.split('@')[-1]}, Redis {args.redis_url} db {args.redis_db}")
     with (
         tempfile.TemporaryDirectory(prefix="bench-api-submit-") as tmp,
-        fresh_database(args.database_url) as database_url,
-        flushed_redis(args.redis_url, args.redis_db) as redis_url,
+        services.fresh_postgres_database(args.database_url, "synthjobs_bench") as database_url,
+        services.flushed_redis(args.redis_url, args.redis_db) as redis_url,
     ):
         home = Path(tmp)
         if args.keep_logs:

@@ -1,35 +1,31 @@
 """Shared helpers of the throughput benchmarks: a real stack in a temp dir, process memory, timing, tables.
 
 A stack is what an operator runs: `synthjobs api` (uvicorn) and `synthjobs worker` (Celery, solo pool)
-processes started through `synthjobs.devtools.processes`, on the embedded default (SQLite jobs, kombu's
-SQLAlchemy transport on SQLite as the broker, a local folder as storage) unless URLs are given. Every process
-gets one torch/OpenMP thread by default: on 2-vCPU machines two threads measured 2-27x slower than one.
+processes started by `synthjobs.devtools.stack` (the tests' harness too), on the embedded default (SQLite
+jobs, kombu's SQLAlchemy transport on SQLite as the broker, a local folder as storage) unless URLs are given.
+Every process gets one torch/OpenMP thread by default: two threads measured 2-27x slower than one on
+2-vCPU machines.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import subprocess
+import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthjobs.devtools import processes
-from synthjobs_client.client import Client
+from synthjobs.devtools import stack
 
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.support
+from tests.support import services  # noqa: E402 - after the path it is found on
 
 
 def limit_threads(threads: int = 1) -> None:
@@ -41,96 +37,9 @@ def limit_threads(threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
-def stack_env(
-    home: Path,
-    *,
-    device: str = "cpu",
-    threads: int = 1,
-    database_url: str | None = None,
-    broker_url: str | None = None,
-    storage_url: str | None = None,
-    s3_endpoint: str | None = None,
-    extra: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """The environment of every process of one stack: its own home, queue, URLs and admin token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHJOBS_")}
-    env.update(
-        {
-            "SYNTHJOBS_HOME": str(home),
-            "SYNTHJOBS_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-            "SYNTHJOBS_DEVICE": device,
-            "SYNTHJOBS_ADMIN_TOKEN": f"bench-{uuid.uuid4().hex}",
-            "SYNTHJOBS_TORCH_THREADS": str(threads),
-            "OMP_NUM_THREADS": str(threads),
-            "MKL_NUM_THREADS": str(threads),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    urls = {
-        "SYNTHJOBS_DATABASE_URL": database_url,
-        "SYNTHJOBS_BROKER_URL": broker_url,
-        "SYNTHJOBS_STORAGE_URL": storage_url,
-        "SYNTHJOBS_S3_ENDPOINT_URL": s3_endpoint,
-    }
-    env.update({k: v for k, v in urls.items() if v})
-    if s3_endpoint:
-        env.update(S3_ENV)
-    env.update(extra or {})
-    return env
-
-
-@dataclass
-class Stack:
-    """A running API and its workers, sharing one database, broker and storage."""
-
-    home: Path
-    env: dict[str, str]
-    api_url: str
-    client: Client
-    api: subprocess.Popen[bytes]
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _started: int = 0
-
-    @property
-    def logs(self) -> Path:
-        return self.home / "logs"
-
-    def start_worker(self, extra_env: dict[str, str] | None = None, timeout: float = 120) -> int:
-        """Start one worker and wait until Celery says it is ready; return its pid (the task-running one).
-
-        `synthjobs worker` execs into `celery worker --pool solo`, so the pid of the started process is the
-        one that runs tasks (checked against the job's claims by the benchmarks).
-        """
-        log = self.logs / f"worker{self._started}.log"
-        self._started += 1
-        worker = processes.start_worker({**self.env, **(extra_env or {})}, log)
-        self.workers.append(worker)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {worker.returncode}:\n{tail(log)}")
-            if log.exists() and "synthjobs worker ready" in log.read_text(errors="replace"):
-                return worker.pid
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{tail(log)}")
-
-    def stop_workers(self) -> None:
-        """Warm-stop every worker (SIGTERM, then SIGKILL if it lingers)."""
-        for worker in self.workers:
-            processes.stop(worker)
-        self.workers.clear()
-
-    def close(self) -> None:
-        self.stop_workers()
-        processes.stop(self.api)
-        self.client.close()
-        broker = self.env.get("SYNTHJOBS_BROKER_URL", "")
-        if broker.startswith(("redis://", "rediss://")):
-            forget_redis_queue(broker, self.env["SYNTHJOBS_QUEUE"])
-
-    def storage_path(self, uri: str) -> Path:
-        """The local path of a file:// URI written by this stack."""
-        return Path(uri.removeprefix("file://"))
+# The one stack harness (the tests' too): `synthjobs api` and `synthjobs worker` processes in a home folder.
+Stack = stack.Stack
+stack_env = partial(stack.stack_env, queue_prefix="bench", device="cpu", threads=1)
 
 
 def forget_redis_queue(url: str, queue: str) -> None:
@@ -144,54 +53,36 @@ def forget_redis_queue(url: str, queue: str) -> None:
     client.close()
 
 
-def start_stack(home: Path, workers: int = 1, **env_options: Any) -> Stack:
-    """Start an API (and `workers` workers) with `stack_env(home, **env_options)`; see `stack_env`."""
-    (home / "logs").mkdir(parents=True, exist_ok=True)
-    env = stack_env(home, **env_options)
-    port = processes.free_port()
-    api_url = f"http://127.0.0.1:{port}"
-    api = processes.start_api(env, port, home / "logs" / "api.log")
-    client = Client(api_url, token=env["SYNTHJOBS_ADMIN_TOKEN"], timeout=120)
-    stack = Stack(home=home, env=env, api_url=api_url, client=client, api=api)
-    try:
-        processes.wait_for_api(api_url, api, timeout=90)
-        for _ in range(workers):
-            stack.start_worker()
-    except BaseException:
-        stack.close()
-        raise
-    return stack
+def start_worker(stack: Stack, extra_env: dict[str, str] | None = None, timeout: float = 120) -> int:
+    """Start one worker and wait until it is ready; return its pid (the one that runs tasks, solo pool)."""
+    return stack.start_worker(extra_env, ready_timeout=timeout).pid
 
 
 @contextmanager
-def running_stack(home: Path, workers: int = 1, **env_options: Any) -> Iterator[Stack]:
-    """`start_stack` as a context manager that always stops what it started."""
-    stack = start_stack(home, workers, **env_options)
-    try:
-        yield stack
-    finally:
-        stack.close()
+def running_stack(
+    home: Path, workers: int = 1, *, device: str = "cpu", threads: int = 1, **env_options: Any
+) -> Iterator[Stack]:
+    """A stack with `stack_env(home, device=, threads=, **env_options)`, its workers ready; stopped after.
+
+    On a Redis broker, what kombu left for the stack's queue is deleted afterwards.
+    """
+    options = {"api_timeout": 90, "client_timeout": 120, "worker_ready_timeout": 120}
+    with stack.running_stack(
+        home, workers=workers, device=device, threads=threads, queue_prefix="bench", **options, **env_options
+    ) as running:
+        try:
+            yield running
+        finally:
+            broker = running.env.get("SYNTHJOBS_BROKER_URL", "")
+            if broker.startswith(("redis://", "rediss://")):
+                forget_redis_queue(broker, running.env["SYNTHJOBS_QUEUE"])
 
 
 @contextmanager
 def s3_server(bucket: str = "bench") -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 (threads of this process) with `bucket` created; yields its URL."""
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    os.environ.update(S3_ENV)
-    port = processes.free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=bucket)
+    with services.moto_server(bucket) as url:
         yield url
-    finally:
-        server.stop()
 
 
 def tail(path: Path, lines: int = 40) -> str:

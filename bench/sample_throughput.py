@@ -431,7 +431,7 @@ def service_run(
 ) -> Run:
     """A sampling job on `workers` freshly started workers; peak memory of each, read before they stop."""
     env = {"SYNTHJOBS_WORKER_PROCESSES": str(workers), **(worker_env or {})}
-    pids = [stack.start_worker(env) for _ in range(workers)]
+    pids = [common.start_worker(stack, env) for _ in range(workers)]
     ours = [*pids, stack.api.pid]
     cpu_before = {pid: common.cpu_seconds(pid) for pid in pids}
     load = common.OtherLoad(lambda: sum(common.cpu_seconds(p) for p in ours) + common.own_cpu_seconds())
@@ -462,12 +462,12 @@ def service_run(
         note += f"; shards byte-identical to the bare loop's: {sum(same)}/{len(same)}"
     run = bench.add(Run(name, int(job["result"]["total"]), seconds, peaks, other_load, cpu, note + "]"))
     if job["result"]["output_uris"][0].startswith("file://"):
-        shutil.rmtree(stack.storage_path(job["result"]["output_uris"][0]).parent, ignore_errors=True)
+        shutil.rmtree(stack.stored_path(job["result"]["output_uris"][0]).parent, ignore_errors=True)
     return run
 
 
 def train_model(stack: common.Stack, dataset: Any, epochs: int, architecture: str = "auto") -> dict[str, Any]:
-    stack.start_worker()
+    common.start_worker(stack)
     body = {"dataset": dataset, "hyperparameters": {"epochs": epochs, "architecture": architecture}}
     job = common.wait_job(stack, stack.client.submit_train(body)["id"])
     stack.stop_workers()
@@ -522,7 +522,7 @@ def webdataset_costs(repeats: int = 2000) -> str:
 
 
 def digits_runs(bench: Bench, stack: common.Stack, model: dict[str, Any]) -> None:
-    args, checkpoint = bench.args, stack.storage_path(model["checkpoint_uri"])
+    args, checkpoint = bench.args, stack.stored_path(model["checkpoint_uri"])
     plan = plan_shards(split_total(args.total, [1.0] * 10), args.shard_size)
     body = {"model": model["id"], "total": args.total, "seed": args.seed, "shard_size": args.shard_size}
     print(f"\ndigits, {args.total:,} samples in {len(plan)} npz shards of {args.shard_size:,}:")
@@ -560,7 +560,7 @@ def digits_runs(bench: Bench, stack: common.Stack, model: dict[str, Any]) -> Non
 
 
 def webdataset_runs(bench: Bench, stack: common.Stack, model: dict[str, Any]) -> None:
-    args, checkpoint = bench.args, stack.storage_path(model["checkpoint_uri"])
+    args, checkpoint = bench.args, stack.stored_path(model["checkpoint_uri"])
     plan = plan_shards(split_total(args.small, [1.0] * 10), args.shard_size)
     body = {"model": model["id"], "total": args.small, "seed": args.seed, "shard_size": args.shard_size}
     print(f"\nwebdataset, digits, {args.small:,} samples ({webdataset_costs()}):")
@@ -604,7 +604,7 @@ def conv_runs(bench: Bench, stack: common.Stack, total: int) -> None:
     dataset_id = common.upload_npz(stack, images, labels)
     model = train_model(stack, {"kind": "uploaded", "id": dataset_id}, epochs=2, architecture="conv")
     plan = plan_shards(split_total(total, [1.0] * 10), args.shard_size)
-    checkpoint = stack.storage_path(model["checkpoint_uri"])
+    checkpoint = stack.stored_path(model["checkpoint_uri"])
     body = {"model": model["id"], "total": total, "seed": args.seed, "shard_size": args.shard_size}
     what = f"{args.size}x{args.size} conv"
     print(f"\n{what} model, {total:,} samples:")

@@ -1,8 +1,9 @@
 """Fixtures for fault injection: a TCP proxy, a private redis-server, helpers, and the recovery report.
 
 Every scenario runs real processes (uvicorn API, Celery workers, redis-server, PostgreSQL, moto's S3 server)
-through the stack fixtures of `tests/conftest.py`, injects one fault, and checks that the job still ends as
-an undisturbed run would. Each appends a row to a session-wide report printed at the end of the run.
+through the stack fixtures of `tests/conftest.py` (the one harness, `synthjobs.devtools.stack`), injects
+one fault, and checks that the job still ends as an undisturbed run would.
+Each appends a row to a session-wide report printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -338,11 +339,7 @@ class FaultKit:
     @staticmethod
     def tail(stack: Any, lines: int = 40) -> str:
         """The end of every process log, without the API's lines for the test's own polling."""
-        parts = []
-        for log in sorted(stack.logs.glob("*.log")):
-            text = [line for line in log.read_text(errors="replace").splitlines() if "GET /v1/" not in line]
-            parts.append(f"--- {log.name}\n" + "\n".join(text[-lines:]))
-        return "\n".join(parts)
+        return str(stack.log_tail(lines, skip_polling=True))
 
     @staticmethod
     def epoch_of(job: dict[str, Any]) -> int:
@@ -439,20 +436,15 @@ class FaultKit:
     @staticmethod
     def worker_ready(stack: Any, index: int, timeout: float = 60) -> None:
         """Wait until worker `index` logged that it consumes (and its reconciler runs)."""
-        log = stack.logs / f"worker{index}.log"
-
-        def ready() -> bool:
-            return log.exists() and "synthjobs worker ready" in log.read_text(errors="replace")
-
-        FaultKit.wait_for(ready, stack, timeout, f"worker{index} to be ready")
+        try:
+            stack.wait_worker_ready(index, timeout)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
     @staticmethod
     def start_worker_with(stack: Any, **overrides: str) -> subprocess.Popen[bytes]:
         """A worker of `stack` with some variables changed (e.g. its database URL through a proxy)."""
-        env = {**stack.env, **overrides}
-        worker = processes.start_worker(env, stack.logs / f"worker{len(stack.workers)}.log")
-        stack.workers.append(worker)
-        return worker
+        return stack.start_worker(overrides)  # type: ignore[no-any-return]
 
     @staticmethod
     def post_timed(

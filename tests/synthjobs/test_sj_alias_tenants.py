@@ -17,6 +17,7 @@ from synthjobs.ledger import registry
 from synthjobs.ledger.db import dispose_engines, session_scope
 from synthjobs.ledger.migrate import alembic_config
 from synthjobs.ledger.tables import DEFAULT_TENANT, AliasEvent, Model
+from tests.support.services import fresh_postgres_database
 
 DATASET = {"class_names": ["0", "1"]}
 TENANTS = ("acme", "globex")
@@ -118,16 +119,8 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield f"sqlite:///{tmp_path / 'old.db'}"
         dispose_engines()
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"synthjobs_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    dispose_engines()
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database(request.getfixturevalue("postgres_admin_url"), migrate=False) as url:
+        yield url
 
 
 def _write_old_alias_moves(url: str) -> dict[str, list[str]]:

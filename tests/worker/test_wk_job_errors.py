@@ -78,3 +78,61 @@ def test_a_dataset_error_has_its_own_code(ledger: str) -> None:
 
     job = _run(ledger, DatasetError("labels must be integers"))
     assert (job["error"], job["error_code"]) == ("labels must be integers", "dataset_error")
+
+
+def _failure_cases() -> list[tuple[BaseException, str]]:
+    from synthjobs.errors import InvalidKey, InvalidRequest, ModelNotFound, ObjectNotFound
+    from training.checkpoint import CheckpointError
+    from training.data import DatasetError
+    from training.train import TrainingDiverged
+
+    return [
+        (InvalidKey("key escapes its root"), "invalid_key"),
+        (ObjectNotFound("no object models/x/checkpoint.pt"), "object_not_found"),
+        (ModelNotFound("no model digits-cvae@champion"), "model_not_found"),
+        (InvalidRequest(("per_class",), "per_class must be positive"), "invalid_request"),
+        (TrainingDiverged("loss is NaN at epoch 3"), "training_diverged"),
+        (CheckpointError("checkpoint is truncated"), "checkpoint_error"),
+        (DatasetError("labels must be integers"), "dataset_error"),
+        (JobFailure("max runtime exceeded (2s)"), "job_failed"),
+        (KeyError("images"), "internal_error"),
+    ]
+
+
+@pytest.mark.parametrize(("error", "code"), _failure_cases(), ids=[code for _, code in _failure_cases()])
+def test_each_expected_failure_maps_to_its_code_and_keeps_its_message(
+    ledger: str, error: Exception, code: str
+) -> None:
+    job = _run(ledger, error)
+    assert (job["state"], job["error_code"]) == ("FAILED", code)
+    if code != "internal_error":
+        assert job["error"] == str(error)
+
+
+def test_a_subclass_maps_to_its_own_code_before_its_base() -> None:
+    from synthjobs.errors import InvalidKey, StorageError
+    from worker.tasks import failure_code
+
+    assert failure_code(InvalidKey("../etc/passwd")) == "invalid_key", "InvalidKey is also a StorageError"
+    assert failure_code(StorageError("bucket refused the write")) == "internal_error"
+
+
+def test_a_lost_lease_records_nothing_the_new_owner_would_have_to_undo(ledger: str) -> None:
+    from worker.context import LeaseLost
+
+    job = _run(ledger, LeaseLost())
+    assert (job["state"], job["error"], job["error_code"]) == ("RUNNING", None, None)
+
+
+def test_a_noticed_cancel_ends_the_job_cancelled_without_an_error(ledger: str) -> None:
+    from worker.context import JobCancelled
+
+    job = _run(ledger, JobCancelled())
+    assert (job["state"], job["error"], job["error_code"]) == ("CANCELLED", None, None)
+
+
+def test_a_lasting_infrastructure_error_leaves_the_job_to_the_reconciler(ledger: str) -> None:
+    job = _run(ledger, ConnectionError("storage unreachable after the retries"))
+    assert (job["state"], job["error"], job["error_code"]) == ("RUNNING", None, None), (
+        "not FAILED: its lease expires and the reconciler requeues it to resume"
+    )
