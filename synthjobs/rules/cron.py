@@ -36,9 +36,10 @@ Daylight saving time follows Debian cron (and so cronsim), in two kinds of sched
   01:30 EST, an hour apart as always). In the spring-forward gap the skipped wall times simply do not happen
   (`30 * * * *` fires at 01:30 and then 03:30, an hour apart; `*/10 2 * * *` does not fire that day).
 
-Known limitation: in a zone whose DST change is not a whole hour (Australia/Lord_Howe, 30 minutes, is the
-only one today), cronsim steps a wildcard schedule's hours 3600 s at a time, so on the two change days it can
-skip up to the first half of an hour (`* 3 * * *` starts at 03:30). Fixed-time schedules are exact there too.
+In a zone whose DST change is not a whole hour (Australia/Lord_Howe, 30 minutes, is the only one today),
+cronsim steps a wildcard schedule's hours 3600 s at a time and would skip up to the first half of an hour on
+the two change days (`* 3 * * *` starting at 03:30); the adapter checks that hour minute by minute instead
+(`_skipped_by_a_partial_hour_shift`), so wildcard schedules are exact there too.
 
 `follows_elapsed_time` says which kind a schedule is. Due times are returned as aware UTC datetimes; they are
 strictly increasing with no duplicates (in UTC: a wildcard schedule may repeat a wall-clock time).
@@ -70,6 +71,7 @@ _MONTH_NAMES = {
 _WEEKDAY_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 _DAYS_IN_MONTH_MAX = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February in a leap year
 _SECOND = timedelta(seconds=1)
+_HOUR = timedelta(hours=1)
 
 
 class CronError(ValueError):
@@ -221,12 +223,44 @@ class CronSchedule:
                 # repeated hour, cronsim first offers the first pass again, which is already past.
                 if due <= after_utc or (found and due <= found[-1]):
                     continue
-                if due > until_utc:
+                for missed in self._skipped_by_a_partial_hour_shift(found[-1] if found else after_utc, due):
+                    if missed <= until_utc and len(found) < limit:
+                        found.append(missed)
+                if due > until_utc or len(found) >= limit:
                     break
                 found.append(due)
         except (StopIteration, OverflowError):
             pass  # no further due time within cronsim's 50 years, or before datetime.max
         return found
+
+    def _matches(self, moment: datetime) -> bool:
+        """Whether the wall time of `moment` in the schedule's zone matches every field."""
+        local = moment.astimezone(self.zone)
+        if local.minute not in self.minutes or local.hour not in self.hours or local.month not in self.months:
+            return False
+        on_day_of_month = local.day in self.days_of_month
+        on_day_of_week = local.isoweekday() % 7 in self.days_of_week
+        return (
+            (on_day_of_month or on_day_of_week) if self.day_either else (on_day_of_month and on_day_of_week)
+        )
+
+    def _skipped_by_a_partial_hour_shift(self, previous: datetime, due: datetime) -> list[datetime]:
+        """Wall-time matches in `(previous, due)` that cronsim stepped over, oldest first.
+
+        cronsim moves a wildcard schedule through its hours 3600 s at a time, which is exact across a
+        whole-hour DST change but lands off by the rest of the shift across Lord Howe's 30-minute one. Only
+        then (the zone's offset changes by a part of an hour between `previous` and `due`) is the last day of
+        that interval checked minute by minute: at most 1440 checks on two days a year, none elsewhere.
+        """
+        if not self.follows_elapsed_time:
+            return []
+        shift = _offset(due.astimezone(self.zone)) - _offset(previous.astimezone(self.zone))
+        if shift % _HOUR == timedelta(0):
+            return []
+        start = max(previous, due - timedelta(days=1))
+        first = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        minutes = (first + timedelta(minutes=step) for step in range(24 * 60 + 1))
+        return [moment for moment in minutes if start < moment < due and self._matches(moment)]
 
     def latest_due(self, after: datetime, now: datetime) -> datetime | None:
         """The most recent due time in `(after, now]`, or None when nothing was due.
@@ -256,6 +290,9 @@ class CronSchedule:
             for due_local in CronSim(self._cronsim_expression, start.astimezone(self.zone), reverse=True):
                 due = due_local.astimezone(UTC)
                 if due <= now_utc:
+                    # A match cronsim stepped over after `due` (a partial-hour DST change) is more recent.
+                    later = self._skipped_by_a_partial_hour_shift(due, now_utc + _SECOND)
+                    due = later[-1] if later else due
                     return due if due > after_utc else None
         except OverflowError:
             raise ValueError(f"{after} .. {now} is too close to the edge of datetime's range") from None
