@@ -363,7 +363,8 @@ class Client:
         poll in lock-step; any change of progress resets the interval. An outage (the API unreachable, or
         a 502/503/504 from a proxy while it restarts) is polled through until the deadline, or for
         `max_outage` seconds without one; then its error is raised (APIUnreachable or ClientError), since
-        the job's state is not known. Any other error (404, 401) is raised at once.
+        the job's state is not known. An API never reached in this wait (a wrong URL: the transport has
+        already retried the connect) and any other error (404, 401) are raised at once.
         """
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
@@ -372,8 +373,8 @@ class Client:
             try:
                 job = self.get(job_id)
             except (APIUnreachable, ClientError) as exc:
-                if not is_outage(exc):
-                    raise
+                if not is_outage(exc) or (last is None and isinstance(exc, APIUnreachable)):
+                    raise  # never reached in this wait: a wrong URL fails now, not after max_outage
                 down_since = time.monotonic() if down_since is None else down_since
                 interval = min(interval * 1.5, max_poll)
                 limit = deadline if deadline is not None else down_since + max_outage

@@ -426,7 +426,7 @@ def _random_field(rng: random.Random, low: int, high: int) -> str:
 
 
 def test_wildcard_schedule_across_a_half_hour_dst_change() -> None:
-    """cronsim alone steps whole hours and would start at 03:30 here; the adapter checks that hour by minute."""
+    """cronsim alone steps whole hours and would start at 03:30; the adapter checks that hour by minute."""
     schedule = CronSchedule.parse("* 3 * * *", "Australia/Lord_Howe")  # 02:00 -> 02:30 on 4 October 2026
     assert schedule.next_after(utc(2026, 10, 3, 15)) == local("Australia/Lord_Howe", 2026, 10, 4, 3, 0)
     three_oclock = local("Australia/Lord_Howe", 2026, 10, 4, 3, 0)

@@ -157,3 +157,13 @@ def test_wait_does_not_ride_over_a_refusal(serve: Serve) -> None:
     with Client(_url(server)) as client, pytest.raises(ClientError) as info:
         client.wait(JOB_ID, timeout=30, poll=0.01)
     assert info.value.status == 404 and server.requests == 2
+
+
+def test_wait_on_an_api_never_reached_fails_at_once_instead_of_riding_out_max_outage() -> None:
+    probe = FakeAPI(0, [(200, {})])
+    port = probe.server_address[1]
+    probe.server_close()  # a wrong URL: nothing ever listens here
+    started = time.monotonic()
+    with Client(f"http://127.0.0.1:{port}", connect_retries=0) as client, pytest.raises(APIUnreachable):
+        client.wait(JOB_ID, poll=0.05, max_outage=600)
+    assert time.monotonic() - started < 60, "a wrong URL must not be polled for max_outage"
