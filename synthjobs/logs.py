@@ -171,6 +171,22 @@ class HumanFormatter(logging.Formatter):
         return line
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever `sys.stderr` is when a record is written, not the one at configuration time.
+
+    A process that swaps stderr later (a test's capture, a daemon redirecting it) would otherwise leave the
+    handler writing to a closed stream.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(
     level: int | str = "INFO",
     *,
@@ -191,9 +207,8 @@ def configure_logging(
     Returns:
         The installed handler.
     """
-    stream = stream if stream is not None else sys.stderr
-    use_json = json if json is not None else not _is_terminal(stream)
-    handler = logging.StreamHandler(stream)
+    use_json = json if json is not None else not _is_terminal(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     handler.setFormatter(JsonFormatter() if use_json else HumanFormatter())
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactSecrets(secrets))

@@ -149,3 +149,15 @@ def test_secrets_of_settings_covers_secret_fields_and_url_passwords(monkeypatch:
     found = set(secrets_of(settings))
     assert {"p%40ss-db", "p@ss-db", "redis-pw", "s3-secret", "s3-key-id", "aws-secret"} <= found
     assert "app" not in found and "" not in found
+
+
+def test_default_handler_follows_stderr_when_it_is_replaced_after_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging("INFO", json=False)
+    first.close()  # e.g. a test's capture that ended
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("synthjobs.test").info("after the swap")
+    assert "after the swap" in second.getvalue() and "Logging error" not in second.getvalue()
