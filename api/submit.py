@@ -11,14 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from celery import Celery
-from fastapi import HTTPException, Response, status
+from fastapi import Depends, HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.deps import IdempotencyRequest
+from api.deps import (
+    IdempotencyDep,
+    IdempotencyRequest,
+    QuotaDep,
+    SenderDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+)
 from api.errors import field_error
 from api.quota import QuotaGuard, check_storage
 from api.schemas import JobOut
@@ -46,6 +54,22 @@ class Submission:
     idem: IdempotencyRequest
     quota: QuotaGuard
     response: Response
+
+
+def get_submission(
+    response: Response,
+    session: SessionDep,
+    sender: SenderDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idem: IdempotencyDep,
+    quota: QuotaDep,
+) -> Submission:
+    """Gather a submit route's dependencies once, so each route lists only its body and `SubmissionDep`."""
+    return Submission(session, sender, settings, tenant, idem, quota, response)
+
+
+SubmissionDep = Annotated[Submission, Depends(get_submission)]
 
 
 def submit(kind: str, build: Build, at: Submission) -> JobOut:

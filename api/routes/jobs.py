@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
-from api.deps import IdempotencyDep, QuotaDep, SenderDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
 from api.errors import field_error
 from api.schemas import DeletionOut, EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
-from api.submit import Submission, job_out, submit
+from api.submit import SubmissionDep, job_out, submit
 from synthjobs.errors import InvalidRequest, ModelNotFound
 from synthjobs.ledger import datasets, deletion, jobs, shards
 from synthjobs.ledger.registry import resolve_model
@@ -39,44 +39,24 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=SUBMIT_RESPONSES
 )
-def submit_train(
-    body: TrainRequest,
-    response: Response,
-    session: SessionDep,
-    sender: SenderDep,
-    settings: SettingsDep,
-    tenant: TenantDep,
-    idem: IdempotencyDep,
-    quota: QuotaDep,
-) -> JobOut:
+def submit_train(body: TrainRequest, at: SubmissionDep) -> JobOut:
     """Submit a training job."""
-    at = Submission(session, sender, settings, tenant, idem, quota, response)
-    return submit(kinds.TRAIN.name, lambda: train_params(body, session, settings, tenant), at)
+    return submit(kinds.TRAIN.name, lambda: train_params(body, at.session, at.settings, at.tenant), at)
 
 
 @router.post(
     "/sample", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=SUBMIT_RESPONSES
 )
-def submit_sample(
-    body: SampleRequest,
-    response: Response,
-    session: SessionDep,
-    sender: SenderDep,
-    settings: SettingsDep,
-    tenant: TenantDep,
-    idem: IdempotencyDep,
-    quota: QuotaDep,
-) -> JobOut:
+def submit_sample(body: SampleRequest, at: SubmissionDep) -> JobOut:
     """Submit a bulk-sampling job from a trained model (by id, name:version or name@alias)."""
 
     def build() -> dict[str, Any]:
         try:
-            model = resolve_model(session, body.model, tenant=tenant)
+            model = resolve_model(at.session, body.model, tenant=at.tenant)
         except ModelNotFound as exc:
             raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
-        return sample_params(body.model_dump(), model, settings)
+        return sample_params(body.model_dump(), model, at.settings)
 
-    at = Submission(session, sender, settings, tenant, idem, quota, response)
     return submit(kinds.SAMPLE.name, build, at)
 
 
@@ -105,18 +85,8 @@ def _generic_submit(spec: kinds.KindSpec) -> Callable[..., JobOut]:
     build = spec.build
     assert build is not None  # generic_kinds() has both a request schema and a builder
 
-    def submit_kind(
-        body: BaseModel,
-        response: Response,
-        session: SessionDep,
-        sender: SenderDep,
-        settings: SettingsDep,
-        tenant: TenantDep,
-        idem: IdempotencyDep,
-        quota: QuotaDep,
-    ) -> JobOut:
-        at = Submission(session, sender, settings, tenant, idem, quota, response)
-        return submit(spec.name, lambda: build(body.model_dump(), settings), at)
+    def submit_kind(body: BaseModel, at: SubmissionDep) -> JobOut:
+        return submit(spec.name, lambda: build(body.model_dump(), at.settings), at)
 
     submit_kind.__annotations__["body"] = spec.request  # the kind's own schema, not BaseModel
     return submit_kind
