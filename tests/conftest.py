@@ -7,6 +7,7 @@ SYNTHJOBS_REQUIRE_SERVICES=1 (as in CI): then it fails, so a green CI run means 
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +40,17 @@ def service_unavailable(reason: str) -> None:
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger() -> Iterator[None]:
+    """Put the root logger back after each test: an app built in one test installs the service's log
+    handler, which would otherwise print into a later test's captured stderr (xdist mixes the order)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ multipart upload (400).
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,10 +62,16 @@ KNOWN_GAPS: dict[tuple[str, str], dict[str, str]] = {}
 
 def _openapi() -> dict[str, Any]:
     """`create_app`'s OpenAPI document, as served in-process at /openapi.json (no database is touched)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     with tempfile.TemporaryDirectory() as home:
         app = create_app(Settings(home=Path(home), admin_token=ADMIN_TOKEN))
         loaded = schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
         app.state.sender.close()
+    # Built at collection, outside any test: put back the root logger create_app configured, or its
+    # handler prints into later tests' captured stderr.
+    root.handlers[:] = handlers
+    root.setLevel(level)
     return loaded.raw_schema  # type: ignore[no-any-return]
 
 
