@@ -30,7 +30,7 @@ import common
 from synthjobs.ledger.db import dispose_engines, session_scope
 from synthjobs.ledger.tables import Job, JobShard, ShardState
 from synthjobs.ledger.tokens import create_token
-from synthjobs_client import Client
+from synthjobs_client.client import Client
 
 ALL_AT_ONCE = 10_000  # the setting's upper bound: every shard of these jobs is released at submit
 

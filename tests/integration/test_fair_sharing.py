@@ -11,7 +11,7 @@ import pytest
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import Job, JobShard
 from synthjobs.ledger.tokens import create_token
-from synthjobs_client import Client
+from synthjobs_client.client import Client
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +37,23 @@ def test_other_tenants_and_higher_priorities_do_not_wait_for_a_bulk_job(
     stack = start_stack(
         database_url=postgres_url, broker_url=redis_url, extra_env={"SYNTHJOBS_SHARD_WINDOW": str(WINDOW)}
     )
-    model = _succeeded(
-        stack.client,
-        stack,
-        stack.client.submit_train({"dataset": "digits", "hyperparameters": {"epochs": 2}})["id"],
-    )["result"]["model_id"]
-    stack.stop_workers()
     with session_scope(postgres_url) as session:
         token = create_token(session, "tenant-b")
     other = Client(stack.api_url, token=token)
     try:
-        sample = {"model": model, "shard_size": 10, "seed": 3, "quality_samples": 0}
+        train = {"dataset": "digits", "hyperparameters": {"epochs": 2}}
+        # Models belong to their tenant: each trains its own; then no worker runs while jobs are submitted.
+        models = [
+            _succeeded(c, stack, c.submit_train(train)["id"])["result"]["model_id"]
+            for c in (stack.client, other)
+        ]
+        stack.stop_workers()
+        sample = {"model": models[0], "shard_size": 10, "seed": 3, "quality_samples": 0}
         # Tenant "default" submits a bulk job first, then tenant B a training job and a sampling job, then
-        # tenant "default" a small high-priority job: all while no worker runs, so the order is the ledger's.
+        # tenant "default" a small high-priority job.
         bulk = stack.client.submit_sample({**sample, "per_class": 10})["id"]  # 10 shards
         b_train = other.submit_train({"dataset": "digits", "hyperparameters": {"epochs": 1}})["id"]
-        b_sample = other.submit_sample({**sample, "per_class": 3})["id"]  # 3 shards
+        b_sample = other.submit_sample({**sample, "model": models[1], "per_class": 3})["id"]  # 3 shards
         urgent = stack.client.submit_sample({**sample, "per_class": 2, "priority": "high"})["id"]
         assert stack.client.get(urgent)["priority"] == "high"
         stack.start_worker()
