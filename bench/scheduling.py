@@ -8,6 +8,7 @@ job_shards.updated_at of DONE shards), not from this process.
 
 1. Head-of-line: tenant A submits a sampling job of `--shards` shards; 2 s later tenant B submits a
    1-epoch training job. B's wait (started - created) over A's run, and in A's mean shard durations.
+   Windowed, A's run includes B's job (it ran in the middle of A's), so compare wait / shard.
 2. Two tenants submit a `--shards`-shard job each at the same moment: each tenant's share of the shards
    done at quarters of the time both had backlog, and Jain's fairness index of the shards done by then.
 3. One big job alone: samples per second (first claim to manifest) windowed vs all at once.
@@ -38,9 +39,10 @@ ALL_AT_ONCE = 10_000  # the setting's upper bound: every shard of these jobs is 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shards", type=int, default=100, help="shards of the big jobs")
-    p.add_argument("--shard-size", type=int, default=20_000, help="samples per shard")
+    p.add_argument("--shard-size", type=int, default=50_000, help="samples per shard")
     p.add_argument("--window", type=int, default=4, help="SYNTHJOBS_SHARD_WINDOW of the windowed runs")
     p.add_argument("--quick", action="store_true", help="a quarter of the shards")
+    p.add_argument("--tables", default="1,2,3", help="which tables to print (comma-separated)")
     args = p.parse_args(argv)
     if args.quick:
         args.shards = max(8, args.shards // 4)
@@ -49,18 +51,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @contextmanager
 def stack_with(workers: int, window: int) -> Any:
-    """A fresh embedded stack with `workers` workers, a trained model and a second tenant's client."""
+    """A fresh embedded stack with `workers` workers, a second tenant's client and a model of each tenant's
+    (models belong to their tenant)."""
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp:
         home = Path(tmp)
         extra = {"SYNTHJOBS_SHARD_WINDOW": str(window), "SYNTHJOBS_PROGRESS_INTERVAL": "0.2"}
         with common.running_stack(home, workers=workers, extra=extra) as stack:
             url = f"sqlite:///{home.resolve() / 'synthjobs.db'}"
-            trained = common.wait_job(stack, stack.client.submit_train(train_body(2))["id"])
             with session_scope(url) as session:
                 token = create_token(session, "tenant-b")
             other = Client(stack.api_url, token=token, timeout=120)
             try:
-                yield stack, other, url, trained["result"]["model_id"]
+                own = common.wait_job(stack, stack.client.submit_train(train_body(2))["id"])
+                theirs = other.wait(other.submit_train(train_body(2))["id"], timeout=600, poll=0.2)
+                models = (own["result"]["model_id"], theirs["result"]["model_id"])
+                yield stack, other, url, models
             finally:
                 other.close()
                 dispose_engines()
@@ -93,8 +98,8 @@ def head_of_line(args: argparse.Namespace) -> list[list[Any]]:
     rows = []
     for workers in (1, 2):
         for label, window in (("all at once", ALL_AT_ONCE), ("windowed", args.window)):
-            with stack_with(workers, window) as (stack, other, url, model):
-                big = stack.client.submit_sample(sample_body(model, args.shards, args.shard_size))["id"]
+            with stack_with(workers, window) as (stack, other, url, models):
+                big = stack.client.submit_sample(sample_body(models[0], args.shards, args.shard_size))["id"]
                 time.sleep(2)
                 small = other.submit_train(train_body(1))["id"]
                 common.wait_job(stack, big)
@@ -126,10 +131,10 @@ def jain(values: list[float]) -> float:
 def two_tenants(args: argparse.Namespace) -> list[list[Any]]:
     rows = []
     for label, window in (("all at once", ALL_AT_ONCE), ("windowed", args.window)):
-        with stack_with(1, window) as (stack, other, url, model):
-            body = sample_body(model, args.shards, args.shard_size)
+        with stack_with(1, window) as (stack, other, url, models):
+            body = sample_body(models[0], args.shards, args.shard_size)
             a = stack.client.submit_sample(body)["id"]
-            b = other.submit_sample({**body, "seed": 1})["id"]
+            b = other.submit_sample({**body, "model": models[1]})["id"]
             common.wait_job(stack, a)
             other.wait(b, timeout=3600, poll=0.2, max_poll=1.0)
             times = {job: [t for t, _ in done_times(url, job)] for job in (a, b)}
@@ -158,8 +163,8 @@ def alone(args: argparse.Namespace) -> list[list[Any]]:
     for workers in (1, 2):
         rates = {}
         for label, window in (("all at once", ALL_AT_ONCE), ("windowed", args.window)):
-            with stack_with(workers, window) as (stack, _other, url, model):
-                job = stack.client.submit_sample(sample_body(model, args.shards, args.shard_size))["id"]
+            with stack_with(workers, window) as (stack, _other, url, models):
+                job = stack.client.submit_sample(sample_body(models[0], args.shards, args.shard_size))["id"]
                 common.wait_job(stack, job)
                 _, started, finished = job_row(url, job)
                 rates[label] = args.shards * args.shard_size / (finished - started).total_seconds()
@@ -178,21 +183,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     common.limit_threads(1)
     print(f"shards {args.shards} x {args.shard_size} samples; window {args.window}; embedded default, CPU")
-    common.print_table(
-        ["workers", "release", "big run s", "small wait s", "wait / run", "wait / shard"],
-        head_of_line(args),
-        "1. Head-of-line: tenant B's 1-epoch training job, submitted 2 s after tenant A's big sampling job",
-    )
-    common.print_table(
-        ["release", "time", "A done", "B done", "A share", "Jain"],
-        two_tenants(args),
-        "2. Two tenants, one big sampling job each, submitted together (1 worker)",
-    )
-    common.print_table(
-        ["workers", "all at once samples/s", "windowed samples/s", "windowed / all"],
-        alone(args),
-        "3. One big sampling job alone",
-    )
+    tables = set(args.tables.split(","))
+    if "1" in tables:
+        common.print_table(
+            ["workers", "release", "big run s", "small wait s", "wait / run", "wait / shard"],
+            head_of_line(args),
+            "1. Head-of-line: tenant B's 1-epoch training job, 2 s after tenant A's big sampling job",
+        )
+    if "2" in tables:
+        common.print_table(
+            ["release", "time", "A done", "B done", "A share", "Jain"],
+            two_tenants(args),
+            "2. Two tenants, one big sampling job each, submitted together (1 worker)",
+        )
+    if "3" in tables:
+        common.print_table(
+            ["workers", "all at once samples/s", "windowed samples/s", "windowed / all"],
+            alone(args),
+            "3. One big sampling job alone",
+        )
 
 
 if __name__ == "__main__":
