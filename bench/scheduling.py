@@ -43,10 +43,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=4, help="SYNTHJOBS_SHARD_WINDOW of the windowed runs")
     p.add_argument("--quick", action="store_true", help="a quarter of the shards")
     p.add_argument("--tables", default="1,2,3", help="which tables to print (comma-separated)")
+    p.add_argument(
+        "--services",
+        action="store_true",
+        help="PostgreSQL (a fresh database per stack) and Redis (SYNTHJOBS_TEST_REDIS_DB) instead of the "
+        "embedded default",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.shards = max(8, args.shards // 4)
     return args
+
+
+SERVICES = False  # set from --services in main()
+
+
+@contextmanager
+def ledger_and_broker(home: Path) -> Any:
+    """(database URL or None, broker URL or None) of one stack: the embedded default unless --services."""
+    if not SERVICES:
+        yield None, None
+        return
+    from tests.support import services
+
+    with services.fresh_postgres_database(services.PG_ADMIN_URL, "bench_sched") as database_url:
+        yield database_url, f"{services.REDIS_URL}/{services.redis_db()}"
 
 
 @contextmanager
@@ -56,8 +77,13 @@ def stack_with(workers: int, window: int) -> Any:
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp:
         home = Path(tmp)
         extra = {"SYNTHJOBS_SHARD_WINDOW": str(window), "SYNTHJOBS_PROGRESS_INTERVAL": "0.2"}
-        with common.running_stack(home, workers=workers, extra=extra) as stack:
-            url = f"sqlite:///{home.resolve() / 'synthjobs.db'}"
+        with (
+            ledger_and_broker(home) as (database_url, broker_url),
+            common.running_stack(
+                home, workers=workers, extra=extra, database_url=database_url, broker_url=broker_url
+            ) as stack,
+        ):
+            url = database_url or f"sqlite:///{home.resolve() / 'synthjobs.db'}"
             with session_scope(url) as session:
                 token = create_token(session, "tenant-b")
             other = Client(stack.api_url, token=token, timeout=120)
@@ -180,9 +206,12 @@ def alone(args: argparse.Namespace) -> list[list[Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global SERVICES
     args = parse_args(argv)
+    SERVICES = args.services
     common.limit_threads(1)
-    print(f"shards {args.shards} x {args.shard_size} samples; window {args.window}; embedded default, CPU")
+    where = "PostgreSQL + Redis" if args.services else "embedded default"
+    print(f"shards {args.shards} x {args.shard_size} samples; window {args.window}; {where}, CPU")
     tables = set(args.tables.split(","))
     if "1" in tables:
         common.print_table(
