@@ -21,6 +21,7 @@ from synthjobs.ledger.registry import MODEL_NAME_PATTERN
 from synthjobs.plugins import load_plugins
 from synthjobs.rules import dataset_kinds
 from synthjobs.rules.artifacts import hide_storage_root
+from synthjobs.rules.fair_share import DEFAULT_PRIORITY, Priority
 from synthjobs.rules.formats import DEFAULT_FORMAT, FormatName, describe_formats
 
 # The storage URL of the app answering this request (`api.app` sets it per request). Responses name local
@@ -33,6 +34,11 @@ def _public(value: Any) -> Any:
 
 
 SEED = Field(default=0, ge=0, le=2**63 - 1, description="Random seed; the same seed gives the same result.")
+
+
+PRIORITY_HELP = (
+    "low, normal or high: orders this tenant's jobs when workers are busy (tenants share them fairly)."
+)
 
 
 class Request(BaseModel):
@@ -112,6 +118,7 @@ class TrainRequest(Request):
         description="Stop (keeping the last checkpoint) and fail past this; default and most: the "
         "deployment's max_runtime_seconds.",
     )
+    priority: Priority = Field(default=DEFAULT_PRIORITY, description=PRIORITY_HELP)
 
 
 class SampleRequest(Request):
@@ -160,6 +167,7 @@ class SampleRequest(Request):
         default=True,
         description="Shuffle each shard's samples (deterministic per seed and shard); false: class order.",
     )
+    priority: Priority = Field(default=DEFAULT_PRIORITY, description=PRIORITY_HELP)
 
 
 class ShardOut(BaseModel):
@@ -188,6 +196,7 @@ class JobOut(BaseModel):
     params: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
+    priority: str = Field(default=DEFAULT_PRIORITY, description=PRIORITY_HELP)
     error_code: str | None = Field(
         default=None,
         description="Why a FAILED job failed, for programs: internal_error, job_failed, dataset_error, "

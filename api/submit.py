@@ -3,8 +3,8 @@
 Each route validates its own body and passes `build`, which turns it into the job's params; everything
 else — an Idempotency-Key replay (200), the rate and in-flight quota (429), the storage quota (413/429),
 creating the row (and a sharded kind's shards), committing it with its idempotency record before any
-message names it, and publishing the job's task or its shards — is here, read from the kind's `KindSpec`
-(`synthjobs.rules.kinds`), never from its name.
+message names it, and publishing the job's task or releasing its first shards (`broker.dispatch`) —
+is here, read from the kind's `KindSpec` (`synthjobs.rules.kinds`), never from its name.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from api.deps import (
 from api.errors import field_error
 from api.quota import QuotaGuard, check_storage
 from api.schemas import JobOut
-from synthjobs.broker.queue import enqueue_job, enqueue_shards
+from synthjobs.broker.dispatch import dispatch_shards
+from synthjobs.broker.queue import enqueue_job
 from synthjobs.errors import InvalidRequest
 from synthjobs.ledger import jobs
 from synthjobs.ledger.shards import create_sampling_job
@@ -86,16 +87,15 @@ def submit(kind: str, build: Build, at: Submission) -> JobOut:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
     if spec.plans_output:
         check_storage(at.session, at.tenant, at.settings, int(params["planned_bytes"]))
-    shard_total = 0
     if spec.sharded:
-        job, shard_total = create_sampling_job(at.session, params, tenant=at.tenant, kind=kind)
+        job, _ = create_sampling_job(at.session, params, tenant=at.tenant, kind=kind)
     else:
         job = jobs.create_job(at.session, kind, params, tenant=at.tenant)
     if (earlier := _commit(at, job.id)) is not None:
         return earlier
     at.quota.record(at.tenant)
     if spec.sharded:
-        enqueue_shards(at.sender, job.id, list(range(shard_total)), at.settings)
+        dispatch_shards(at.sender, at.settings)  # its first shards, if the window has room
     else:
         enqueue_job(at.sender, job.id, kind, at.settings)
     return job_out(job)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -110,6 +111,17 @@ class Settings(BaseSettings):
     )
     requeue_after: float = Field(
         default=60, ge=0, description="Age of a QUEUED job presumed to lack a message."
+    )
+    shard_window: int = Field(
+        default=4,
+        ge=1,
+        le=10_000,
+        description="Sampling shards published and not yet done at once, over all jobs (about twice the "
+        "worker processes); the rest wait in SQL and are released fairly as shards finish.",
+    )
+    tenant_weights: dict[str, Annotated[float, Field(gt=0, le=1000)]] = Field(
+        default_factory=dict,
+        description='Fair-share weight per tenant (JSON, e.g. {"acme": 2}); default 1 each.',
     )
     checkpoint_min_interval: float = Field(
         default=5.0, ge=0, description="Min seconds between training checkpoints (besides every N epochs)."

@@ -21,6 +21,7 @@ from celery import current_task
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
+from synthjobs.broker.dispatch import dispatch_shards
 from synthjobs.broker.queue import (
     FINALIZE_TASK,
     SAMPLE_SHARD_TASK,
@@ -252,7 +253,11 @@ def train_job(job_id: str) -> None:
 
 @app.task(name=SAMPLE_SHARD_TASK, ignore_result=True)
 def sample_shard(job_id: str, shard: int) -> None:
-    """Generate one shard of a sampling job; the worker finishing the last shard finalizes the job."""
+    """Generate one shard of a sampling job; the worker finishing the last shard finalizes the job.
+
+    However the shard ends (done, given back, failed, or not ours to run), the window may have room, so
+    the next shards are released before this worker takes its next message.
+    """
     refuse_if_shutting_down()
     settings = get_settings()
     configure_torch(settings)
@@ -262,6 +267,7 @@ def sample_shard(job_id: str, shard: int) -> None:
     )
     if claimed is None:
         log.info("shard %s of job %s is not claimable; this delivery does nothing", shard, job_id)
+        dispatch_shards(app, settings)
         return
     row, params = claimed
     with log_context(job_id=job_id, shard=shard, task_id=_task_id(), attempt=row.attempts, worker=worker):
@@ -290,7 +296,9 @@ def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker
         return
     except Exception as exc:  # noqa: BLE001 - a failing shard must never take the worker down
         _shard_failed(settings, job_id, shard, worker, row.attempts, exc)
+        dispatch_shards(app, settings)
         return
+    dispatch_shards(app, settings)  # the next unit is queued before this worker finalizes or asks again
     if recorded:
         finalize_sample(job_id)
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from synthjobs.errors import InvalidTransition, JobNotFound
 from synthjobs.ledger.db import execute_dml
 from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobState, new_id, utcnow
+from synthjobs.rules.fair_share import DEFAULT_PRIORITY
 from synthjobs.rules.kinds import job_level_kinds
 
 # Error codes the ledger itself records (the worker adds its own; see worker.tasks.failure_code).
@@ -51,6 +52,7 @@ def sources_of(target: JobState) -> list[str]:
 def create_job(session: Session, kind: str, params: dict[str, Any], *, tenant: str = DEFAULT_TENANT) -> Job:
     """Add a QUEUED job; the caller commits before anything is enqueued, so no message outruns its row.
 
+    Its priority (`rules.fair_share`) is the params' own, so a schedule's stored params carry theirs.
     Ids and timestamps are set here, not by a flush, so the job and its event go out in the caller's commit.
     """
     now = utcnow()
@@ -61,6 +63,7 @@ def create_job(session: Session, kind: str, params: dict[str, Any], *, tenant: s
         params=params,
         phase="queued",
         tenant=tenant,
+        priority=str(params.get("priority") or DEFAULT_PRIORITY),
         progress=0.0,
         attempts=0,
         created_at=now,

@@ -313,8 +313,8 @@ def record_left_behind(session: Session, job_id: str) -> None:
 def create_sampling_job(
     session: Session, params: dict[str, Any], *, tenant: str, kind: str = SAMPLE.name
 ) -> tuple[Job, int]:
-    """Add a QUEUED job of a sharded kind (sampling) and its PENDING shards; the caller commits, then
-    publishes the shards."""
+    """Add a QUEUED job of a sharded kind (sampling) and its PENDING, unreleased shards; the caller
+    commits, then releases the first ones (`broker.dispatch`)."""
     job = jobs.create_job(session, kind, params, tenant=tenant)
     jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
     plan = plan_shards(params["counts"], params["shard_size"])
@@ -323,12 +323,13 @@ def create_sampling_job(
 
 
 def pending_shards_of_live_jobs(session: Session) -> Sequence[Row[str, int, datetime]]:
-    """(job id, index, updated at) of every PENDING shard of a QUEUED or RUNNING job."""
+    """(job id, index, updated at) of every released PENDING shard of a QUEUED or RUNNING job."""
     return session.execute(
         select(JobShard.job_id, JobShard.index, JobShard.updated_at)
         .join(Job, Job.id == JobShard.job_id)
         .where(
             JobShard.state == ShardState.PENDING.value,
+            JobShard.released_at.is_not(None),
             Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
         )
     ).all()

@@ -119,6 +119,8 @@ class Job(Base):
     # A queued or running sampling job's planned output: counted against the quota until the job ends, so
     # ten submissions in a row cannot each fit the room that only one of them will find.
     reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # low | normal | high (`rules.fair_share`): orders the release of a tenant's sampling shards.
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
 
 
 class JobEvent(Base):
@@ -227,6 +229,8 @@ class JobShard(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Set when the dispatcher published it (`ledger.dispatch`); NULL shards wait in SQL for a free slot.
+    released_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

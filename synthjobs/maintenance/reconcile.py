@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from synthjobs.broker.dispatch import dispatch_shards
 from synthjobs.broker.queue import enqueue_finalizer, enqueue_job, enqueue_shards
 from synthjobs.errors import InvalidTransition, StorageError
 from synthjobs.ledger import deletion, idempotency, jobs, shards
@@ -38,6 +39,7 @@ class ReconcileReport:
     failed: list[str] = field(default_factory=list)
     shards_requeued: list[str] = field(default_factory=list)
     finalizers: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     idempotency_keys_purged: int = 0
     deleted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
@@ -50,6 +52,7 @@ def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
     _requeue_lost_shards(settings, report)
     _republish_stale_queued(settings, sender, report)
     _republish_stale_shards(settings, sender, report)
+    _fill_window(settings, sender, report)
     _finalize_forgotten(settings, sender, report)
     complete_deletions(settings, report)
     expire_outputs(settings, report)
@@ -110,21 +113,29 @@ def _republish_stale_queued(settings: Settings, sender: Celery, report: Reconcil
 
 
 def _republish_stale_shards(settings: Settings, sender: Celery, report: ReconcileReport) -> None:
-    """PENDING shards of live jobs not touched for `requeue_after` (or just released) are published again."""
+    """Released PENDING shards of live jobs not touched for `requeue_after` (or just given back by a lost
+    worker) are published again; unreleased ones wait for the window (`_fill_window`)."""
     url = settings.resolved_database_url()
     cutoff = utcnow() - timedelta(seconds=settings.requeue_after)
-    released = {tuple(s.split("#")) for s in report.shards_requeued}
+    given_back = {tuple(s.split("#")) for s in report.shards_requeued}
     with session_scope(url) as session:
         rows = shards.pending_shards_of_live_jobs(session)
     by_job: dict[str, list[int]] = {}
     for job_id, index, updated_at in rows:
-        if updated_at < cutoff or (job_id, str(index)) in released:
+        if updated_at < cutoff or (job_id, str(index)) in given_back:
             by_job.setdefault(job_id, []).append(index)
     for job_id, indexes in by_job.items():
         if enqueue_shards(sender, job_id, indexes, settings):
             with session_scope(url) as session:
                 shards.touch_pending_shards(session, job_id, indexes)
             report.republished.extend(f"{job_id}#{i}" for i in indexes)
+
+
+def _fill_window(settings: Settings, sender: Celery, report: ReconcileReport) -> None:
+    """Release waiting shards while the window is short (a publish failed, a job was cancelled, or no
+    shard task ended lately to do it)."""
+    released = dispatch_shards(sender, settings)
+    report.released.extend(f"{job_id}#{i}" for job_id, indexes in released.items() for i in indexes)
 
 
 def _finalize_forgotten(settings: Settings, sender: Celery, report: ReconcileReport) -> None:

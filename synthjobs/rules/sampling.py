@@ -9,6 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from synthjobs.errors import InvalidRequest
+from synthjobs.rules.fair_share import DEFAULT_PRIORITY
 from synthjobs.rules.formats import DEFAULT_FORMAT, get_format
 from synthjobs.rules.model_budget import human_bytes
 from synthjobs.settings import Settings
@@ -46,6 +47,7 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
         "quality": quality,
         "quality_samples": request.get("quality_samples", 2000),
         "shuffle": bool(request.get("shuffle", True)),
+        "priority": request.get("priority") or DEFAULT_PRIORITY,
         "planned_bytes": planned_bytes(
             sum(counts), model.dataset.get("image_shape") or [], request.get("format", DEFAULT_FORMAT)
         ),

@@ -17,6 +17,7 @@ from synthjobs.errors import DatasetNotFound, InvalidRequest
 from synthjobs.rules import model_budget
 from synthjobs.rules.data_sources import DataSourceRefused, match_source
 from synthjobs.rules.dataset_kinds import KnownShape, get_dataset_kind
+from synthjobs.rules.fair_share import DEFAULT_PRIORITY
 from synthjobs.settings import Settings
 
 
@@ -45,6 +46,7 @@ def train_params(
         "dataset": spec,
         "config": {"seed": request["seed"], **request["hyperparameters"]},
         "max_runtime_seconds": request.get("max_runtime_seconds") or settings.max_runtime_seconds,
+        "priority": request.get("priority") or DEFAULT_PRIORITY,
     }
 
 

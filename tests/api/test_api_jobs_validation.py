@@ -72,6 +72,18 @@ def test_empty_train_request_uses_the_defaults(api: TestClient) -> None:
     assert response.json()["params"]["config"]["epochs"] == 30
 
 
+def test_priority_is_stored_and_shown_and_an_unknown_one_is_refused(api: TestClient) -> None:
+    assert api.post("/v1/jobs/train", json=TRAIN).json()["priority"] == "normal"
+    high = api.post("/v1/jobs/train", json={**TRAIN, "priority": "high"}).json()
+    assert high["priority"] == "high" and api.get(f"/v1/jobs/{high['id']}").json()["priority"] == "high"
+    error = _only_error(api.post("/v1/jobs/train", json={**TRAIN, "priority": "urgent"}))
+    assert error["loc"] == ["body", "priority"]
+    assert _only_error(api.post("/v1/jobs/sample", json={"model": "m", "priority": 3}))["loc"] == [
+        "body",
+        "priority",
+    ]
+
+
 @pytest.mark.parametrize("field", ["state", "attempts", "foo", "progress", "id"])
 def test_unknown_top_level_field_is_refused_by_name(api: TestClient, field: str) -> None:
     error = _only_error(api.post("/v1/jobs/train", json={**TRAIN, field: "x"}))

@@ -129,3 +129,31 @@ def test_submits_while_redis_is_paused_answer_in_bounded_time_and_complete(
         kit.assert_same_training(finished, reference)
         kit.assert_one_version(stack, name)
     kit.assert_nothing_open(stack)
+
+
+def test_broker_restarted_while_the_shard_window_is_held_still_completes_the_same_bytes(
+    postgres_url, private_redis, start_stack, kit, scenario
+) -> None:
+    window = 2
+    env = {**kit.fast_recovery, "SYNTHJOBS_SHARD_WINDOW": str(window)}
+    stack = start_stack(database_url=postgres_url, broker_url=private_redis.url, extra_env=env)
+    model_id = kit.train(stack, 2, "f4w-model")["result"]["model_id"]
+    stack.stop_workers()
+    row = scenario("4w redis restarted, shard window held", stack)
+    body = {"model": model_id, "per_class": 6, "shard_size": 10, "seed": 4, "quality_samples": 0}
+    job = row.track(stack.client.submit_sample(body))
+    queue = stack.env["SYNTHJOBS_QUEUE"]
+    assert _queued_messages(private_redis, queue) == window, "only the window is published, not all 6"
+    row.inject()
+    private_redis.restart()
+    assert _queued_messages(private_redis, queue) == 0
+    row.note = f"the {window} released shards' messages lost"
+    stack.start_worker()
+
+    done = kit.succeeded(stack, job["id"], timeout=180)
+    reference = kit.succeeded(stack, stack.client.submit_sample(body)["id"], timeout=180)
+    digests = [
+        [(s["index"], s["sha256"]) for s in stack.client.get(j["id"])["shards"]] for j in (done, reference)
+    ]
+    assert len(digests[0]) == 6 and digests[0] == digests[1]
+    kit.assert_nothing_open(stack)
