@@ -101,6 +101,18 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def uri_under(url: str, key: str) -> str:
+    """The URI of `key` in the storage rooted at `url` (`file:///…/key`, `s3://bucket/prefix/key`)."""
+    return f"{url}/{validate_key(key)}"
+
+
+def key_under(url: str, uri: str) -> str:
+    """The key `uri` names in the storage rooted at `url`; InvalidKey for a URI outside it."""
+    if not uri.startswith(url + "/"):
+        raise InvalidKey(f"{uri!r} is not in {url}")
+    return validate_key(uri[len(url) + 1 :])
+
+
 def local_path_of(url: str) -> Path:
     """The local path a `file://` URL names, percent-decoded and resolved (symlinks and `..` followed).
 

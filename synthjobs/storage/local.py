@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
-from synthjobs.storage.base import validate_key, validate_prefix
+from synthjobs.storage.base import key_under, uri_under, validate_key, validate_prefix
 
 
 class LocalStorage:
@@ -117,12 +117,10 @@ class LocalStorage:
         return removed
 
     def uri(self, key: str) -> str:
-        return f"{self.url}/{validate_key(key)}"
+        return uri_under(self.url, key)
 
     def key_of(self, uri: str) -> str:
-        if not uri.startswith(self.url + "/"):
-            raise InvalidKey(f"{uri!r} is not in {self.url}")
-        return validate_key(uri[len(self.url) + 1 :])
+        return key_under(self.url, uri)
 
     def check(self) -> None:
         try:

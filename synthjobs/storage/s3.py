@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import IO, Any
 
-from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
+from synthjobs.errors import ObjectNotFound, StorageError
 from synthjobs.settings import Settings
-from synthjobs.storage.base import validate_key, validate_prefix
+from synthjobs.storage.base import key_under, uri_under, validate_key, validate_prefix
 
 
 class S3Storage:
@@ -200,12 +200,10 @@ class S3Storage:
         return removed
 
     def uri(self, key: str) -> str:
-        return f"{self.url}/{validate_key(key)}"
+        return uri_under(self.url, key)
 
     def key_of(self, uri: str) -> str:
-        if not uri.startswith(self.url + "/"):
-            raise InvalidKey(f"{uri!r} is not in {self.url}")
-        return validate_key(uri[len(self.url) + 1 :])
+        return key_under(self.url, uri)
 
     def check(self) -> None:
         with self._call(f"S3 bucket {self.bucket!r} is not reachable"):
