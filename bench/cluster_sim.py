@@ -46,7 +46,7 @@ from celery import Celery  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from synthjobs.broker.dispatch import dispatch_shards, publish_released, release_in  # noqa: E402
+from synthjobs.broker.dispatch import dispatch_shards, publish_released  # noqa: E402
 from synthjobs.broker.queue import make_sender  # noqa: E402
 from synthjobs.ledger import db, dispatch, jobs, shards  # noqa: E402
 from synthjobs.ledger.retry import in_transaction  # noqa: E402
@@ -193,7 +193,10 @@ def run_unit(
     else:
         recorded, released = in_transaction(
             url,
-            lambda s: (shards.complete_shard(s, job_id, index, name, **outcome), release_in(s, settings)),
+            lambda s: (
+                shards.complete_shard(s, job_id, index, name, **outcome),
+                dispatch.release_next(s, settings.shard_window, settings.tenant_weights),
+            ),
             what="recording",
         )
         t4 = time.perf_counter()

@@ -21,7 +21,7 @@ from celery import current_task
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
-from synthjobs.broker.dispatch import dispatch_shards, publish_released, release_in
+from synthjobs.broker.dispatch import dispatch_shards, publish_released
 from synthjobs.broker.queue import (
     FINALIZE_TASK,
     SAMPLE_SHARD_TASK,
@@ -38,7 +38,7 @@ from synthjobs.errors import (
     ModelNotFound,
     ObjectNotFound,
 )
-from synthjobs.ledger import deletion, jobs, shards
+from synthjobs.ledger import deletion, dispatch, jobs, shards
 from synthjobs.ledger.retry import in_transaction, is_transient
 from synthjobs.ledger.tables import JobShard, JobState
 from synthjobs.logs import log_context
@@ -312,7 +312,7 @@ def _complete_and_release(
     shard this worker lost still frees nothing, but releasing is harmless then too: the window decides.
     """
     recorded = shards.complete_shard(session, job_id, shard, worker, **outcome)
-    return recorded, release_in(session, settings)
+    return recorded, dispatch.release_next(session, settings.shard_window, settings.tenant_weights)
 
 
 def _claim_shard(

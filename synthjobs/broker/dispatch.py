@@ -3,7 +3,8 @@
 Called whenever the window may have room: at submit of a sampling job, by a worker as soon as a shard
 task ends (so the next unit is queued before that worker asks for one: no polling gap), and by each
 reconciler pass (after a broker restart, or when a publish failed). A worker that completed a shard
-releases inside the completion's own transaction (`release_in`, then `publish_released` after the commit):
+releases inside the completion's own transaction (`ledger.dispatch.release_next`, then `publish_released`
+after the commit):
 one commit per unit instead of two. What to release is decided in SQL
 (`ledger.dispatch`, choosing by `rules.fair_share`) and committed before anything is published; a shard
 released but never delivered is republished by the reconciler like any lost message.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from sqlalchemy.orm import Session
 
 from synthjobs.broker.queue import enqueue_shards
 from synthjobs.ledger import dispatch
@@ -22,14 +22,6 @@ from synthjobs.ledger.retry import in_transaction
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def release_in(session: Session, settings: Settings) -> dict[str, list[int]]:
-    """Release what the window has room for inside the caller's transaction; publish after it commits.
-
-    The advisory lock this takes is held until that commit, so call it last in the transaction.
-    """
-    return dispatch.release_next(session, settings.shard_window, settings.tenant_weights)
 
 
 def publish_released(sender: Celery, released: dict[str, list[int]], settings: Settings) -> None:
@@ -45,7 +37,11 @@ def dispatch_shards(sender: Celery, settings: Settings) -> dict[str, list[int]]:
     """
     url = settings.resolved_database_url()
     try:
-        released = in_transaction(url, lambda s: release_in(s, settings), what="releasing sampling shards")
+        released = in_transaction(
+            url,
+            lambda s: dispatch.release_next(s, settings.shard_window, settings.tenant_weights),
+            what="releasing sampling shards",
+        )
     except Exception:  # noqa: BLE001 - the reconciler's pass releases them later
         log.exception("could not release sampling shards; the reconciler will")
         return {}

@@ -215,7 +215,7 @@ def shard_counts(session: Session, job_id: str) -> tuple[int, int]:
     return counts.get(ShardState.DONE.value, 0), sum(counts.values())
 
 
-def shard_counts_statement(job_id: str) -> Select[Any]:
+def shard_counts_statement(job_id: str) -> Select[str, int]:
     """The query behind `shard_counts` (run at every completion), alone so a benchmark can EXPLAIN it."""
     return select(JobShard.state, func.count()).where(JobShard.job_id == job_id).group_by(JobShard.state)
 
