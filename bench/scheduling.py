@@ -13,7 +13,9 @@ job_shards.updated_at of DONE shards), not from this process.
    done at quarters of the time both had backlog, and Jain's fairness index of the shards done by then.
 3. One big job alone: samples per second (first claim to manifest) windowed vs all at once.
 
-Table 4 of the issue (cluster-scale simulation) is not here yet. Prints only; asserts nothing.
+4. Cluster-scale simulation (`bench/cluster_sim.py`, always PostgreSQL + Redis): `--tables 4`.
+
+Prints only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -231,6 +233,10 @@ def main(argv: list[str] | None = None) -> None:
             alone(args),
             "3. One big sampling job alone",
         )
+    if "4" in tables:
+        import cluster_sim
+
+        cluster_sim.main(["--seconds", "5"] if args.quick else ["--old-path"])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from celery import current_task
 from celery.exceptions import Reject
 from sqlalchemy.orm import Session
 
-from synthjobs.broker.dispatch import dispatch_shards
+from synthjobs.broker.dispatch import dispatch_shards, publish_released
 from synthjobs.broker.queue import (
     FINALIZE_TASK,
     SAMPLE_SHARD_TASK,
@@ -38,7 +38,7 @@ from synthjobs.errors import (
     ModelNotFound,
     ObjectNotFound,
 )
-from synthjobs.ledger import deletion, jobs, shards
+from synthjobs.ledger import deletion, dispatch, jobs, shards
 from synthjobs.ledger.retry import in_transaction, is_transient
 from synthjobs.ledger.tables import JobShard, JobState
 from synthjobs.logs import log_context
@@ -285,9 +285,9 @@ def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker
             outcome = sample_pipeline.run_shard(row, params, settings, storage, device, lambda: lease.lost)
         if lease.lost:
             raise LeaseLost(f"shard {shard} was taken over during its upload")
-        recorded = in_transaction(
+        recorded, released = in_transaction(
             url,
-            lambda s: shards.complete_shard(s, job_id, shard, worker, **outcome),
+            lambda s: _complete_and_release(s, job_id, shard, worker, outcome, settings),
             what="recording a shard",
         )
     except LeaseLost as exc:
@@ -298,9 +298,21 @@ def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker
         _shard_failed(settings, job_id, shard, worker, row.attempts, exc)
         dispatch_shards(app, settings)
         return
-    dispatch_shards(app, settings)  # the next unit is queued before this worker finalizes or asks again
+    publish_released(app, released, settings)  # the next unit is queued before this worker asks again
     if recorded:
         finalize_sample(job_id)
+
+
+def _complete_and_release(
+    session: Session, job_id: str, shard: int, worker: str, outcome: dict[str, Any], settings: Settings
+) -> tuple[bool, dict[str, list[int]]]:
+    """Record the shard and release the next units in one transaction (one commit per unit, not two).
+
+    The release comes last, so the dispatcher's advisory lock is held only from there to the commit. A
+    shard this worker lost still frees nothing, but releasing is harmless then too: the window decides.
+    """
+    recorded = shards.complete_shard(session, job_id, shard, worker, **outcome)
+    return recorded, dispatch.release_next(session, settings.shard_window, settings.tenant_weights)
 
 
 def _claim_shard(

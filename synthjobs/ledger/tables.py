@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -232,6 +233,19 @@ class JobShard(Base):
     # Set when the dispatcher published it (`ledger.dispatch`); NULL shards wait in SQL for a free slot.
     released_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    # The dispatcher's backlog query reads only undone shards (migration 0011): its cost follows the live
+    # backlog, not every shard ever written.
+    __table_args__ = (
+        Index(
+            "ix_job_shards_undone",
+            "job_id",
+            "released_at",
+            "state",
+            postgresql_where=text("state IN ('PENDING', 'RUNNING')"),
+            sqlite_where=text("state IN ('PENDING', 'RUNNING')"),
+        ),
+    )
 
 
 class Schedule(Base):

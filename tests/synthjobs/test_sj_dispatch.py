@@ -87,3 +87,32 @@ def test_concurrent_dispatchers_never_overfill_nor_release_a_shard_twice(databas
         thread.join()
     released = [(job, i) for result in results for job, indexes in result.items() for i in indexes]
     assert len(released) == len(set(released)) == 6
+
+
+def test_backlogs_count_waiting_shards_only_up_to_the_cap_and_per_job(database_url: str) -> None:
+    big, small = _sampling_job(database_url, "A", 50), _sampling_job(database_url, "B", 3)
+    assert _release(database_url, 2) == {big: [0], small: [0]}
+    with session_scope(database_url) as session:
+        seen = {b.job_id: (b.waiting, b.in_flight) for b in dispatch.backlogs(session, cap=4)}
+        uncapped = {b.job_id: b.waiting for b in dispatch.backlogs(session)}
+    assert seen == {big: (4, 1), small: (2, 1)}  # each job its own counts, the big one capped
+    assert uncapped == {big: 49, small: 2}
+
+
+def test_a_job_done_and_its_shards_leave_the_backlog(database_url: str) -> None:
+    job_id = _sampling_job(database_url, "A", 1)
+    assert _release(database_url, 4) == {job_id: [0]}
+    _finish(database_url, job_id, 0)
+    with session_scope(database_url) as session:
+        assert dispatch.backlogs(session, cap=4) == []
+
+
+def test_a_big_job_writes_its_progress_row_at_each_percent_not_each_shard(database_url: str) -> None:
+    job_id = _sampling_job(database_url, "A", 200)
+    _release(database_url, 200)
+    progress = []
+    for index in range(4):
+        _finish(database_url, job_id, index)
+        with session_scope(database_url) as session:
+            progress.append(jobs.get_job(session, job_id).progress)
+    assert progress == [0.0, 0.01, 0.01, 0.02]  # every 2 shards of 200
