@@ -84,7 +84,14 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
-    queue: str = Field(default="gpu", description="Celery queue for training and sampling tasks.")
+    queue: str = Field(
+        default="gpu",
+        description="Celery queue of the train lane; the sample lane's is `<queue>.sample` (`broker.queue`).",
+    )
+    worker_queues: str = Field(
+        default="train,sample",
+        description="Lanes a `synthjobs worker` consumes (`train`, `sample` or both; `--queues` overrides).",
+    )
     plugins: str = Field(
         default="",
         description="Comma-separated modules that register extra job, dataset kinds or output formats "

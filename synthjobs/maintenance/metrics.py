@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from synthjobs.broker.depth import UnsupportedBroker, read_queue_depth
+from synthjobs.broker.depth import UnsupportedBroker, read_queue_depths
 from synthjobs.ledger import stats
 from synthjobs.settings import Settings
 
@@ -92,7 +92,7 @@ class LedgerCollector(Collector):
     def _broker(self) -> list[Metric]:
         help_up = "1 when the broker answered the queue-depth query, else 0."
         try:
-            waiting = read_queue_depth(self.settings)
+            waiting = read_queue_depths(self.settings)
         except UnsupportedBroker:
             return []
         except Exception as exc:  # noqa: BLE001 - a broken broker is a metric, not a failed scrape
@@ -100,10 +100,11 @@ class LedgerCollector(Collector):
             return [GaugeMetricFamily("synthjobs_broker_up", help_up, value=0)]
         depth = GaugeMetricFamily(
             "synthjobs_queue_depth",
-            "Task messages waiting in the broker queue (not yet delivered).",
+            "Task messages waiting in each broker queue (lane), not yet delivered.",
             labels=["queue"],
         )
-        depth.add_metric([self.settings.queue], waiting)
+        for queue, count in waiting.items():
+            depth.add_metric([queue], count)
         return [GaugeMetricFamily("synthjobs_broker_up", help_up, value=1), depth]
 
     def _durations(self) -> Metric:
