@@ -36,6 +36,10 @@ def _public(value: Any) -> Any:
 SEED = Field(default=0, ge=0, le=2**63 - 1, description="Random seed; the same seed gives the same result.")
 
 
+SCHEDULE_PRIORITY_HELP = (
+    "low, normal or high: the priority of every job this schedule creates (its training and follow-up "
+    "sampling jobs); unset, the training job has `train.priority` and the follow-up normal."
+)
 PRIORITY_HELP = (
     "low, normal or high: orders this tenant's jobs when workers are busy (tenants share them fairly)."
 )
@@ -381,6 +385,7 @@ class ScheduleRequest(Request):
     train: TrainRequest
     policy: PolicyIn = Field(default_factory=PolicyIn)
     sample: SampleFollowUp | None = None
+    priority: Priority | None = Field(default=None, description=SCHEDULE_PRIORITY_HELP)
 
 
 class SchedulePatch(Request):
@@ -392,6 +397,7 @@ class SchedulePatch(Request):
     train: TrainRequest | None = None
     policy: PolicyIn | None = None
     sample: SampleFollowUp | None = None
+    priority: Priority | None = Field(default=None, description=SCHEDULE_PRIORITY_HELP)
 
 
 class ScheduleOut(BaseModel):
@@ -403,6 +409,7 @@ class ScheduleOut(BaseModel):
     train: dict[str, Any]
     sample: dict[str, Any] | None
     policy: dict[str, Any]
+    priority: str | None
     paused: bool
     next_due_at: datetime
     last_due_at: datetime | None

@@ -31,8 +31,8 @@ def all_tasks() -> list[str]:
 # Lanes: job-level work (training and other whole-job kinds, the schedule tick) and sharded work (sampling
 # shards and their finalizer) travel on separate queues, `<queue>` and `<queue>.sample`, so a deployment
 # can dedicate workers to each (`synthjobs worker --queues train`). The train lane keeps the plain queue
-# name, so messages published before lanes existed are still consumed after an upgrade. A worker consuming both
-# (the default) takes from them in turn (kombu's Redis transport rotates the queues it pops from), so a
+# name, so messages published before lanes existed are still consumed after an upgrade. A worker consuming
+# both (the default) takes from them in turn (kombu's Redis transport rotates the queues it pops from), so a
 # training job never waits behind the released window of a big sampling job.
 TRAIN_LANE = "train"
 SAMPLE_LANE = "sample"
@@ -40,7 +40,7 @@ LANES = (TRAIN_LANE, SAMPLE_LANE)
 
 
 def lane_of(task: str) -> str:
-    """The lane a task travels on: a sharded kind's shard task and the finalizer on `sample`, the rest `train`."""
+    """The lane of `task`: a sharded kind's shard task and the finalizer on `sample`, the rest on `train`."""
     if task == FINALIZE_TASK or any(spec.sharded and spec.task == task for spec in kinds()):
         return SAMPLE_LANE
     return TRAIN_LANE

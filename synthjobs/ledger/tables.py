@@ -249,6 +249,9 @@ class Schedule(Base):
     train: Mapped[dict[str, Any]] = mapped_column(default=dict)
     sample: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The priority (`rules.fair_share`) of the jobs it creates, training and follow-up sampling alike;
+    # None: the training spec's own.
+    priority: Mapped[str | None] = mapped_column(String(8), default=None)
     paused: Mapped[bool] = mapped_column(default=False)
     next_due_at: Mapped[datetime] = mapped_column()
     last_due_at: Mapped[datetime | None] = mapped_column(default=None)
