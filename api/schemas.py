@@ -188,6 +188,16 @@ class ShardOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class WaitOut(BaseModel):
+    """Why a job waits, counted inside your tenant only."""
+
+    reason: str = Field(description="e.g. 'queued: 3 jobs of yours ahead', 'waiting for a free worker'.")
+    position: int | None = Field(
+        default=None,
+        description="1 for the next of your jobs to go; absent where a place in line means nothing.",
+    )
+
+
 class JobOut(BaseModel):
     """A job as the ledger holds it."""
 
@@ -217,7 +227,13 @@ class JobOut(BaseModel):
         default=None, description="When the job's outputs were deleted (the row is kept)."
     )
     eta_seconds: float | None = Field(
-        default=None, description="Estimated seconds left, from the pace so far."
+        default=None,
+        description="Estimated seconds left: from the pace so far while it runs; while QUEUED (GET of one "
+        "job), the jobs of yours ahead and its own run, each at your recent typical run time.",
+    )
+    wait: WaitOut | None = Field(
+        default=None,
+        description="GET of one job: why a QUEUED job, or a running sampling job's remaining shards, waits.",
     )
     shards: list[ShardOut] | None = Field(
         default=None,

@@ -46,7 +46,7 @@ def duration_buckets(
 
     One GROUP BY (kind, bucket) query with CASE, so at most len(bounds) + 1 rows per kind leave the database.
     """
-    seconds = _seconds_between(session, Job.started_at, Job.finished_at)
+    seconds = seconds_between(session, Job.started_at, Job.finished_at)
     # A run finished "before" it started (clocks of two machines) counts as 0 s: first bucket, adds nothing.
     bucket = case(
         *((seconds <= bound, index) for index, bound in enumerate(bounds)),
@@ -69,7 +69,7 @@ def duration_buckets(
     return counts, totals
 
 
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
+def seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
     """`end - start` in seconds, as SQL for this session's database."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":  # timestamps are ISO text there; julianday() reads them (to ~0.1 ms)
