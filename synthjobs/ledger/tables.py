@@ -231,6 +231,8 @@ class JobShard(Base):
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Set when the dispatcher published it (`ledger.dispatch`); NULL shards wait in SQL for a free slot.
     released_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Its first claim by a worker: released_at -> claimed_at is the shard's wait in the broker (metrics).
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

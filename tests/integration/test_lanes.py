@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import JobShard
@@ -42,3 +44,10 @@ def test_a_train_lane_worker_does_not_take_sampling_shards(
     assert stack.client.get(sample["id"])["state"] == "QUEUED"
     stack.start_worker({"SYNTHJOBS_WORKER_QUEUES": "sample"}, ready_timeout=60)
     _succeeded(stack, sample["id"])
+    # /metrics: every shard's release -> claim wait, under its tenant.
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=30).text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "synthjobs_queue_wait_seconds")
+    count = next(
+        s.value for s in family.samples if s.name.endswith("_count") and s.labels["stage"] == "shard"
+    )
+    assert count == len(states)

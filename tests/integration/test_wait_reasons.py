@@ -3,7 +3,9 @@ once a real worker has run the jobs nothing waits."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tokens import create_token
@@ -37,3 +39,13 @@ def test_queued_jobs_say_how_many_of_yours_are_ahead_and_never_count_other_tenan
             assert done["state"] == "SUCCEEDED" and done.get("wait") is None, stack.log_tail()
     finally:
         other.close()
+    # /metrics: each started job's submit -> first claim wait, per tenant.
+    counts = _wait_counts(httpx.get(f"{stack.api_url}/metrics", timeout=30).text)
+    assert counts[("default", "job")] == 3 and counts[("tenant-b", "job")] == 1, counts
+
+
+def _wait_counts(text: str) -> dict[tuple[str, str], float]:
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "synthjobs_queue_wait_seconds")
+    return {
+        (s.labels["tenant"], s.labels["stage"]): s.value for s in family.samples if s.name.endswith("_count")
+    }
