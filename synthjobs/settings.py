@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthjobs.rules.data_sources import LEGACY_TENANT, DataSource
+from synthjobs.rules.tenant_policy import PolicyOverride
 from synthjobs.sqlite_files import secure_sqlite_file
 
 
@@ -129,6 +130,11 @@ class Settings(BaseSettings):
     tenant_weights: dict[str, Annotated[float, Field(gt=0, le=1000)]] = Field(
         default_factory=dict,
         description='Fair-share weight per tenant (JSON, e.g. {"acme": 2}); default 1 each.',
+    )
+    tenant_policies: dict[str, PolicyOverride] = Field(
+        default_factory=dict,
+        description="Per-tenant policy (JSON): weight, max_concurrent_jobs, max_submits_per_minute, "
+        "max_storage_bytes; what a tenant leaves out is the deployment's default (`rules.tenant_policy`).",
     )
     checkpoint_min_interval: float = Field(
         default=5.0, ge=0, description="Min seconds between training checkpoints (besides every N epochs)."
