@@ -1,4 +1,5 @@
-"""Per-tenant limits on jobs in flight, submissions per minute (`synthjobs.ledger.quota`) and bytes stored.
+"""Per-tenant limits on jobs in flight, submissions per minute (`synthjobs.ledger.quota`) and bytes stored,
+each the tenant's own policy's (`rules.tenant_policy`: the same policy whose weight fair share reads).
 
 Counting a tenant's rows on every submit grew with the rows counted (0.8 ms at 1,000 queued jobs, 15 ms at
 50,000), so each API process refreshes a tenant's counts from SQL at most once per REFRESH_SECONDS, counts
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from synthjobs.ledger import quota
 from synthjobs.ledger.deletion import tenant_usage
+from synthjobs.rules.tenant_policy import TenantPolicy, policy_for, refusal
 from synthjobs.settings import Settings
 
 REFRESH_SECONDS = 1.0
@@ -31,7 +33,8 @@ class QuotaGuard:
 
     def check(self, session: Session, tenant: str) -> None:
         """Raise 429 if one more job would take `tenant` past a limit."""
-        refused = quota.refusal(*self._current(session, tenant), self.settings)
+        policy = policy_for(self.settings, tenant)
+        refused = refusal(policy, *self._current(session, tenant, policy))
         if refused is not None:
             raise HTTPException(429, refused.message, headers={"Retry-After": str(refused.retry_after)})
 
@@ -41,13 +44,13 @@ class QuotaGuard:
             read_at, in_flight, recent = self._counts.get(tenant, (0.0, 0, 0))
             self._counts[tenant] = (read_at, in_flight + 1, recent + 1)
 
-    def _current(self, session: Session, tenant: str) -> tuple[int, int]:
+    def _current(self, session: Session, tenant: str, policy: TenantPolicy) -> tuple[int, int]:
         with self._lock:
             cached = self._counts.get(tenant)
         if cached is not None and time.monotonic() - cached[0] < REFRESH_SECONDS:
             return cached[1], cached[2]
-        in_flight = quota.count_in_flight(session, tenant, self.settings.max_concurrent_jobs)
-        recent = quota.count_recent(session, tenant, self.settings.max_submits_per_minute)
+        in_flight = quota.count_in_flight(session, tenant, policy.max_concurrent_jobs)
+        recent = quota.count_recent(session, tenant, policy.max_submits_per_minute)
         with self._lock:
             self._counts[tenant] = (time.monotonic(), in_flight, recent)
         return in_flight, recent
@@ -60,7 +63,7 @@ def check_storage(session: Session, tenant: str, settings: Settings, needed: int
     429 when the tenant's stored bytes plus `needed` pass the quota: deleting jobs (DELETE /v1/jobs/{id})
     or datasets makes room; there is no Retry-After because waiting alone does not.
     """
-    limit = settings.max_storage_bytes_per_tenant
+    limit = policy_for(settings, tenant).max_storage_bytes
     if limit <= 0:
         return
     if needed > limit:

@@ -36,6 +36,10 @@ def _public(value: Any) -> Any:
 SEED = Field(default=0, ge=0, le=2**63 - 1, description="Random seed; the same seed gives the same result.")
 
 
+SCHEDULE_PRIORITY_HELP = (
+    "low, normal or high: the priority of every job this schedule creates (its training and follow-up "
+    "sampling jobs); unset, the training job has `train.priority` and the follow-up normal."
+)
 PRIORITY_HELP = (
     "low, normal or high: orders this tenant's jobs when workers are busy (tenants share them fairly)."
 )
@@ -184,6 +188,16 @@ class ShardOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class WaitOut(BaseModel):
+    """Why a job waits, counted inside your tenant only."""
+
+    reason: str = Field(description="e.g. 'queued: 3 jobs of yours ahead', 'waiting for a free worker'.")
+    position: int | None = Field(
+        default=None,
+        description="1 for the next of your jobs to go; absent where a place in line means nothing.",
+    )
+
+
 class JobOut(BaseModel):
     """A job as the ledger holds it."""
 
@@ -213,7 +227,13 @@ class JobOut(BaseModel):
         default=None, description="When the job's outputs were deleted (the row is kept)."
     )
     eta_seconds: float | None = Field(
-        default=None, description="Estimated seconds left, from the pace so far."
+        default=None,
+        description="Estimated seconds left: from the pace so far while it runs; while QUEUED (GET of one "
+        "job), the jobs of yours ahead and its own run, each at your recent typical run time.",
+    )
+    wait: WaitOut | None = Field(
+        default=None,
+        description="GET of one job: why a QUEUED job, or a running sampling job's remaining shards, waits.",
     )
     shards: list[ShardOut] | None = Field(
         default=None,
@@ -381,6 +401,7 @@ class ScheduleRequest(Request):
     train: TrainRequest
     policy: PolicyIn = Field(default_factory=PolicyIn)
     sample: SampleFollowUp | None = None
+    priority: Priority | None = Field(default=None, description=SCHEDULE_PRIORITY_HELP)
 
 
 class SchedulePatch(Request):
@@ -392,6 +413,7 @@ class SchedulePatch(Request):
     train: TrainRequest | None = None
     policy: PolicyIn | None = None
     sample: SampleFollowUp | None = None
+    priority: Priority | None = Field(default=None, description=SCHEDULE_PRIORITY_HELP)
 
 
 class ScheduleOut(BaseModel):
@@ -403,6 +425,7 @@ class ScheduleOut(BaseModel):
     train: dict[str, Any]
     sample: dict[str, Any] | None
     policy: dict[str, Any]
+    priority: str | None
     paused: bool
     next_due_at: datetime
     last_due_at: datetime | None

@@ -43,7 +43,14 @@ def run_api(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker in this process (solo pool: no fork after CUDA is initialised)."""
+    from synthjobs.broker.queue import lane_queue, parse_lanes
+
     settings = get_settings()
+    try:
+        lanes = parse_lanes(args.queues or settings.worker_queues)
+    except ValueError as exc:
+        print(f"error: --queues: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     settings.ensure_home()
     threads = str(settings.resolved_torch_threads())
     # OpenMP reads these once at start-up, before torch.set_num_threads can act.
@@ -54,7 +61,7 @@ def run_worker(args: argparse.Namespace) -> int:
         "--pool",
         "solo",
         "--queues",
-        settings.queue,
+        ",".join(lane_queue(settings, lane) for lane in lanes),
         "--loglevel",
         args.loglevel,
         "--without-gossip",

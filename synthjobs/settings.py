@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthjobs.rules.data_sources import LEGACY_TENANT, DataSource
+from synthjobs.rules.tenant_policy import PolicyOverride
 from synthjobs.sqlite_files import secure_sqlite_file
 
 
@@ -84,7 +85,14 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
-    queue: str = Field(default="gpu", description="Celery queue for training and sampling tasks.")
+    queue: str = Field(
+        default="gpu",
+        description="Celery queue of the train lane; the sample lane's is `<queue>.sample` (`broker.queue`).",
+    )
+    worker_queues: str = Field(
+        default="train,sample",
+        description="Lanes a `synthjobs worker` consumes (`train`, `sample` or both; `--queues` overrides).",
+    )
     plugins: str = Field(
         default="",
         description="Comma-separated modules that register extra job, dataset kinds or output formats "
@@ -122,6 +130,11 @@ class Settings(BaseSettings):
     tenant_weights: dict[str, Annotated[float, Field(gt=0, le=1000)]] = Field(
         default_factory=dict,
         description='Fair-share weight per tenant (JSON, e.g. {"acme": 2}); default 1 each.',
+    )
+    tenant_policies: dict[str, PolicyOverride] = Field(
+        default_factory=dict,
+        description="Per-tenant policy (JSON): weight, max_concurrent_jobs, max_submits_per_minute, "
+        "max_storage_bytes; what a tenant leaves out is the deployment's default (`rules.tenant_policy`).",
     )
     checkpoint_min_interval: float = Field(
         default=5.0, ge=0, description="Min seconds between training checkpoints (besides every N epochs)."

@@ -47,11 +47,27 @@ def emit(args: Any, value: Any, human: Callable[[Any], str]) -> None:
 def describe(job: dict[str, Any]) -> str:
     """A job in a few human lines."""
     lines = [f"job {job['id']}  {job['kind']}  {job['state']}  {job['phase']}  {job['progress']:.0%}"]
+    wait = job.get("wait")
+    if wait:
+        place = f" (position {wait['position']})" if wait.get("position") else ""
+        lines.append(f"waiting: {wait['reason']}{place}")
+    if job.get("eta_seconds") is not None:
+        lines.append(f"eta: {format_seconds(float(job['eta_seconds']))}")
     if job.get("error"):
         lines.append(f"error: {job['error']}")
     if job.get("result"):
         lines.append("result: " + json.dumps(job["result"], default=str)[:2000])
     return "\n".join(lines)
+
+
+def format_seconds(seconds: float) -> str:
+    """`42s`, `3m 20s`, `2h 05m`: an ETA a person reads at a glance."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
 
 
 def rows(items: list[dict[str, Any]], line: Callable[[dict[str, Any]], str], empty: str) -> str:

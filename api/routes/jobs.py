@@ -10,10 +10,19 @@ from pydantic import BaseModel
 
 from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
 from api.errors import field_error
-from api.schemas import DeletionOut, EventOut, JobOut, JobPage, SampleRequest, ShardOut, TrainRequest
+from api.schemas import (
+    DeletionOut,
+    EventOut,
+    JobOut,
+    JobPage,
+    SampleRequest,
+    ShardOut,
+    TrainRequest,
+    WaitOut,
+)
 from api.submit import SubmissionDep, job_out, submit
 from synthjobs.errors import InvalidRequest, ModelNotFound
-from synthjobs.ledger import datasets, deletion, jobs, shards
+from synthjobs.ledger import datasets, deletion, jobs, shards, waiting
 from synthjobs.ledger.registry import resolve_model
 from synthjobs.ledger.tables import JobState
 from synthjobs.rules import kinds, training_request
@@ -107,9 +116,15 @@ def train_params(body: TrainRequest, session: SessionDep, settings: Settings, te
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
-    """Read a job's state, phase, progress, ETA, error and result (and a sampling job's shards)."""
-    job = job_out(jobs.get_job(session, job_id, tenant=tenant))
+def get_job(job_id: str, session: SessionDep, settings: SettingsDep, tenant: TenantDep) -> JobOut:
+    """Read a job's state, progress, ETA, why it waits, error and result (and a sampling job's shards)."""
+    row = jobs.get_job(session, job_id, tenant=tenant)
+    job = job_out(row)
+    wait, queued_eta = waiting.job_wait(session, row, settings.shard_window)
+    if wait is not None:
+        job.wait = WaitOut(reason=wait.reason, position=wait.position)
+    if queued_eta is not None:
+        job.eta_seconds = queued_eta
     if kinds.is_sharded(job.kind):
         job.shards = [ShardOut.model_validate(s) for s in shards.list_shards(session, job_id)]
     return job

@@ -59,6 +59,7 @@ def create_schedule(
         train=train_params(body.train, session, settings, tenant),
         sample=body.sample.model_dump() if body.sample else None,
         policy=body.policy.model_dump(),
+        priority=body.priority,
     )
     try:
         session.commit()
@@ -90,7 +91,7 @@ def update_schedule(
     _check_cron(changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone))
     if body.train is not None:
         schedule.train = train_params(body.train, session, settings, tenant)
-    for field in ("cron", "timezone", "paused", "policy", "sample"):
+    for field in ("cron", "timezone", "paused", "policy", "sample", "priority"):
         if field in changes:
             setattr(schedule, field, changes[field])
     if {"cron", "timezone", "paused"} & changes.keys():

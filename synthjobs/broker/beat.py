@@ -6,7 +6,7 @@ fires whatever schedules are due in SQL. Two beats running at once are harmless:
 
 from __future__ import annotations
 
-from synthjobs.broker.queue import TICK_TASK, make_sender
+from synthjobs.broker.queue import TICK_TASK, make_sender, queue_for
 from synthjobs.settings import get_settings
 
 settings = get_settings()
@@ -15,6 +15,6 @@ app.conf.beat_schedule = {
     "tick-schedules": {
         "task": TICK_TASK,
         "schedule": settings.tick_interval,
-        "options": {"queue": settings.queue, "expires": settings.tick_interval * 2},
+        "options": {"queue": queue_for(TICK_TASK, settings), "expires": settings.tick_interval * 2},
     }
 }

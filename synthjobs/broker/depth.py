@@ -6,6 +6,7 @@ import os
 
 import redis
 
+from synthjobs.broker.queue import all_queues
 from synthjobs.ledger.kombu_depth import dispose_broker_engines, kombu_queue_depth
 from synthjobs.settings import Settings
 
@@ -20,8 +21,13 @@ class UnsupportedBroker(Exception):
     """The broker's transport has no queue-depth reader here (only Redis and kombu's SQLAlchemy)."""
 
 
-def read_queue_depth(settings: Settings) -> int:
-    """Messages waiting in `settings.queue`: LLEN on Redis, visible rows on kombu's SQLAlchemy transport.
+def read_queue_depths(settings: Settings) -> dict[str, int]:
+    """Messages waiting in each lane's queue (`broker.queue.all_queues`), by queue name."""
+    return {queue: read_queue_depth(settings, queue) for queue in all_queues(settings)}
+
+
+def read_queue_depth(settings: Settings, queue: str) -> int:
+    """Messages waiting in `queue`: LLEN on Redis, visible rows on kombu's SQLAlchemy transport.
 
     Raises:
         UnsupportedBroker: for other transports (the depth is then left out).
@@ -31,9 +37,9 @@ def read_queue_depth(settings: Settings) -> int:
     scheme = url.partition("://")[0]
     timeout = settings.enqueue_timeout
     if scheme in ("redis", "rediss"):
-        return _redis_depth(url, settings.queue, timeout)
+        return _redis_depth(url, queue, timeout)
     if scheme.startswith(("sqla+", "sqlalchemy+")):
-        return kombu_queue_depth(url.partition("+")[2], settings.queue, timeout)
+        return kombu_queue_depth(url.partition("+")[2], queue, timeout)
     raise UnsupportedBroker(scheme)
 
 

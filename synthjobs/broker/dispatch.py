@@ -19,6 +19,7 @@ from celery import Celery
 from synthjobs.broker.queue import enqueue_shards
 from synthjobs.ledger import dispatch
 from synthjobs.ledger.retry import in_transaction
+from synthjobs.rules import tenant_policy
 from synthjobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def dispatch_shards(sender: Celery, settings: Settings) -> dict[str, list[int]]:
     try:
         released = in_transaction(
             url,
-            lambda s: dispatch.release_next(s, settings.shard_window, settings.tenant_weights),
+            lambda s: dispatch.release_next(s, settings.shard_window, tenant_policy.weights(settings)),
             what="releasing sampling shards",
         )
     except Exception:  # noqa: BLE001 - the reconciler's pass releases them later

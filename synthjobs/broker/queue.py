@@ -28,6 +28,52 @@ def all_tasks() -> list[str]:
     return list(dict.fromkeys([*ALL_TASKS, *(spec.task for spec in kinds())]))
 
 
+# Lanes: job-level work (training and other whole-job kinds, the schedule tick) and sharded work (sampling
+# shards and their finalizer) travel on separate queues, `<queue>` and `<queue>.sample`, so a deployment
+# can dedicate workers to each (`synthjobs worker --queues train`). The train lane keeps the plain queue
+# name, so messages published before lanes existed are still consumed after an upgrade. A worker consuming
+# both (the default) takes from them in turn (kombu's Redis transport rotates the queues it pops from), so a
+# training job never waits behind the released window of a big sampling job.
+TRAIN_LANE = "train"
+SAMPLE_LANE = "sample"
+LANES = (TRAIN_LANE, SAMPLE_LANE)
+
+
+def lane_of(task: str) -> str:
+    """The lane of `task`: a sharded kind's shard task and the finalizer on `sample`, the rest on `train`."""
+    if task == FINALIZE_TASK or any(spec.sharded and spec.task == task for spec in kinds()):
+        return SAMPLE_LANE
+    return TRAIN_LANE
+
+
+def lane_queue(settings: Settings, lane: str) -> str:
+    """The broker queue of `lane` in this deployment: `<SYNTHJOBS_QUEUE>` for train, `<...>.sample`."""
+    if lane not in LANES:
+        raise ValueError(f"unknown lane {lane!r}; lanes are {', '.join(LANES)}")
+    return settings.queue if lane == TRAIN_LANE else f"{settings.queue}.{lane}"
+
+
+def queue_for(task: str, settings: Settings) -> str:
+    """The queue every publisher (API, dispatcher, reconciler, beat) sends `task` to: one routing rule."""
+    return lane_queue(settings, lane_of(task))
+
+
+def parse_lanes(text: str) -> list[str]:
+    """`train,sample` -> the lanes named (ValueError for an unknown or empty list), in the order given."""
+    lanes = [part.strip() for part in text.split(",") if part.strip()]
+    if not lanes:
+        raise ValueError(f"no lanes named; lanes are {', '.join(LANES)}")
+    for lane in lanes:
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}; lanes are {', '.join(LANES)}")
+    return list(dict.fromkeys(lanes))
+
+
+def all_queues(settings: Settings) -> list[str]:
+    """Every broker queue of this deployment (queue-depth metrics read them all)."""
+    return [lane_queue(settings, lane) for lane in LANES]
+
+
 def task_payload(job_id: str) -> dict[str, Any]:
     """The keyword arguments of every job task: the id and nothing else (no secrets in Redis or logs)."""
     return {"job_id": job_id}
@@ -56,8 +102,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
-        "task_default_queue": settings.queue,
-        "task_routes": {name: {"queue": settings.queue} for name in all_tasks()},
+        "task_default_queue": lane_queue(settings, TRAIN_LANE),
+        "task_routes": {name: {"queue": queue_for(name, settings)} for name in all_tasks()},
         "task_serializer": "json",
         "accept_content": ["json"],
         # Task events feed Flower; only on Redis (the embedded SQLite broker has no fanout for them).
@@ -87,7 +133,7 @@ def enqueue_shards(
                 app.send_task(
                     SAMPLE_SHARD_TASK,
                     kwargs={"job_id": job_id, "shard": index},
-                    queue=settings.queue,
+                    queue=queue_for(SAMPLE_SHARD_TASK, settings),
                     producer=producer,
                     countdown=countdown,
                     retry=True,
@@ -124,7 +170,7 @@ def _send(app: Celery, task: str, kwargs: dict[str, Any], settings: Settings, jo
         app.send_task(
             task,
             kwargs=kwargs,
-            queue=settings.queue,
+            queue=queue_for(task, settings),
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
         )

@@ -120,6 +120,7 @@ def fire_schedule(settings: Settings, schedule_id: str, now: datetime, fired_by:
                 return None
             params = {
                 **schedule.train,
+                **({"priority": schedule.priority} if schedule.priority else {}),
                 "model_name": schedule.model_name,
                 "schedule": {"id": schedule.id, "run_id": run.id, "policy": schedule.policy},
             }

@@ -72,6 +72,7 @@ def claim_shard(
             attempts=JobShard.attempts + 1,
             worker=worker,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
+            claimed_at=func.coalesce(JobShard.claimed_at, now),
             updated_at=now,
         )
         .execution_options(synchronize_session=False),

@@ -46,7 +46,7 @@ def duration_buckets(
 
     One GROUP BY (kind, bucket) query with CASE, so at most len(bounds) + 1 rows per kind leave the database.
     """
-    seconds = _seconds_between(session, Job.started_at, Job.finished_at)
+    seconds = seconds_between(session, Job.started_at, Job.finished_at)
     # A run finished "before" it started (clocks of two machines) counts as 0 s: first bucket, adds nothing.
     bucket = case(
         *((seconds <= bound, index) for index, bound in enumerate(bounds)),
@@ -69,7 +69,39 @@ def duration_buckets(
     return counts, totals
 
 
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
+def wait_buckets(session: Session, bounds: Sequence[float]) -> dict[tuple[str, str], tuple[list[int], float]]:
+    """Queue waits by (tenant, stage): per-bucket counts (the last is +Inf) and their sum, bucketed in SQL.
+
+    Stage `job` is submit -> first claim (`jobs.created_at` -> `started_at`), over every job that started;
+    stage `shard` is release -> first claim of a sampling shard (`released_at` -> `claimed_at`).
+    """
+    job_wait = seconds_between(session, Job.created_at, Job.started_at)
+    shard_wait = seconds_between(session, JobShard.released_at, JobShard.claimed_at)
+    out: dict[tuple[str, str], tuple[list[int], float]] = {}
+    for stage, seconds, query in (
+        ("job", job_wait, select(Job.tenant).where(Job.started_at.is_not(None))),
+        (
+            "shard",
+            shard_wait,
+            select(Job.tenant)
+            .join(JobShard, JobShard.job_id == Job.id)
+            .where(JobShard.released_at.is_not(None), JobShard.claimed_at.is_not(None)),
+        ),
+    ):
+        bucket = case(*((seconds <= b, i) for i, b in enumerate(bounds)), else_=len(bounds)).label("bucket")
+        rows = session.execute(
+            query.add_columns(
+                bucket, func.count(), func.sum(case((seconds < 0, 0.0), else_=seconds))
+            ).group_by(Job.tenant, bucket)
+        )
+        for tenant, index, count, total in rows:
+            counts, sum_ = out.get((tenant, stage), ([0] * (len(bounds) + 1), 0.0))
+            counts[index] += count
+            out[(tenant, stage)] = (counts, sum_ + float(total or 0.0))
+    return out
+
+
+def seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
     """`end - start` in seconds, as SQL for this session's database."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":  # timestamps are ISO text there; julianday() reads them (to ~0.1 ms)

@@ -232,6 +232,8 @@ class JobShard(Base):
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Set when the dispatcher published it (`ledger.dispatch`); NULL shards wait in SQL for a free slot.
     released_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Its first claim by a worker: released_at -> claimed_at is the shard's wait in the broker (metrics).
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     # The dispatcher's backlog query reads only undone shards (migration 0011): its cost follows the live
@@ -263,6 +265,9 @@ class Schedule(Base):
     train: Mapped[dict[str, Any]] = mapped_column(default=dict)
     sample: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The priority (`rules.fair_share`) of the jobs it creates, training and follow-up sampling alike;
+    # None: the training spec's own.
+    priority: Mapped[str | None] = mapped_column(String(8), default=None)
     paused: Mapped[bool] = mapped_column(default=False)
     next_due_at: Mapped[datetime] = mapped_column()
     last_due_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from synthjobs.broker.depth import UnsupportedBroker, read_queue_depth
+from synthjobs.broker.depth import UnsupportedBroker, read_queue_depths
 from synthjobs.ledger import stats
 from synthjobs.settings import Settings
 
@@ -51,6 +51,8 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # Upper bounds (seconds) of the duration histogram's buckets; +Inf is added on output.
 DURATION_BUCKETS: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 3600, 14400)
+# Upper bounds (seconds) of the queue-wait histogram's buckets.
+WAIT_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 
 
 def collect(session: Session, settings: Settings) -> str:
@@ -79,6 +81,7 @@ class LedgerCollector(Collector):
         yield self._jobs()
         yield from self._broker()
         yield self._durations()
+        yield self._waits()
         yield from self._outputs()
 
     def _jobs(self) -> Metric:
@@ -92,7 +95,7 @@ class LedgerCollector(Collector):
     def _broker(self) -> list[Metric]:
         help_up = "1 when the broker answered the queue-depth query, else 0."
         try:
-            waiting = read_queue_depth(self.settings)
+            waiting = read_queue_depths(self.settings)
         except UnsupportedBroker:
             return []
         except Exception as exc:  # noqa: BLE001 - a broken broker is a metric, not a failed scrape
@@ -100,10 +103,11 @@ class LedgerCollector(Collector):
             return [GaugeMetricFamily("synthjobs_broker_up", help_up, value=0)]
         depth = GaugeMetricFamily(
             "synthjobs_queue_depth",
-            "Task messages waiting in the broker queue (not yet delivered).",
+            "Task messages waiting in each broker queue (lane), not yet delivered.",
             labels=["queue"],
         )
-        depth.add_metric([self.settings.queue], waiting)
+        for queue, count in waiting.items():
+            depth.add_metric([queue], count)
         return [GaugeMetricFamily("synthjobs_broker_up", help_up, value=1), depth]
 
     def _durations(self) -> Metric:
@@ -123,6 +127,26 @@ class LedgerCollector(Collector):
         for kind in sorted(counts):
             cumulative = list(accumulate(counts[kind]))
             family.add_metric([kind], list(zip(bounds, cumulative, strict=True)), sum_value=totals[kind])
+        return family
+
+    def _waits(self) -> Metric:
+        """Queue wait per tenant: submit -> first claim of jobs, release -> claim of sampling shards.
+
+        From the ledger like the durations (`ledger.stats.wait_buckets`), so it only grows. The tenant
+        label is the tenant's name: /metrics is an operator's endpoint, not a tenant's.
+        """
+        family = HistogramMetricFamily(
+            "synthjobs_queue_wait_seconds",
+            "Time work waited for a worker, by tenant and stage: job (submit -> first claim) and shard "
+            "(a sampling shard's release into the window -> its first claim).",
+            labels=["tenant", "stage"],
+        )
+        bounds = [*(floatToGoString(bound) for bound in WAIT_BUCKETS), "+Inf"]
+        for (tenant, stage), (counts, total) in sorted(
+            stats.wait_buckets(self.session, WAIT_BUCKETS).items()
+        ):
+            cumulative = list(accumulate(counts))
+            family.add_metric([tenant, stage], list(zip(bounds, cumulative, strict=True)), sum_value=total)
         return family
 
     def _outputs(self) -> Iterator[Metric]:

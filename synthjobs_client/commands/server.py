@@ -55,9 +55,15 @@ def api(
 def worker(
     name: Annotated[str | None, typer.Option(help="Worker node name (default: Celery's).")] = None,
     loglevel: Loglevel = "INFO",
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Lanes to consume: train, sample or train,sample (default: $SYNTHJOBS_WORKER_QUEUES)."
+        ),
+    ] = None,
 ) -> int:
-    """Run a Celery worker for training and sampling jobs."""
-    return run_server("worker", "run_worker", name=name, loglevel=loglevel)
+    """Run a Celery worker for training and sampling jobs (both lanes unless --queues names one)."""
+    return run_server("worker", "run_worker", name=name, loglevel=loglevel, queues=queues)
 
 
 def migrate() -> int:

@@ -52,7 +52,9 @@ def test_valid_train_request_is_accepted_queued_and_readable(api: TestClient) ->
     assert config["seed"] == 7 and config["epochs"] == 2
     assert (config["conditioning"], config["latent_dim"], config["batch_size"]) == ("concat", 8, 64)
     read = api.get(f"/v1/jobs/{job['id']}")
-    assert read.status_code == 200 and read.json() == job
+    # GET of one job adds why it waits (nothing ahead of it, no worker has taken it yet).
+    waiting = {"reason": "waiting for a free worker", "position": 1}
+    assert read.status_code == 200 and read.json() == {**job, "wait": waiting}
     events = api.get(f"/v1/jobs/{job['id']}/events").json()
     assert [event["kind"] for event in events] == ["submitted"]
 

@@ -33,6 +33,7 @@ FAMILIES = {
     "synthjobs_broker_up": "gauge",
     "synthjobs_queue_depth": "gauge",
     "synthjobs_task_duration_seconds": "histogram",
+    "synthjobs_queue_wait_seconds": "histogram",
     "synthjobs_samples_generated": "counter",
     "synthjobs_bytes_uploaded": "counter",
     "synthjobs_training_epochs": "counter",
@@ -262,6 +263,39 @@ def test_durations_are_bucketed_by_the_database(database_url: str, tmp_path: Pat
     assert train["sum"] == pytest.approx(sum(runs), abs=0.01) and train["count"] == len(runs)
     sample = histogram(durations, kind="sample")
     assert sample["buckets"]["1.0"] == 1 and sample["sum"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_queue_waits_are_bucketed_per_tenant_and_stage(database_url: str, tmp_path: Path) -> None:
+    """Submit -> first claim of jobs and release -> claim of shards, on SQLite and PostgreSQL."""
+    now = utcnow()
+    with session_scope(database_url) as session:
+        for tenant, waited in (("acme", 0.3), ("acme", 20.0), ("globex", 2.0)):
+            job = jobs.create_job(session, JobKind.TRAIN, {}, tenant=tenant)
+            session.flush()
+            values = {"created_at": now - timedelta(seconds=waited), "started_at": now}
+            session.execute(update(Job).where(Job.id == job.id).values(**values))
+        jobs.create_job(session, JobKind.TRAIN, {}, tenant="acme")  # still queued: no wait recorded yet
+        sampled = jobs.create_job(session, JobKind.SAMPLE, {}, tenant="globex")
+        session.flush()
+        shards.create_shards(session, sampled.id, [[5, 5], [3, 2], [4, 0]])
+        for index, waited in ((0, 0.05), (1, 4.0)):
+            session.execute(
+                update(JobShard)
+                .where(JobShard.job_id == sampled.id, JobShard.index == index)
+                .values(released_at=now - timedelta(seconds=waited), claimed_at=now)
+            )
+    with session_scope(database_url) as session:
+        text = metrics.collect(session, Settings(home=tmp_path, database_url=database_url))
+    waits = parse_exposition(text)["synthjobs_queue_wait_seconds"]
+    acme = histogram(waits, tenant="acme", stage="job")
+    assert acme["count"] == 2 and acme["sum"] == pytest.approx(20.3, abs=0.01)
+    assert acme["buckets"]["0.5"] == 1 and acme["buckets"]["15.0"] == 1 and acme["buckets"]["60.0"] == 2
+    assert histogram(waits, tenant="globex", stage="job")["count"] == 1
+    shard = histogram(waits, tenant="globex", stage="shard")
+    assert (
+        shard["count"] == 2 and shard["buckets"]["0.1"] == 1 and shard["sum"] == pytest.approx(4.05, abs=0.01)
+    )
+    assert histogram(waits, tenant="acme", stage="shard").get("count") is None  # no shards of its own
 
 
 def test_label_values_are_escaped(sqlite_url: str, tmp_path: Path) -> None:

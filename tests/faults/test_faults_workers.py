@@ -49,23 +49,24 @@ def test_sigkilled_worker_while_shards_are_in_flight_still_gives_the_undisturbed
     body = {"model": model_id, "per_class": 20_000, "seed": 4, "shard_size": 5_000}
     job = row.track(stack.client.submit_sample(body))
 
-    def shards_done() -> int:
-        return sum(s["state"] == "DONE" for s in stack.client.get(job["id"])["shards"])
+    def running_after_three_done() -> bool:
+        states = [s["state"] for s in stack.client.get(job["id"])["shards"]]
+        return states.count("DONE") >= 3 and "RUNNING" in states
 
-    kit.wait_for(lambda: shards_done() >= 3, stack, what="3 shards written")
+    # The kill lands while a shard is RUNNING (claimed, being written), not at a random moment between two.
+    kit.wait_for(running_after_three_done, stack, what="3 shards written and one RUNNING")
     row.inject()
     processes.kill(stack.workers[0])
     frozen = stack.client.get(job["id"])["shards"]  # the worker is dead: this is where it stopped
     done_at_kill = sum(s["state"] == "DONE" for s in frozen)
     in_flight = [s["index"] for s in frozen if s["state"] == "RUNNING"]
     row.note = f"killed with {done_at_kill}/40 shards done, shards {in_flight} in flight"
-    assert done_at_kill < 40, "the kill must land while shards are in flight"
+    assert done_at_kill < 40 and in_flight, "the kill must land while a shard is RUNNING"
     stack.start_worker()
 
     done = kit.succeeded(stack, job["id"])
-    if in_flight:
-        requeued = [e["message"] for e in stack.client.events(job["id"]) if e["kind"] == "requeued"]
-        assert any(f"shard {in_flight[0]}:" in m for m in requeued), requeued
+    requeued = [e["message"] for e in stack.client.events(job["id"]) if e["kind"] == "requeued"]
+    assert any(f"shard {in_flight[0]}:" in m for m in requeued), requeued
     reference = kit.succeeded(stack, stack.client.submit_sample(body)["id"])
     assert kit.shard_digests(done) == kit.shard_digests(reference)
     assert kit.manifest(done)["produced_per_class"] == [20_000] * 10

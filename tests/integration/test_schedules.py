@@ -123,3 +123,19 @@ def test_unchanged_data_is_not_retrained_when_the_policy_says_so(start_stack) ->
     assert run["outcome"] == "skipped" and "data unchanged" in run["decision"]["reason"]
     assert second["result"]["skipped"] is True
     assert [m["version"] for m in stack.client.models(name="digits-cvae")] == [1]
+
+
+def test_a_schedules_priority_is_given_to_the_jobs_it_creates(start_stack) -> None:
+    stack = start_stack()
+    body = _schedule_body(epochs=1, sample={"per_class": 2, "quality_samples": 0}, priority="high")
+    schedule = stack.client.create_schedule(body)
+    assert schedule["priority"] == "high"
+    job, run = _fire(stack, schedule["id"])
+    assert job["priority"] == "high" and run["outcome"] == "promoted"
+    assert _succeeded(stack, run["sample_job_id"])["priority"] == "high"
+    assert stack.client.update_schedule(schedule["id"], {"priority": "low"})["priority"] == "low"
+    job, _ = _fire(stack, schedule["id"])
+    assert job["priority"] == "low"
+    with pytest.raises(ClientError) as info:
+        stack.client.update_schedule(schedule["id"], {"priority": "urgent"})
+    assert info.value.status == 422 and info.value.detail[0]["loc"] == ["body", "priority"]

@@ -139,11 +139,12 @@ def apply(ctx: JobContext, model_id: str, decision: Decision) -> str | None:
 def _follow_up(
     ctx: JobContext, session: Any, model: Model, schedule: dict[str, Any]
 ) -> tuple[str, int] | None:
-    spec = schedules.get_schedule(session, schedule["id"]).sample
+    found = schedules.get_schedule(session, schedule["id"])
+    spec = found.sample
     if not spec:
         return None
     try:
-        params = sample_params(spec, model, ctx.settings)
+        params = sample_params({**spec, "priority": found.priority}, model, ctx.settings)
     except InvalidRequest as exc:
         ctx.event("follow-up", f"follow-up sampling not submitted: {exc}")
         return None
