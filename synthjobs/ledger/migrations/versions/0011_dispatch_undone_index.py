@@ -4,7 +4,7 @@ Every dispatch aggregates the PENDING/RUNNING shards of live jobs. Without this 
 every shard row ever written (DONE ones included) to find them; with it, it reads only the undone ones,
 so the cost of a dispatch follows the live backlog, not the table's history (see bench/cluster_sim.py).
 
-Revision ID: 0011_dispatch_undone_index
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_dispatch_undone_index"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

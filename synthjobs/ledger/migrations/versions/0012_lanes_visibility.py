@@ -1,8 +1,8 @@
 """A schedule's `priority` for the jobs it creates (`schedules.priority`; NULL: the training spec's own),
 and when each shard was first claimed (`job_shards.claimed_at`, for the release -> claim wait metric).
 
-Revision ID: 0011_lanes_visibility
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_lanes_visibility"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
