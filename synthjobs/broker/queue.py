@@ -21,6 +21,8 @@ SAMPLE_SHARD_TASK = "synthjobs.sample_shard"
 FINALIZE_TASK = "synthjobs.finalize_sample"
 TICK_TASK = "synthjobs.tick"
 ALL_TASKS = (TRAIN_TASK, SAMPLE_SHARD_TASK, FINALIZE_TASK, TICK_TASK)
+# How often an idle worker on the embedded (SQLite) broker looks for a message: one indexed SELECT per poll.
+EMBEDDED_POLL_SECONDS = 0.1
 
 
 def all_tasks() -> list[str]:
@@ -44,6 +46,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport_options["socket_connect_timeout"] = settings.enqueue_timeout
         # Bounds how long a publish can block on a stalled Redis (the API answers within ~2x this).
         transport_options["socket_timeout"] = settings.enqueue_timeout + 2.0
+    elif broker_url.startswith(("sqla+", "sqlalchemy+")):
+        # kombu's SQL transport polls its table; its 1 s default made every job's first claim wait ~1 s.
+        transport_options["polling_interval"] = EMBEDDED_POLL_SECONDS
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport_options,
