@@ -27,9 +27,8 @@ def tune_malloc() -> bool:
     """
     for name, value in MALLOC_ENV.items():
         os.environ.setdefault(name, value)
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
         mallopt = libc.mallopt
     except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to tune
         return False

@@ -17,7 +17,6 @@ import torch
 
 from training.model import CVAE
 
-
 # Version of the generation recipe (how latents are drawn and batched). The decoder batch is part of the bytes
 # contract (kernels may round differently by batch size), so a change of `decoder_batch` bumps this, every
 # worker must run the same one, and the manifest records it. 1: batch 4096 always; 2: batch capped by size.

@@ -38,7 +38,11 @@ def test_tune_malloc_sets_the_thresholds_here_and_for_children() -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"], MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]]
+    assert out.stdout.split() == [
+        "True",
+        MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"],
+        MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"],
+    ]
 
 
 def test_tune_malloc_keeps_values_a_user_exported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -195,7 +195,7 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
         "shuffle": bool(params.get("shuffle", False)),
         # How the bytes were made: the same recipe, model, seed and counts give the same shards.
         "generation_recipe": GENERATION_RECIPE,
-        "decoder_batch": decoder_batch(tuple(loaded.image_shape)),
+        "decoder_batch": decoder_batch(loaded.image_shape),
         "shards": [{k: v for k, v in r.items() if k != "index"} for r in rows],
     }
     manifest_uri = storage.put_bytes(
