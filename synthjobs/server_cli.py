@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from synthjobs.malloc import tune_malloc
 from synthjobs.settings import get_settings
 from synthjobs_client.cli import EXIT_OK, EXIT_USAGE, emit
 
@@ -56,6 +57,7 @@ def run_worker(args: argparse.Namespace) -> int:
     # OpenMP reads these once at start-up, before torch.set_num_threads can act.
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ.setdefault("MKL_NUM_THREADS", threads)
+    tune_malloc()  # before torch allocates: fixed mmap/trim thresholds (synthjobs.malloc says why)
     argv = [
         "worker",
         "--pool",

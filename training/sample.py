@@ -17,6 +17,22 @@ import torch
 
 from training.model import CVAE
 
+# Version of the generation recipe (how latents are drawn and batched). The decoder batch is part of the bytes
+# contract (kernels may round differently by batch size), so a change of `decoder_batch` bumps this, every
+# worker must run the same one, and the manifest records it. 1: batch 4096 always; 2: batch capped by size.
+GENERATION_RECIPE = 2
+MAX_DECODER_BATCH = 4096
+# Output values per decoder batch (2**19): keeps a batch's activations under glibc's 32 MiB mmap cap, so the
+# heap reuses them (8x8 digits keep 4096; 28x28 gets 512, measured 1.37x faster with 23 % less peak RSS).
+DECODER_BATCH_VALUES = 1 << 19
+
+
+def decoder_batch(image_shape: tuple[int, int, int]) -> int:
+    """Images per decoder call for `image_shape` (recipe 2): the largest power of two within the budget."""
+    c, h, w = image_shape
+    fit = max(1, min(MAX_DECODER_BATCH, DECODER_BATCH_VALUES // max(1, c * h * w)))
+    return 1 << (fit.bit_length() - 1)
+
 
 class GenerationStopped(Exception):
     """`generate` was told to stop (its `should_stop` returned True) before it had decoded every batch."""
@@ -50,7 +66,7 @@ def generate(
     *,
     generator: torch.Generator,
     temperature: float = 1.0,
-    batch_size: int = 4096,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     image_shape: tuple[int, int, int] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -66,7 +82,7 @@ def generate(
         labels: int64 (N,) class of each image.
         generator: source of latents; advanced by the call.
         temperature: scales the prior's standard deviation.
-        batch_size: images per decoder call.
+        batch_size: images per decoder call; default `decoder_batch(image_shape)` (GENERATION_RECIPE).
         device: where to decode.
         image_shape: (C, H, W); defaults to `model.image_shape` (set by training and by load_checkpoint).
         should_stop: polled before each batch; when it returns True, GenerationStopped is raised.
@@ -81,6 +97,7 @@ def generate(
     if shape is None:
         raise ValueError("image_shape is unknown: pass image_shape or use a model with model.image_shape set")
     c, h, w = shape
+    batch_size = batch_size or decoder_batch((c, h, w))
     model = model.to(device).eval()
     labels = labels.to(torch.int64).reshape(-1)
     chunks = []

@@ -6,7 +6,6 @@ writers fix every timestamp and owner, so a shard retried after a crash is byte-
 
 from __future__ import annotations
 
-import io
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -32,19 +31,53 @@ def write_npz(stream: IO[bytes], images: np.ndarray, labels: np.ndarray, prefix:
 
 
 def write_webdataset(stream: IO[bytes], images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
-    """A tar of `{key}.png` + `{key}.cls` pairs (webdataset's conventions), keys `{prefix}-{i:07d}`."""
-    with tarfile.open(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            key = f"{prefix}-{i:07d}"
-            _add(archive, f"{key}.png", encode_png(image))
-            _add(archive, f"{key}.cls", str(int(label)).encode())
+    """A tar of `{key}.png` + `{key}.cls` pairs (webdataset's conventions), keys `{prefix}-{i:07d}`.
+
+    The bytes are exactly what `tarfile` writes in USTAR format for these members (mode 0644, owner 0/0 with
+    empty names, mtime 0), built from a header template: a `tarfile` member cost 47-88 us against 8-11 us of
+    PNG encoding (bench/README.md).
+    """
+    written = 0
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        key = f"{prefix}-{i:07d}"
+        written += _write_member(stream, f"{key}.png", encode_png(image))
+        written += _write_member(stream, f"{key}.cls", str(int(label)).encode())
+    written += 2 * tarfile.BLOCKSIZE  # the end-of-archive marker, then padding to a whole record (20 blocks)
+    stream.write(b"\0" * (2 * tarfile.BLOCKSIZE + (-written % tarfile.RECORDSIZE)))
 
 
-def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = len(payload), 0, 0o644, 0, 0
+def _ustar_template() -> bytearray:
+    """A USTAR header with every field fixed but name, size and checksum (filled per member)."""
+    info = tarfile.TarInfo("x")
+    info.size, info.mtime, info.mode, info.uid, info.gid = 0, 0, 0o644, 0, 0
     info.uname = info.gname = ""
-    archive.addfile(info, io.BytesIO(payload))
+    return bytearray(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"))
+
+
+_HEADER = _ustar_template()
+_NAME, _SIZE, _CHKSUM = slice(0, 100), slice(124, 136), slice(148, 156)
+_HEADER[_NAME] = bytes(100)
+_HEADER[_SIZE] = b" " * 12
+_HEADER[_CHKSUM] = b" " * 8
+_HEADER_SUM = sum(_HEADER)  # of the constant fields; name and size digits are added per member
+
+
+def _write_member(stream: IO[bytes], name: str, payload: bytes) -> int:
+    """Write one regular-file member (header, payload, padding); return the bytes written."""
+    encoded = name.encode()
+    if len(encoded) > 100:
+        raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
+    header = bytearray(_HEADER)
+    header[: len(encoded)] = encoded
+    size = b"%011o\0" % len(payload)
+    header[_SIZE] = size
+    checksum = _HEADER_SUM - 12 * 32 + sum(size) + sum(encoded)
+    header[_CHKSUM] = b"%06o\0 " % checksum
+    stream.write(header)
+    stream.write(payload)
+    padding = -len(payload) % tarfile.BLOCKSIZE
+    stream.write(b"\0" * padding)
+    return tarfile.BLOCKSIZE + len(payload) + padding
 
 
 # Writes one shard's images and labels to a stream; `prefix` names its members where a format has keys.

@@ -75,3 +75,24 @@ def test_grid_png_encodes_colour_and_leaves_missing_cells_black() -> None:
     decoded = np.asarray(image_module.open(io.BytesIO(png)))
     assert decoded.shape == (8, 12, 3)
     assert (decoded[:4, :8] == 200).all() and (decoded[:4, 8:] == 0).all() and (decoded[4:] == 0).all()
+
+
+def test_decoder_batch_is_capped_by_image_size_under_recipe_2() -> None:
+    from training.sample import GENERATION_RECIPE, decoder_batch
+
+    assert GENERATION_RECIPE == 2  # a change here changes stored bytes: bump it with decoder_batch
+    assert decoder_batch((1, 8, 8)) == 4096  # digits keep the batch every stored 8x8 shard was made with
+    assert decoder_batch((1, 28, 28)) == 512
+    assert decoder_batch((3, 32, 32)) == 128
+    assert decoder_batch((3, 4096, 4096)) == 1
+
+
+def test_default_batch_gives_the_bytes_of_an_explicit_recipe_batch(trained: TrainResult) -> None:
+    from training.sample import decoder_batch
+
+    labels = torch.arange(10).repeat(30)
+    shape = trained.model.image_shape
+    assert shape is not None
+    a = generate(trained.model, labels, generator=shard_generator(1, 2))
+    b = generate(trained.model, labels, generator=shard_generator(1, 2), batch_size=decoder_batch(shape))
+    assert a.tobytes() == b.tobytes()

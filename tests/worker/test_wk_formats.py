@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,3 +82,37 @@ def test_an_unknown_format_is_refused() -> None:
     images, labels = _shard()
     with pytest.raises(ValueError, match="unknown output format 'parquet'"):
         _write("parquet", images, labels)
+
+
+def _tarfile_reference(images: np.ndarray, labels: np.ndarray, prefix: str) -> bytes:
+    """The webdataset shard as `tarfile` itself writes it (the writer before its header template)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            for name, payload in (
+                (f"{prefix}-{i:07d}.png", encode_png(image)),
+                (f"{prefix}-{i:07d}.cls", str(int(label)).encode()),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode, info.uid, info.gid = len(payload), 0, 0o644, 0, 0
+                info.uname = info.gname = ""
+                archive.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 37])
+def test_webdataset_header_template_writes_exactly_the_bytes_tarfile_writes(count: int) -> None:
+    rng = np.random.default_rng(count)
+    images, labels = rng.integers(0, 256, (count, 8, 8), dtype=np.uint8), rng.integers(0, 10, count)
+    assert _write("webdataset", images, labels) == _tarfile_reference(images, labels, "job-00003")
+
+
+def test_webdataset_shard_reads_back_through_the_webdataset_library(tmp_path: Any) -> None:
+    wds = pytest.importorskip("webdataset", reason="webdataset is in the dev extra")
+    images, labels = _shard()
+    path = tmp_path / "shard-00003.tar"
+    path.write_bytes(_write("webdataset", images, labels))
+    samples = list(wds.WebDataset(str(path), shardshuffle=False))
+    assert [s["__key__"] for s in samples] == [f"job-00003-{i:07d}" for i in range(len(labels))]
+    assert [s["png"] for s in samples] == [encode_png(image) for image in images]
+    assert [int(s["cls"]) for s in samples] == [int(label) for label in labels]
