@@ -179,6 +179,7 @@ def record_attempt(
     *,
     retry_window: timedelta,
     next_delay: Callable[[int], float],
+    now: datetime | None = None,
 ) -> WebhookDelivery | None:
     """Record one try: delivered on a 2xx, else retried after `next_delay(attempts)` seconds until
     `retry_window` (counted from the event) is over.
@@ -188,7 +189,7 @@ def record_attempt(
     row = session.get(WebhookDelivery, delivery_id)
     if row is None:  # the endpoint was deleted meanwhile
         return None
-    now = utcnow()
+    now = now or utcnow()
     ok = status is not None and 200 <= status < 300
     row.attempts += 1
     row.last_status, row.last_error = status, (error or None) and error[:500]

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -71,10 +71,12 @@ def destination_problem(url: str, settings: Settings, resolver: Resolver = resol
     return refused_address(host, resolver(host, port), allow_list(settings))
 
 
-def deliver_due(settings: Settings, resolver: Resolver = resolve, limit: int = 100) -> list[str]:
-    """One pass: try every due delivery once; return the ids of those delivered."""
+def deliver_due(
+    settings: Settings, resolver: Resolver = resolve, limit: int = 100, now: datetime | None = None
+) -> list[str]:
+    """One pass: try every delivery due at `now` (default: now) once; return the ids of those delivered."""
     url = settings.resolved_database_url()
-    now = utcnow()
+    now = now or utcnow()
     lease = now + timedelta(seconds=2 * settings.webhook_timeout + 30)  # a killed pass frees them later
     with session_scope(url) as session:
         due = webhooks.claim_due(session, now, lease, limit)
@@ -89,6 +91,7 @@ def deliver_due(settings: Settings, resolver: Resolver = resolve, limit: int = 1
                 attempt.error,
                 retry_window=timedelta(hours=settings.webhook_retry_hours),
                 next_delay=retry_delay,
+                now=now,
             )
         if attempt.ok:
             delivered.append(item.id)
