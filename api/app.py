@@ -11,7 +11,7 @@ from api.deps import bearer_scheme, session_factory
 from api.errors import install_error_handlers
 from api.limits import BodyLimits
 from api.quota import QuotaGuard
-from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules
+from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules, webhooks
 from api.schemas import STORAGE_URL
 from api.text import refuse_unstorable_params
 from synthjobs import __version__
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(datasets.router)
     app.include_router(schedules.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     document_unauthorized(app)

@@ -21,12 +21,14 @@ from synthjobs.errors import (
     ModelNotFound,
 )
 from synthjobs.ledger.schedules import ScheduleNotFound
+from synthjobs.ledger.webhooks import WebhookNotFound
 
 STATUS_FOR: dict[type[Exception], int] = {
     JobNotFound: 404,
     ModelNotFound: 404,
     DatasetNotFound: 404,
     ScheduleNotFound: 404,
+    WebhookNotFound: 404,
     InvalidTransition: 409,
     DeletionRefused: 409,
     InvalidKey: 422,

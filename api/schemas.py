@@ -455,3 +455,50 @@ class DeletionOut(JobOut):
     deletion: str
     removed_objects: int
     removed_bytes: int
+
+
+EventType = Literal["job.succeeded", "job.failed", "job.cancelled", "model.promoted"]
+
+
+class WebhookRequest(BaseModel):
+    """An endpoint to POST signed events to: an https URL on a public address (unless allow-listed)."""
+
+    url: str = Field(min_length=1, max_length=2000, examples=["https://hooks.example.com/synthjobs"])
+    event_types: list[EventType] = Field(min_length=1, max_length=len(EventType.__args__))  # type: ignore[attr-defined]
+    description: str = Field(default="", max_length=200)
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str
+    created_at: datetime
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class WebhookCreated(WebhookOut):
+    """The new endpoint with its signing secret: shown this once, never again."""
+
+    secret: str
+
+
+class WebhookDeliveryOut(BaseModel):
+    """One event for this endpoint: every attempt counted, the last one's answer."""
+
+    id: str
+    event_id: str
+    event_type: str
+    job_id: str | None
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+    model_config = ConfigDict(from_attributes=True)

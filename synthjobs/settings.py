@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names, addresses or CIDRs webhooks may reach although private, "
+        "loopback or link-local (e.g. 127.0.0.1,10.0.0.0/8). Everything else must be a public address.",
+    )
+    webhook_retry_hours: float = Field(
+        default=24, gt=0, le=24 * 14, description="How long a failing webhook delivery is retried."
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds per webhook POST.")
+
     queue: str = Field(
         default="gpu",
         description="Celery queue of the train lane; the sample lane's is `<queue>.sample` (`broker.queue`).",

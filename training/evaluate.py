@@ -43,7 +43,8 @@ from torch import nn
 from training.classifier import accuracy, as_flat_pixels, fit_classifier, predict, train_classifier
 from training.data import ImageDataset
 from training.model import CVAE
-from training.sample import generate, grid_png
+from training.plots import sample_grid_png
+from training.sample import generate
 from training.train import heldout_neg_elbo
 
 EVALUATION_RECIPE = 1
@@ -123,8 +124,12 @@ def preview_grid(
     classes: Sequence[int] | None = None,
     temperature: float = 1.0,
     device: str | torch.device = "cpu",
+    class_names: Sequence[str] | None = None,
 ) -> bytes:
-    """A PNG of `PREVIEW_PER_CLASS` samples per class (one row per class of the model), stream GRID."""
+    """A PNG of `PREVIEW_PER_CLASS` samples per class (one labelled row per class of the model), stream GRID.
+
+    Rows are labelled with `class_names` (the model's, from its checkpoint); class indices without them.
+    """
     images, labels = sample_per_class(
         model,
         PREVIEW_PER_CLASS,
@@ -134,7 +139,12 @@ def preview_grid(
         temperature=temperature,
         device=device,
     )
-    return grid_png(images, labels.numpy(), model.num_classes, per_class=PREVIEW_PER_CLASS)
+    names = (
+        [str(n) for n in class_names]
+        if class_names is not None
+        else [str(i) for i in range(model.num_classes)]
+    )
+    return sample_grid_png(images, labels.numpy(), names, per_class=PREVIEW_PER_CLASS)
 
 
 def evaluation_classifier(data: ImageDataset, *, seed: int, device: str | torch.device = "cpu") -> nn.Module:

@@ -1,142 +1,122 @@
-"""A loss-curve PNG drawn with numpy alone: no plotting or image library in `training/`.
+"""The figures people look at: the loss curve and the labelled sample grid, drawn with matplotlib.
 
-The picture is deliberately plain: white background, black axes with tick marks, the first/last epoch under
-the x axis and the lowest/highest value beside the y axis (a built-in 3x5 pixel font drawn at 2x), the
-training loss in blue and the held-out -ELBO in orange, with a two-line colour key (no text) in the
-top-right corner.
+Drawn through matplotlib's object-oriented API on the Agg canvas (no pyplot, so no global figure state
+and no display backend in a worker). The pictures need not be byte-identical between runs; the shard bytes,
+written elsewhere, stay deterministic. The same PNGs feed storage, the model card and the dashboard.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from training.sample import encode_png
-
-WIDTH, HEIGHT = 480, 240
-TRAIN_COLOUR = (31, 119, 180)  # blue
-HELDOUT_COLOUR = (255, 127, 14)  # orange
-AXIS_COLOUR = (0, 0, 0)
-BACKGROUND = (255, 255, 255)
-# Plot area inside the image: room on the left and below for the axis labels.
-LEFT, RIGHT, TOP, BOTTOM = 70, 12, 12, 26
-GLYPH_SCALE = 2  # each font pixel is 2x2 image pixels
-
-# 3x5 glyphs for the axis labels, one string of 15 bits (row by row) per character.
-_GLYPHS = {
-    "0": "111101101101111",
-    "1": "010110010010111",
-    "2": "111001111100111",
-    "3": "111001111001111",
-    "4": "101101111001001",
-    "5": "111100111001111",
-    "6": "111100111101111",
-    "7": "111001001001001",
-    "8": "111101111101111",
-    "9": "111101111001111",
-    ".": "000000000000010",
-    "-": "000000111000000",
-    "e": "000111111100111",
-    "+": "000010111010000",
-}
+DPI = 100
+LOSS_SIZE_INCHES = (6.4, 3.6)  # 640x360 pixels
+TRAIN_LABEL, HELDOUT_LABEL = "train", "held-out"
+# Above this max/min ratio the y axis goes logarithmic, so a steep first epoch does not flatten the rest.
+LOG_SCALE_RATIO = 3.0
+CELL_PAD = 2  # pixels of grey between grid cells, in source pixels
+SCREEN_PIXELS_PER_SOURCE_PIXEL = 6  # an 8x8 digit becomes about 48x48 screen pixels
+PAD_VALUE = 128
 
 
-def loss_curve_png(history: Sequence[Any]) -> bytes:
-    """Return a 480x240 RGB PNG of the training loss and the held-out -ELBO per epoch.
+def loss_curve_figure(history: Sequence[Any]) -> Figure:
+    """The loss curve: training loss and held-out -ELBO in nats per image, per epoch.
 
     Args:
-        history: `EpochMetrics` or dicts with "epoch", "train_loss" and "heldout_neg_elbo" (as in a
-            TrainResult's history or a TrainState's). Non-finite values are left out; an empty history
-            gives empty axes.
-
-    Returns:
-        PNG bytes.
+        history: `EpochMetrics` or dicts with "epoch", "train_loss" and "heldout_neg_elbo". Non-finite
+            values are left out; an empty history gives titled, empty axes.
     """
     rows = [_as_dict(m) for m in history]
     epochs = [int(r["epoch"]) for r in rows]
-    series = [
-        ([float(r["train_loss"]) for r in rows], TRAIN_COLOUR),
-        ([float(r["heldout_neg_elbo"]) for r in rows], HELDOUT_COLOUR),
-    ]
-    values = [v for ys, _ in series for v in ys if math.isfinite(v)]
-    canvas = np.full((HEIGHT, WIDTH, 3), BACKGROUND, dtype=np.uint8)
-    x_range = (min(epochs), max(epochs)) if epochs else (0, 1)
-    y_range = (min(values), max(values)) if values else (0.0, 1.0)
-    _draw_axes(canvas, x_range, y_range)
-    for ys, colour in series:
+    fig = Figure(figsize=LOSS_SIZE_INCHES, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    values: list[float] = []
+    for key, label in (("train_loss", TRAIN_LABEL), ("heldout_neg_elbo", HELDOUT_LABEL)):
         points = [
-            (_x_pixel(e, x_range), _y_pixel(v, y_range))
-            for e, v in zip(epochs, ys, strict=True)
-            if math.isfinite(v)
+            (e, float(r[key])) for e, r in zip(epochs, rows, strict=True) if math.isfinite(float(r[key]))
         ]
-        for a, b in zip(points, points[1:], strict=False):
-            _line(canvas, a, b, colour)
-        for p in points:
-            _dot(canvas, p, colour)
-    for row, colour in enumerate((TRAIN_COLOUR, HELDOUT_COLOUR)):  # colour key
-        y = TOP + 6 + 6 * row
-        _line(canvas, (WIDTH - RIGHT - 30, y), (WIDTH - RIGHT - 8, y), colour)
-    return encode_png(canvas)
+        values += [v for _, v in points]
+        ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3, label=label)
+    if values and min(values) > 0 and max(values) / min(values) > LOG_SCALE_RATIO:
+        ax.set_yscale("log")
+    ax.set_title("Loss per epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per image")
+    ax.grid(True, alpha=0.3)
+    if epochs:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid_figure(
+    images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], per_class: int = 10
+) -> Figure:
+    """One labelled row per class holding its first `per_class` images, with padding between cells.
+
+    Cells of a class with fewer images stay black. Images are uint8 (N, H, W) or (N, H, W, C).
+    """
+    images = np.asarray(images, dtype=np.uint8)
+    labels = np.asarray(labels).reshape(-1)
+    h, w = images.shape[1:3]
+    rows, step_h, step_w = len(class_names), h + CELL_PAD, w + CELL_PAD
+    mosaic = np.full(
+        (rows * step_h + CELL_PAD, per_class * step_w + CELL_PAD, *images.shape[3:]), PAD_VALUE, np.uint8
+    )
+    for cls in range(rows):
+        top = CELL_PAD + cls * step_h
+        for col in range(per_class):
+            mosaic[top : top + h, CELL_PAD + col * step_w : CELL_PAD + col * step_w + w] = 0
+        for col, i in enumerate(np.flatnonzero(labels == cls)[:per_class]):
+            left = CELL_PAD + col * step_w
+            mosaic[top : top + h, left : left + w] = images[i]
+    scale = SCREEN_PIXELS_PER_SOURCE_PIXEL / DPI
+    label_room = 0.25 + 0.08 * max((len(str(n)) for n in class_names), default=1)
+    fig = Figure(figsize=(mosaic.shape[1] * scale + label_room + 0.2, mosaic.shape[0] * scale + 0.6), dpi=DPI)
+    FigureCanvasAgg(fig)
+    width, height = fig.get_size_inches()
+    ax = fig.add_axes(
+        (label_room / width, 0.1 / height, mosaic.shape[1] * scale / width, mosaic.shape[0] * scale / height)
+    )
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([CELL_PAD + cls * step_h + (h - 1) / 2 for cls in range(rows)])
+    ax.set_yticklabels([str(n) for n in class_names])
+    ax.set_xticks([])
+    ax.tick_params(axis="y", length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.suptitle(f"{per_class} samples per class", y=1 - 0.05 / height, va="top", fontsize=10)
+    return fig
+
+
+def loss_curve_png(history: Sequence[Any]) -> bytes:
+    """PNG bytes of `loss_curve_figure(history)`."""
+    return figure_png(loss_curve_figure(history))
+
+
+def sample_grid_png(
+    images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], per_class: int = 10
+) -> bytes:
+    """PNG bytes of `sample_grid_figure(...)`."""
+    return figure_png(sample_grid_figure(images, labels, class_names, per_class))
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Render `fig` to PNG bytes at its own size and DPI."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
 
 
 def _as_dict(metrics: Any) -> dict[str, Any]:
     return asdict(metrics) if is_dataclass(metrics) and not isinstance(metrics, type) else dict(metrics)
-
-
-def _x_pixel(epoch: float, x_range: tuple[float, float]) -> int:
-    lo, hi = x_range
-    t = 0.5 if hi == lo else (epoch - lo) / (hi - lo)  # a single epoch sits in the middle
-    return round(LEFT + 4 + t * (WIDTH - LEFT - RIGHT - 8))
-
-
-def _y_pixel(value: float, y_range: tuple[float, float]) -> int:
-    lo, hi = y_range
-    t = 0.5 if hi == lo else (value - lo) / (hi - lo)
-    return round(HEIGHT - BOTTOM - 4 - t * (HEIGHT - TOP - BOTTOM - 8))
-
-
-def _draw_axes(canvas: np.ndarray, x_range: tuple[int, int], y_range: tuple[float, float]) -> None:
-    canvas[TOP : HEIGHT - BOTTOM + 1, LEFT] = AXIS_COLOUR  # y axis
-    canvas[HEIGHT - BOTTOM, LEFT : WIDTH - RIGHT] = AXIS_COLOUR  # x axis
-    for epoch in sorted(set(x_range)):
-        x = _x_pixel(epoch, x_range)
-        canvas[HEIGHT - BOTTOM : HEIGHT - BOTTOM + 4, x] = AXIS_COLOUR
-        _text(canvas, str(epoch), x - 4 * len(str(epoch)), HEIGHT - BOTTOM + 8)
-    for value in sorted(set(y_range)):
-        y = _y_pixel(value, y_range)
-        canvas[y, LEFT - 4 : LEFT] = AXIS_COLOUR
-        label = _number(value)
-        _text(canvas, label, LEFT - 7 - 8 * len(label), y - 5)
-
-
-def _number(value: float) -> str:
-    text = f"{value:.4g}"
-    return text if len(text) <= 8 else f"{value:.1e}"
-
-
-def _text(canvas: np.ndarray, text: str, x: int, y: int) -> None:
-    s = GLYPH_SCALE
-    for i, char in enumerate(text):
-        bits = np.array([b == "1" for b in _GLYPHS.get(char, "0" * 15)]).reshape(5, 3)
-        bits = bits.repeat(s, axis=0).repeat(s, axis=1)  # (5s, 3s)
-        x0 = x + 4 * s * i
-        if 0 <= x0 and x0 + 3 * s <= canvas.shape[1] and 0 <= y and y + 5 * s <= canvas.shape[0]:
-            canvas[y : y + 5 * s, x0 : x0 + 3 * s][bits] = AXIS_COLOUR
-
-
-def _line(canvas: np.ndarray, a: tuple[int, int], b: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    # Sample the segment once per pixel of its longer side, two pixels thick.
-    steps = max(abs(b[0] - a[0]), abs(b[1] - a[1])) + 1
-    xs = np.rint(np.linspace(a[0], b[0], steps)).astype(int)
-    ys = np.rint(np.linspace(a[1], b[1], steps)).astype(int)
-    for dy in (0, 1):
-        canvas[np.clip(ys + dy, 0, HEIGHT - 1), np.clip(xs, 0, WIDTH - 1)] = colour
-
-
-def _dot(canvas: np.ndarray, p: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    x, y = p
-    canvas[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = colour

@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import InvalidTransition, JobNotFound
+from synthjobs.ledger import webhooks
 from synthjobs.ledger.db import execute_dml
 from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobState, new_id, utcnow
 from synthjobs.rules.fair_share import DEFAULT_PRIORITY
@@ -138,6 +139,7 @@ def claim_job(
     )
     if exhausted == 1:
         add_event(session, job_id, "failed", f"worker lost {max_attempts} times; giving up")
+        webhooks.emit_job_event(session, job_id)
     return False
 
 
@@ -233,6 +235,7 @@ def finish_job(
     _guarded_update(session, job_id, target, values, worker)
     message = error if error else target.value.lower()
     add_event(session, job_id, target.value.lower(), message)
+    webhooks.emit_job_event(session, job_id)  # the outbox row commits with the state change, or neither
 
 
 def _guarded_update(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import ModelNotFound
+from synthjobs.ledger import webhooks
 from synthjobs.ledger.tables import DEFAULT_TENANT, AliasEvent, Model, ModelAlias, utcnow
 
 _MODEL_NAMESPACE = uuid.UUID("5b1f0f9e-8d57-4f0c-9d2a-2f8f4e1f6a11")
@@ -133,6 +134,13 @@ def set_alias(
     )
     session.add(event)
     session.flush()
+    data = {"name": name, "alias": alias, "model_id": model.id, "version": model.version}
+    webhooks.emit(
+        session,
+        tenant,
+        "model.promoted",
+        {**data, "from_model_id": previous, "actor": actor, "reason": reason},
+    )
     return row
 
 

@@ -318,3 +318,47 @@ class IdempotencyKey(Base):
     resource: Mapped[str] = mapped_column(String(32))
     resource_id: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Webhook(Base):
+    """An endpoint a tenant registered for some event types; its secret signs every delivery to it."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(TENANT, index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one destination, written in the transaction of the change it reports.
+
+    `event_id` is the event's id (the same for every destination and every retry: receivers dedup on it);
+    `body` is frozen at creation so a retry sends the same bytes. The deliverer moves `state` from pending
+    to delivered or failed (given up once `created_at` is older than the retry window).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(String(36), index=True)
+    tenant: Mapped[str] = mapped_column(TENANT)
+    event_type: Mapped[str] = mapped_column(String(32))
+    webhook_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("webhooks.id", ondelete="CASCADE"), index=True, default=None
+    )
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True, default=None)
+    url: Mapped[str] = mapped_column(String(2000))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -20,6 +20,7 @@ from synthjobs.errors import InvalidTransition, StorageError
 from synthjobs.ledger import deletion, idempotency, jobs, shards
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import JobState, utcnow
+from synthjobs.maintenance.webhooks import deliver_due
 from synthjobs.settings import Settings
 from synthjobs.storage import open_storage
 from synthjobs.storage.retry import RetryingStorage
@@ -43,6 +44,7 @@ class ReconcileReport:
     idempotency_keys_purged: int = 0
     deleted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    webhooks_delivered: list[str] = field(default_factory=list)
 
 
 def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
@@ -56,6 +58,7 @@ def reconcile(settings: Settings, sender: Celery) -> ReconcileReport:
     _finalize_forgotten(settings, sender, report)
     complete_deletions(settings, report)
     expire_outputs(settings, report)
+    report.webhooks_delivered = deliver_due(settings)
     with session_scope(settings.resolved_database_url()) as session:
         report.idempotency_keys_purged = idempotency.purge(session, settings.idempotency_hours)
     if any(asdict(report).values()):

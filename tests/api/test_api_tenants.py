@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from synthjobs.ledger import jobs
+from synthjobs.ledger import jobs, webhooks
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.registry import register_model
 from synthjobs.ledger.tables import JobState
@@ -114,6 +114,12 @@ PROBES: list[Probe] = [
     Probe("GET", "/v1/schedules/{schedule}/runs"),
     Probe("POST", "/v1/schedules", {"name": "copy", **CRON, "train": {"dataset": ACME_DATASET}}, status=422),
     Probe("PATCH", "/v1/schedules/{own_schedule}", {"train": {"dataset": ACME_DATASET}}, status=422),
+    # webhooks and their deliveries (acme's has one, for its finished job)
+    Probe("GET", "/v1/webhooks", status=200),
+    Probe("GET", "/v1/webhooks/{webhook}"),
+    Probe("GET", "/v1/webhooks/{webhook}/deliveries"),
+    Probe("DELETE", "/v1/webhooks/{webhook}"),
+    Probe("POST", "/v1/webhooks", {"url": "https://10.0.0.1/x", "event_types": ["job.failed"]}, status=422),
 ]
 
 # Routes that hold no tenant's data.
@@ -141,6 +147,9 @@ def _acme_resources(
     done = api.post("/v1/jobs/train", json=TRAIN, headers=acme).json()
     manifest = api.app.state.storage.put_bytes(f"jobs/{done['id']}/manifest.json", b"{}")  # type: ignore[attr-defined]
     with session_scope(ledger_url(api)) as session:
+        hook = webhooks.create_webhook(
+            session, "acme", "https://hooks.example.com/acme", ["job.succeeded"]
+        ).id
         assert jobs.claim_job(session, done["id"], "probe-worker", 60)
         jobs.finish_job(session, done["id"], JobState.SUCCEEDED, result={"manifest_uri": manifest})
         models = [_register(session, "acme", "acme-cvae") for _ in range(2)]
@@ -167,6 +176,7 @@ def _acme_resources(
         "dataset": dataset["id"],
         "schedule": schedule["id"],
         "own_schedule": own["id"],
+        "webhook": hook,
     }
 
 
@@ -256,7 +266,7 @@ def test_every_api_route_has_a_cross_tenant_probe(api: TestClient) -> None:
     assert len(operations) >= 25, f"only {len(operations)} operations found: is the enumeration broken?"
     dummy = {
         name: str(uuid.uuid4())
-        for name in ("job", "done_job", "model", "dataset", "schedule", "own_schedule")
+        for name in ("job", "done_job", "model", "dataset", "schedule", "own_schedule", "webhook")
     }
     probed: set[tuple[str, str]] = set()
     for probe in PROBES:

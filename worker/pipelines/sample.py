@@ -301,4 +301,5 @@ def _preview(loaded: LoadedCheckpoint, params: dict[str, Any], device: torch.dev
         classes=[c for c, n in enumerate(params["counts"]) if n > 0],
         temperature=float(params.get("temperature", 1.0)),
         device=device,
+        class_names=loaded.class_names,
     )

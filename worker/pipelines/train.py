@@ -268,7 +268,7 @@ def _store(
         ),
         "grid_uri": put(
             f"models/{model_id}/samples.png",
-            preview_grid(outcome.model, seed=cfg.seed, device=ctx.device),
+            preview_grid(outcome.model, seed=cfg.seed, device=ctx.device, class_names=data.class_names),
             "image/png",
         ),
     }
