@@ -48,8 +48,10 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
     ticks, value = [], start
-    while value <= high + step * 0.5 and len(ticks) < 12:
+    while len(ticks) < 12:
         ticks.append(round(value, 10))
+        if value >= high:  # the last tick is at or above the highest value
+            break
         value += step
     return ticks
 

@@ -168,7 +168,7 @@ def _manifest(storage: StorageDep, result: dict[str, Any] | None) -> str | None:
     if not isinstance(uri, str):
         return None
     try:
-        data = storage.get_bytes(storage.key_of(uri))
+        data = storage.get_bytes(uri if "://" not in uri else storage.key_of(uri))  # shown keys are keys
         if len(data) > MANIFEST_BYTES:
             return None
         return json.dumps(json.loads(data), indent=2)
