@@ -47,7 +47,8 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
-    ticks, value = [], start
+    ticks: list[float] = []
+    value = start
     while len(ticks) < 12:
         ticks.append(round(value, 10))
         if value >= high:  # the last tick is at or above the highest value
@@ -85,7 +86,8 @@ def loss_chart_svg(points: Sequence[EpochPoint]) -> str:
     step = max(1, math.ceil(last_epoch / 10))
     for epoch in range(1, last_epoch + 1, step):
         parts.append(
-            f'<text x="{x(epoch):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle" font-size="11">{epoch}</text>'
+            f'<text x="{x(epoch):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle" '
+            f'font-size="11">{epoch}</text>'
         )
     parts.append(
         f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle" font-size="12">epoch</text>'
@@ -94,14 +96,19 @@ def loss_chart_svg(points: Sequence[EpochPoint]) -> str:
     )
     for index, (field, label, colour) in enumerate(SERIES):
         path = " ".join(f"{x(p.epoch):.1f},{y(getattr(p, field)):.1f}" for p in points)
-        parts.append(f'<polyline class="series-{escape(label)}" fill="none" stroke="{colour}" '
-                     f'stroke-width="2" points="{path}"/>')
+        parts.append(
+            f'<polyline class="series-{escape(label)}" fill="none" stroke="{colour}" '
+            f'stroke-width="2" points="{path}"/>'
+        )
         for p in points:
-            parts.append(f'<circle cx="{x(p.epoch):.1f}" cy="{y(getattr(p, field)):.1f}" r="2.5" '
-                         f'fill="{colour}"><title>{label} epoch {p.epoch}: {getattr(p, field):.2f}</title></circle>')
+            parts.append(
+                f'<circle cx="{x(p.epoch):.1f}" cy="{y(getattr(p, field)):.1f}" r="2.5" '
+                f'fill="{colour}"><title>{label} epoch {p.epoch}: {getattr(p, field):.2f}</title></circle>'
+            )
         lx = LEFT + 10 + index * 110
         parts.append(
-            f'<line x1="{lx}" x2="{lx + 18}" y1="{TOP - 12}" y2="{TOP - 12}" stroke="{colour}" stroke-width="3"/>'
+            f'<line x1="{lx}" x2="{lx + 18}" y1="{TOP - 12}" y2="{TOP - 12}" stroke="{colour}" '
+            'stroke-width="3"/>'
             f'<text x="{lx + 24}" y="{TOP - 8}" font-size="12">{label}</text>'
         )
     parts.append("</svg>")

@@ -57,7 +57,9 @@ def get_viewer(request: Request, session: SessionDep, settings: SettingsDep, sig
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
 
 
-def checked_viewer(viewer: ViewerDep, signer: SignerDep, csrf: Annotated[str, Form(max_length=200)] = "") -> Viewer:
+def checked_viewer(
+    viewer: ViewerDep, signer: SignerDep, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Viewer:
     """`get_viewer` for a state-changing form: 403 unless it carries this session's CSRF token."""
     if not signer.csrf_valid(viewer.session, csrf):
         raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page and try again")
@@ -88,6 +90,8 @@ class PageRoute(APIRoute):
                     raise
                 return render(request, "error.html", status, status=status, message=str(exc))
             except HTTPException as exc:
-                return render(request, "error.html", exc.status_code, status=exc.status_code, message=exc.detail)
+                return render(
+                    request, "error.html", exc.status_code, status=exc.status_code, message=exc.detail
+                )
 
         return handle

@@ -312,19 +312,25 @@ def show_schedules(
     return render(request, "schedules.html", viewer=viewer, rows=rows, notice=notice)
 
 
-def _set_paused(schedule_id: str, paused: bool, session: SessionDep, settings: SettingsDep, tenant: str) -> None:
+def _set_paused(
+    schedule_id: str, paused: bool, session: SessionDep, settings: SettingsDep, tenant: str
+) -> None:
     schedule_routes.update_schedule(schedule_id, SchedulePatch(paused=paused), session, settings, tenant)
 
 
 @router.post("/schedules/{schedule_id}/pause")
-def pause_schedule(schedule_id: str, session: SessionDep, settings: SettingsDep, viewer: FormViewerDep) -> Response:
+def pause_schedule(
+    schedule_id: str, session: SessionDep, settings: SettingsDep, viewer: FormViewerDep
+) -> Response:
     """Pause a schedule: it fires no more until resumed."""
     _set_paused(schedule_id, True, session, settings, viewer.tenant)
     return _back("/ui/schedules", "Schedule paused.")
 
 
 @router.post("/schedules/{schedule_id}/resume")
-def resume_schedule(schedule_id: str, session: SessionDep, settings: SettingsDep, viewer: FormViewerDep) -> Response:
+def resume_schedule(
+    schedule_id: str, session: SessionDep, settings: SettingsDep, viewer: FormViewerDep
+) -> Response:
     """Resume a schedule from its next due time after now."""
     _set_paused(schedule_id, False, session, settings, viewer.tenant)
     return _back("/ui/schedules", "Schedule resumed.")

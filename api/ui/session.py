@@ -58,7 +58,11 @@ class SessionSigner:
             data = self.serializer.loads(value, max_age=self.max_age)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("t"), str) or not isinstance(data.get("s"), str):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("t"), str)
+            or not isinstance(data.get("s"), str)
+        ):
             return None
         return UiSession(token_sha256=data["t"], session_id=data["s"])
 

@@ -458,7 +458,9 @@ def test_another_tenants_objects_are_out_of_reach_on_every_ui_route(
     for probe in UI_PROBES:
         response = _send_ui(globex_ui, probe, ids, globex_csrf)
         where = f"globex's {probe.method} {_fill(probe.path, ids)}"
-        assert response.status_code == probe.status, f"{where} answered {response.status_code}: {response.text}"
+        assert response.status_code == probe.status, (
+            f"{where} answered {response.status_code}: {response.text}"
+        )
         if response.is_success:
             text = response.text
             assert not [i for i in leaks if i in text or i[:8] in text], f"{where} showed acme's ids"
