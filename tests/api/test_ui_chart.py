@@ -21,7 +21,8 @@ def test_chart_draws_train_and_heldout_per_epoch_with_titled_axes() -> None:
 
 
 def test_every_point_lies_inside_the_plot_area() -> None:
-    svg = loss_chart_svg(epoch_points([_epoch(1, 37.25, 31.56), _epoch(2, 26.4, 25.9), _epoch(3, 26.0, 25.8)]))
+    points = epoch_points([_epoch(1, 37.25, 31.56), _epoch(2, 26.4, 25.9), _epoch(3, 26.0, 25.8)])
+    svg = loss_chart_svg(points)
     ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg)]
     assert ys and all(28 <= y <= 260 - 44 for y in ys), ys
 
