@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 # pytest-xdist workers for `make test`; each gets its own Redis database (SYNTHJOBS_TEST_REDIS_DB + its index).
 TEST_WORKERS ?= 2
 
-.PHONY: demo test lint audit unit integration faults install clean
+.PHONY: demo screenshots test lint audit unit integration faults install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Prints the dashboard's URL; `make demo SERVE=1` keeps the API, dashboard and worker up afterwards.
 demo: $(STAMP)
-	$(BIN)/synthjobs demo
+	$(BIN)/synthjobs demo $(if $(SERVE),--serve)
+
+# The dashboard's screenshots in docs/ (README), from the browser test against a real stack.
+screenshots: $(STAMP)
+	SYNTHJOBS_UI_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/ui
 
 # Tests marked `serial` (they time something, so a neighbour's load would make them flaky) run after, alone.
 test: $(STAMP) lint

@@ -14,6 +14,7 @@ from api.quota import QuotaGuard
 from api.routes import artifacts, datasets, health, jobs, metrics, models, schedules, webhooks
 from api.schemas import STORAGE_URL
 from api.text import refuse_unstorable_params
+from api.ui import install_ui
 from synthjobs import __version__
 from synthjobs.broker.queue import make_sender
 from synthjobs.logs import configure_logging, secrets_of
@@ -126,5 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    install_ui(app, settings)
     document_unauthorized(app)
     return app

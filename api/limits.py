@@ -15,6 +15,9 @@ MULTIPART_PATHS = ("/v1/datasets",)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
 class BodyLimits:
     """413 past `max_json_bytes` (JSON endpoints) or `max_upload_bytes` (uploads); 415 for a wrong type."""
 
@@ -34,8 +37,9 @@ class BodyLimits:
             return
         has_body = (declared not in (None, "0")) or "transfer-encoding" in headers
         media = headers.get("content-type", "").split(";")[0].strip().lower()
-        wanted = "multipart/form-data" if upload else "application/json"
-        if has_body and media != wanted and not (not upload and media.endswith("+json")):
+        form = scope["path"].startswith("/ui/")  # the dashboard's HTML forms
+        wanted = "multipart/form-data" if upload else FORM if form else "application/json"
+        if has_body and media != wanted and not (wanted == "application/json" and media.endswith("+json")):
             await _answer(send, 415, f"content type must be {wanted}, not {media or 'missing'}")
             return
         await self._counted(scope, receive, send, limit)

@@ -188,4 +188,6 @@ def run_revoke_token(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from synthjobs.devtools.demo import run
 
-    return run(epochs=args.epochs, per_class=args.per_class, seed=args.seed)
+    return run(
+        epochs=args.epochs, per_class=args.per_class, seed=args.seed, serve=getattr(args, "serve", False)
+    )

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
         le=7 * 24 * 3600,
         description="Lifetime of download links; a signed link that expires later than this is refused.",
     )
+    ui_secret: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description=(
+            "Signs the /ui dashboard's session cookies and CSRF tokens; every API process must share it. "
+            "The embedded default generates one under home (mode 0600); a production deployment without it "
+            "serves no dashboard login (503) rather than sessions one process alone would accept."
+        ),
+    )
+    ui_session_hours: float = Field(
+        default=12, gt=0, le=24 * 30, description="How long a dashboard login lasts."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -22,8 +22,8 @@ from synthjobs_client.errors import JobFailed
 from synthjobs_client.progress import progress_printer
 
 
-def run(*, epochs: int, per_class: int, seed: int) -> int:
-    """Run the demo; 0 when both jobs succeed."""
+def run(*, epochs: int, per_class: int, seed: int, serve: bool = False) -> int:
+    """Run the demo; 0 when both jobs succeed. With `serve`, keep the services up until Ctrl-C."""
     settings = get_settings()
     settings.ensure_home()
     logs = settings.home.resolve() / "logs"
@@ -43,13 +43,27 @@ def run(*, epochs: int, per_class: int, seed: int) -> int:
         processes.wait_for_api(base_url, api)
         worker = processes.start_worker(env, logs / "worker.log", name="demo")
         print(f"API ready at {base_url} (docs: {base_url}/docs); worker started")
+        print(f"dashboard at {base_url}/ui (log in with the token in {token_file})")
         with Client(base_url, token=config.client_token()) as client:
-            return _run_jobs(client, epochs=epochs, per_class=per_class, seed=seed)
+            code = _run_jobs(client, epochs=epochs, per_class=per_class, seed=seed)
+        if serve:
+            _serve_until_interrupted(base_url)
+        return code
     finally:
         for process in (worker, api):
             if process is not None:
                 processes.stop(process)
         print("API and worker stopped.")
+
+
+def _serve_until_interrupted(base_url: str) -> None:
+    """Keep the API and worker running for the dashboard and the CLI until Ctrl-C."""
+    print(f"\nServing: dashboard {base_url}/ui, API {base_url}; Ctrl-C stops.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
 
 
 def _run_jobs(client: Client, *, epochs: int, per_class: int, seed: int) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from synthjobs.errors import InvalidTransition, JobNotFound
 from synthjobs.ledger import webhooks
 from synthjobs.ledger.db import execute_dml
-from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobState, new_id, utcnow
+from synthjobs.ledger.tables import DEFAULT_TENANT, Job, JobEvent, JobState, Model, new_id, utcnow
 from synthjobs.rules.fair_share import DEFAULT_PRIORITY
 from synthjobs.rules.kinds import job_level_kinds
 
@@ -310,11 +310,14 @@ def list_jobs(
     cursor: str | None = None,
     tenant: str | None = None,
     include_deleted: bool = False,
+    model_ids: Sequence[str] | None = None,
+    job_ids: Sequence[str] | None = None,
 ) -> tuple[Sequence[Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (None on the last).
 
     Keyset pagination on (created_at, id): pages stay stable while new jobs arrive. Deleted jobs are left
-    out unless `include_deleted`.
+    out unless `include_deleted`. `model_ids` keeps the jobs that trained or sampled one of those models;
+    `job_ids` keeps only those jobs (a schedule's runs).
     """
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     if not include_deleted:
@@ -325,6 +328,11 @@ def list_jobs(
         query = query.where(Job.state == state.value)
     if kind is not None:
         query = query.where(Job.kind == str(kind))
+    if model_ids is not None:
+        trained = select(Model.training_job_id).where(Model.id.in_(model_ids))
+        query = query.where(or_(Job.id.in_(trained), Job.params["model_id"].as_string().in_(model_ids)))
+    if job_ids is not None:
+        query = query.where(Job.id.in_(job_ids))
     if cursor:
         created, job_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))

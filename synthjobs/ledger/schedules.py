@@ -82,6 +82,20 @@ def list_runs(
     return session.scalars(query.limit(limit)).all()
 
 
+def decisions_for_model(
+    session: Session, model_name: str, *, tenant: str, limit: int = 100
+) -> Sequence[tuple[Schedule, ScheduleRun]]:
+    """The runs that decided a promotion of `model_name`, newest first, with their schedule."""
+    query = (
+        select(Schedule, ScheduleRun)
+        .join(ScheduleRun, ScheduleRun.schedule_id == Schedule.id)
+        .where(Schedule.tenant == tenant, Schedule.model_name == model_name)
+        .order_by(ScheduleRun.due_at.desc())
+        .limit(limit)
+    )
+    return [(schedule, run) for schedule, run in session.execute(query).all() if run.decision]
+
+
 def reschedule(session: Session, schedule: Schedule, now: datetime | None = None) -> None:
     """Recompute the next due time after a change of cron, time zone or a resume."""
     now = now or utcnow()

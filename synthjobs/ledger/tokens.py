@@ -69,3 +69,13 @@ def local_token(settings: Settings, *, create: bool) -> str | None:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
+
+
+def tenant_for_token_hash(session: Session, token_sha256: str, settings: Settings) -> str | None:
+    """`tenant_for_token` for a token known only by its sha256 (a dashboard session keeps no token)."""
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if admin and hmac.compare_digest(token_sha256, hash_token(admin)):
+        return settings.admin_tenant
+    return session.scalar(
+        select(ApiToken.tenant).where(ApiToken.token_sha256 == token_sha256, ApiToken.revoked_at.is_(None))
+    )

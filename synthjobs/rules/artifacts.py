@@ -85,7 +85,7 @@ def signing_key(settings: Settings) -> bytes | None:
         return settings.signing_key.get_secret_value().encode()
     if settings.is_production():
         return None
-    return _local_signing_key(settings.make_home() / SIGNING_KEY_FILE)
+    return local_secret(settings.make_home() / SIGNING_KEY_FILE)
 
 
 def check_signing_key(settings: Settings) -> None:
@@ -99,7 +99,7 @@ def check_signing_key(settings: Settings) -> None:
         )
 
 
-def _local_signing_key(path: Path) -> bytes:
+def local_secret(path: Path) -> bytes:
     """Read the key file, or create it (0600) atomically: concurrent first starts agree on one key."""
     try:
         return path.read_bytes().strip()

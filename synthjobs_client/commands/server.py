@@ -93,9 +93,12 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1)] = 30,
     per_class: Annotated[int, typer.Option(min=1)] = 1000,
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the API, dashboard and worker up afterwards (Ctrl-C stops).")
+    ] = False,
 ) -> int:
-    """Run the whole pipeline on this machine and print where the results are."""
-    return run_server("demo", "run_demo", epochs=epochs, per_class=per_class, seed=seed)
+    """Run the whole pipeline on this machine and print where the results are (and the dashboard's URL)."""
+    return run_server("demo", "run_demo", epochs=epochs, per_class=per_class, seed=seed, serve=serve)
 
 
 @admin_app.command(

@@ -412,3 +412,91 @@ def test_another_tenants_delete_of_a_job_is_404_and_deletes_nothing(
     job = api.get(f"/v1/jobs/{job_id}", headers=acme).json()
     assert (job["state"], job["delete_requested_at"], job["deleted_at"]) == ("QUEUED", None, None)
     assert api.delete(f"/v1/jobs/{job_id}", headers=acme).status_code == 200
+
+
+# --- the same probe on the dashboard at /ui (issue 14) ---------------------------------------------------
+#
+# globex logs in to the dashboard and tries every /ui route on acme's objects, with its own valid CSRF
+# token on the forms; `test_every_ui_route_has_a_cross_tenant_probe` fails for a /ui route no probe covers.
+
+UI_PROBES: list[Probe] = [
+    Probe("GET", "/ui/jobs/{job}"),
+    Probe("GET", "/ui/jobs/{done_job}"),
+    Probe("GET", "/ui/jobs/{job}/live"),
+    Probe("POST", "/ui/jobs/{job}/cancel"),
+    Probe("GET", "/ui/jobs", status=200),
+    Probe("GET", "/ui/jobs?model=acme-cvae", status=200),
+    Probe("GET", "/ui/jobs?schedule={schedule}"),
+    Probe("GET", "/ui/models", status=200),
+    Probe("GET", "/ui/models/acme-cvae"),
+    Probe("POST", "/ui/models/acme-cvae/aliases/champion/rollback"),
+    Probe("GET", "/ui/schedules", status=200),
+    Probe("POST", "/ui/schedules/{schedule}/pause"),
+    Probe("POST", "/ui/schedules/{schedule}/resume"),
+]
+# The login form, logging out and the front page's redirect hold no tenant's data.
+UI_NO_TENANT_DATA = {("GET", "/ui"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")}
+
+
+def ui_login(api: TestClient, token: str) -> tuple[TestClient, str]:
+    """A browser-like client of `api`'s app logged in with `token`, and its session's CSRF token."""
+    browser = TestClient(api.app)
+    answer = browser.post("/ui/login", data={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    page = browser.get("/ui/jobs").text
+    return browser, page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def _send_ui(browser: TestClient, probe: Probe, ids: dict[str, str], csrf: str) -> Any:
+    data = {"csrf": csrf} if probe.method == "POST" else None
+    return browser.request(probe.method, _fill(probe.path, ids), data=data, follow_redirects=False)
+
+
+def test_another_tenants_objects_are_out_of_reach_on_every_ui_route(
+    api: TestClient, tokens: dict[str, str], ledger_url: Callable[[TestClient], str]
+) -> None:
+    acme, globex = as_tenant(api, tokens["acme"]), as_tenant(api, tokens["globex"])
+    ids = _acme_resources(api, ledger_url, acme, globex)
+    acme_ui, acme_csrf = ui_login(api, tokens["acme"])
+    globex_ui, globex_csrf = ui_login(api, tokens["globex"])
+    for probe in UI_PROBES:
+        if probe.method == "GET" and probe.status == 404:  # the probe is worth something: acme reaches it
+            owner = _send_ui(acme_ui, probe, ids, acme_csrf)
+            assert owner.status_code == 200, f"acme's own {probe.path}: {owner.status_code} {owner.text}"
+    assert ids["job"] in acme_ui.get("/ui/jobs").text and "acme-cvae" in acme_ui.get("/ui/models").text
+    leaks = [ids[name] for name in ("job", "done_job", "model", "model_v2", "dataset", "schedule")]
+    for probe in UI_PROBES:
+        response = _send_ui(globex_ui, probe, ids, globex_csrf)
+        where = f"globex's {probe.method} {_fill(probe.path, ids)}"
+        assert response.status_code == probe.status, (
+            f"{where} answered {response.status_code}: {response.text}"
+        )
+        if response.is_success:
+            text = response.text
+            assert not [i for i in leaks if i in text or i[:8] in text], f"{where} showed acme's ids"
+            assert "acme-cvae" not in text.replace('value="acme-cvae"', ""), f"{where} showed acme's model"
+    assert api.get(f"/v1/jobs/{ids['job']}", headers=acme).json()["state"] == "QUEUED", "nothing was touched"
+    champion = api.get("/v1/models/acme-cvae@champion", headers=acme).json()
+    assert champion["id"] == ids["model_v2"], "globex's rollback left acme's alias where it was"
+    assert api.get(f"/v1/schedules/{ids['schedule']}", headers=acme).json()["paused"] is False
+
+
+def test_every_ui_route_has_a_cross_tenant_probe(api: TestClient) -> None:
+    from api.ui.routes import router
+
+    operations = [
+        (method, route.path)  # type: ignore[attr-defined]
+        for route in router.routes
+        for method in route.methods  # type: ignore[attr-defined]
+    ]
+    assert len(operations) >= 14, f"only {len(operations)} /ui operations found: is the enumeration broken?"
+    dummy = {name: str(uuid.uuid4()) for name in ("job", "done_job", "schedule")}
+    probed = set()
+    for probe in UI_PROBES:
+        operation = _operation_of(operations, probe.method, _fill(probe.path, dummy))
+        assert operation is not None, f"the probe {probe.method} {probe.path} matches no /ui route"
+        probed.add(operation)
+    unprobed = [op for op in operations if op not in probed | UI_NO_TENANT_DATA]
+    assert not unprobed, "/ui routes with no cross-tenant probe (add one to UI_PROBES):\n" + "\n".join(
+        f"  {method} {path}" for method, path in unprobed
+    )
