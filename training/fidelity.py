@@ -73,7 +73,12 @@ def manifold_scores(real: torch.Tensor, synthetic: torch.Tensor, k: int = K_NEIG
     a, b = real.double(), synthetic.double()
     k_real, k_syn = min(k, len(a) - 1), min(k, len(b) - 1)
     if k_real < 1 or k_syn < 1:
-        return {"precision": float("nan"), "recall": float("nan"), "density": float("nan"), "coverage": float("nan")}
+        return {
+            "precision": float("nan"),
+            "recall": float("nan"),
+            "density": float("nan"),
+            "coverage": float("nan"),
+        }
     real_r = nearest_distances(a, a, k_real, exclude_self=True)[:, -1]
     syn_r = nearest_distances(b, b, k_syn, exclude_self=True)[:, -1]
     in_real = _inside_counts(b, a, real_r)  # (M_syn,) real balls containing each synthetic sample

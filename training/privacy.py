@@ -59,7 +59,9 @@ def equal_subsets(
     """Seeded subsets of `train` and `holdout` of one size: min(len(train), len(holdout), max_size)."""
     n = min(len(train), len(holdout), max_size)
     g = torch.Generator().manual_seed(int(seed))
-    return train[torch.randperm(len(train), generator=g)[:n]], holdout[torch.randperm(len(holdout), generator=g)[:n]]
+    return train[torch.randperm(len(train), generator=g)[:n]], holdout[
+        torch.randperm(len(holdout), generator=g)[:n]
+    ]
 
 
 def dcr_share(to_train: torch.Tensor, to_holdout: torch.Tensor) -> float:

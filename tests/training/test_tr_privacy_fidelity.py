@@ -47,7 +47,10 @@ def test_equal_subsets_are_one_size_and_seeded() -> None:
 
 
 def test_gate_figures_take_the_worst_space() -> None:
-    report = {"pixels": {"dcr_share": 0.5, "near_copies": 0.2}, "features": {"dcr_share": 0.9, "near_copies": 0.0}}
+    report = {
+        "pixels": {"dcr_share": 0.5, "near_copies": 0.2},
+        "features": {"dcr_share": 0.9, "near_copies": 0.0},
+    }
     assert gate_figures(report) == {"dcr_share": 0.9, "near_copies": 0.2}
 
 
