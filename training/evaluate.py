@@ -310,8 +310,12 @@ class Scores:
 
 
 def figures_of(metrics: dict[str, Any]) -> dict[str, float]:
-    """The gate's figures from a model's stored metrics (as `Scores.to_metrics` wrote them)."""
-    return {name: float(metrics[name]) for name in GATE_FIGURES}
+    """The gate's figures from a model's stored metrics (as `Scores.to_metrics` wrote them): equal to
+    `Scores.figures()` of the scores stored, privacy figures included when the metrics hold a report."""
+    figures = {name: float(metrics[name]) for name in GATE_FIGURES}
+    if metrics.get("privacy"):
+        figures.update(gate_figures(metrics["privacy"]))
+    return figures
 
 
 def score_model(

@@ -182,7 +182,7 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
     quality = _quality(rows, names)
     data, no_data = _real_data(settings, storage, params)
     if params.get("quality") == "tstr":
-        quality.update(_tstr(settings, data, no_data, loaded, params, device))
+        quality.update(_tstr(settings, storage, loaded, params, device, (data, no_data)))
     privacy, fidelity = _reports(data, no_data, loaded, params, device)
     _check_privacy_gate(params, privacy, rows, storage)
     grid_uri = storage.put_bytes(f"jobs/{job_id}/grid.png", _preview(loaded, params, device), "image/png")
@@ -267,13 +267,16 @@ def _real_data(
 
 def _tstr(
     settings: Settings,
-    data: ImageDataset | None,
-    no_data: str | None,
+    storage: Storage,
     loaded: LoadedCheckpoint,
     params: dict[str, Any],
     device: torch.device,
+    real: tuple[ImageDataset | None, str | None] | None = None,
 ) -> dict[str, Any]:
-    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class."""
+    """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class.
+
+    `real` is `_real_data`'s answer when the caller has it (loaded here otherwise)."""
+    data, no_data = real if real is not None else _real_data(settings, storage, params)
     if data is None:
         return {"tstr": None, "trtr": None, "tstr_skipped": no_data}
     per_class = settings.tstr_samples_per_class
