@@ -125,6 +125,25 @@ class TrainRequest(Request):
     priority: Priority = Field(default=DEFAULT_PRIORITY, description=PRIORITY_HELP)
 
 
+class PrivacyGateIn(Request):
+    """Privacy ceilings of a sampling job: it fails with the figure instead of delivering past one."""
+
+    max_dcr_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Most DCR share allowed (worse of pixel / feature space); about 0.5 is no memorisation.",
+    )
+    max_near_copies: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Most share of samples closer to a training image than real images are to each other.",
+    )
+
+
 class SampleRequest(Request):
     """Generate labelled samples from a trained model: `per_class` counts, or a `total` and a distribution."""
 
@@ -167,6 +186,9 @@ class SampleRequest(Request):
         default="basic", description="basic: conditional accuracy of a subset; tstr: also TSTR on real data."
     )
     quality_samples: int = Field(default=2000, ge=0, le=100_000, description="Samples scored for quality.")
+    privacy: PrivacyGateIn | None = Field(
+        default=None, description="Fail the job instead of delivering when its privacy report exceeds these."
+    )
     shuffle: bool = Field(
         default=True,
         description="Shuffle each shard's samples (deterministic per seed and shard); false: class order.",
@@ -358,6 +380,20 @@ class PolicyIn(Request):
     skip_unchanged_data: bool = Field(
         default=False, description="Skip retraining when the data is unchanged."
     )
+    max_dcr_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Refuse a challenger whose DCR share (worse of pixel / feature space) exceeds this.",
+    )
+    max_near_copies: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Refuse a challenger whose share of near copies of training images exceeds this.",
+    )
 
 
 class SampleFollowUp(Request):
@@ -372,6 +408,7 @@ class SampleFollowUp(Request):
     format: Literal["npz", "webdataset"] = "npz"
     quality: Literal["basic", "tstr"] = "basic"
     quality_samples: int = Field(default=2000, ge=0, le=100_000)
+    privacy: PrivacyGateIn | None = None
 
 
 class ScheduleRequest(Request):

@@ -164,3 +164,22 @@ def predict(classifier: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> t
 def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Return the fraction of images x (N, D) that the classifier labels as y (N,)."""
     return float((predict(classifier, x) == y.to(x.device)).float().mean())
+
+
+@torch.no_grad()
+def features(classifier: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Penultimate-layer activations (N, F) of flat pixels x (N, D): the space privacy and fidelity use.
+
+    Every recipe architecture is an nn.Sequential ending in its logits layer; the layers before it are
+    the feature extractor (`feature_extractor_name` names it next to each figure).
+    """
+    device = next(classifier.parameters()).device
+    body = classifier[:-1]  # type: ignore[index]
+    out = [body(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def feature_extractor_name(classifier: nn.Module) -> str:
+    """E.g. "evaluation-classifier:mlp:penultimate(256)"; models compare only under the same name."""
+    width = classifier[-1].in_features  # type: ignore[index]
+    return f"evaluation-classifier:{getattr(classifier, 'architecture', 'mlp')}:penultimate({width})"

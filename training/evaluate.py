@@ -14,6 +14,10 @@ The figures (`Scores`):
   generated images, tested on the real held-out split. It is read against TRTR, the recipe trained on the
   real training split with the same seed, so the two differ only in their training images.
 - the held-out -ELBO (nats per image, beta = 1), for context.
+- the privacy report (`training.privacy`) and the fidelity report (`training.fidelity`), on a seeded
+  subset of at most `REPORT_SAMPLES` of the scored samples (stream REPORT), against the real training
+  split and the real held-out split; privacy in flat pixels and in the evaluation classifier's
+  penultimate-layer features, fidelity in those features (`feature_extractor_name` names them).
 
 Random streams. Everything random in an evaluation comes from a named `Stream` derived from one seed
 (a training job's seed, or a sampling job's):
@@ -40,10 +44,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.classifier import accuracy, as_flat_pixels, fit_classifier, predict, train_classifier
+from training.classifier import (
+    accuracy,
+    as_flat_pixels,
+    feature_extractor_name,
+    features,
+    fit_classifier,
+    predict,
+    train_classifier,
+)
 from training.data import ImageDataset
+from training.fidelity import fidelity_report
 from training.model import CVAE
 from training.plots import sample_grid_png
+from training.privacy import equal_subsets, gate_figures, privacy_report
 from training.sample import generate
 from training.train import heldout_neg_elbo
 
@@ -54,6 +68,9 @@ DEFAULT_SAMPLES_PER_CLASS = 500
 PREVIEW_PER_CLASS = 10  # columns of a preview grid
 # What the promotion gate compares (synthjobs.rules.promotion.decide reads these keys).
 GATE_FIGURES = ("tstr", "conditional_accuracy", "heldout_neg_elbo")
+# Synthetic samples the privacy and fidelity reports read, and real rows per set (train, held-out).
+REPORT_SAMPLES = 2000
+REPORT_REAL_MAX = 2000
 
 
 class Stream(StrEnum):
@@ -63,6 +80,7 @@ class Stream(StrEnum):
     CLASSIFIER = "classifier"  # weights and shuffling of the evaluation classifier (real training split)
     TSTR = "tstr"  # weights and shuffling of the TSTR classifier, and of TRTR (same seed on purpose)
     GRID = "grid"  # latents of the preview grid
+    REPORT = "report"  # which scored samples and which real rows the privacy and fidelity reports read
 
 
 def stream_seed(seed: int, stream: Stream) -> int:
@@ -262,6 +280,8 @@ class Scores:
     samples_per_class: int
     seed: int
     temperature: float
+    privacy: dict[str, Any] | None = None
+    fidelity: dict[str, Any] | None = None
 
     def evaluation(self) -> dict[str, Any]:
         """How the figures were measured: two models whose records are equal (on the same data) were
@@ -274,8 +294,12 @@ class Scores:
         }
 
     def figures(self) -> dict[str, float]:
-        """The figures the promotion gate compares (`GATE_FIGURES`)."""
-        return {name: float(getattr(self, name)) for name in GATE_FIGURES}
+        """The figures the promotion gate compares (`GATE_FIGURES`), and with a privacy report its
+        worst-space `dcr_share` and `near_copies` (which the gate's privacy ceilings read)."""
+        figures = {name: float(getattr(self, name)) for name in GATE_FIGURES}
+        if self.privacy is not None:
+            figures.update(gate_figures(self.privacy))
+        return figures
 
     def to_metrics(self) -> dict[str, Any]:
         """The keys a model's metrics store: read by the API, the CLI, the demo and the promotion gate."""
@@ -288,12 +312,20 @@ class Scores:
         }
         if self.trtr is not None:
             metrics["trtr"] = self.trtr
+        if self.privacy is not None:
+            metrics["privacy"] = self.privacy
+        if self.fidelity is not None:
+            metrics["fidelity"] = self.fidelity
         return metrics
 
 
 def figures_of(metrics: dict[str, Any]) -> dict[str, float]:
-    """The gate's figures from a model's stored metrics (as `Scores.to_metrics` wrote them)."""
-    return {name: float(metrics[name]) for name in GATE_FIGURES}
+    """The gate's figures from a model's stored metrics (as `Scores.to_metrics` wrote them): equal to
+    `Scores.figures()` of the scores stored, privacy figures included when the metrics hold a report."""
+    figures = {name: float(metrics[name]) for name in GATE_FIGURES}
+    if metrics.get("privacy"):
+        figures.update(gate_figures(metrics["privacy"]))
+    return figures
 
 
 def score_model(
@@ -305,6 +337,7 @@ def score_model(
     temperature: float = 1.0,
     classifier: nn.Module | None = None,
     with_trtr: bool = False,
+    with_reports: bool = True,
     device: str | torch.device = "cpu",
 ) -> Scores:
     """Generate `samples_per_class` images of each class (stream SAMPLES) and score them.
@@ -319,6 +352,7 @@ def score_model(
             `evaluation_classifier(data, seed=seed)` (trained here when None) for the figures to be the ones
             a model records.
         with_trtr: also train the recipe on the real training split (stream TSTR) for TRTR.
+        with_reports: also compute the privacy and fidelity reports (`reports`).
         device: where to decode and train.
 
     Returns:
@@ -346,4 +380,66 @@ def score_model(
         samples_per_class=samples_per_class,
         seed=int(seed),
         temperature=float(temperature),
+        **(reports(classifier, images, labels, data, seed=seed) if with_reports else {}),
     )
+
+
+def reports(
+    classifier: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    labels: Any,
+    data: ImageDataset,
+    *,
+    seed: int,
+    samples: int = REPORT_SAMPLES,
+) -> dict[str, dict[str, Any]]:
+    """The privacy and fidelity reports of generated images against `data`'s train and held-out splits.
+
+    A seeded subset (stream REPORT) of at most `samples` images is read, so a sampling job's figure
+    comes from a fixed-size subset whatever its size. Real train and held-out rows are equal-size seeded
+    subsets (`equal_subsets`); with H3b's validation split, the held-out rows are the test split.
+
+    Returns:
+        {"privacy": {"pixels": {...}, "features": {...}, "extractor": str}, "fidelity": {...}}.
+    """
+    x = as_flat_pixels(images, data.image_shape)
+    y = torch.as_tensor(np.asarray(labels)).to(torch.int64).reshape(-1)
+    g = stream_generator(seed, Stream.REPORT)
+    pick = torch.randperm(len(x), generator=g)[: min(samples, len(x))]
+    x, y = x[pick], y[pick]
+    subset_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    train, holdout = equal_subsets(
+        data.train_x.cpu(), data.test_x.cpu(), seed=subset_seed, max_size=REPORT_REAL_MAX
+    )
+    name = feature_extractor_name(classifier)
+    privacy = {
+        "pixels": privacy_report(x, train, holdout),
+        "features": privacy_report(
+            features(classifier, x), features(classifier, train), features(classifier, holdout)
+        ),
+        "extractor": name,
+    }
+    fidelity = fidelity_report(
+        features(classifier, data.test_x.cpu()),
+        data.test_y.cpu(),
+        features(classifier, x),
+        y,
+        extractor=name,
+        seed=subset_seed,
+    )
+    return {"privacy": privacy, "fidelity": fidelity}
+
+
+def per_class_table(metrics: dict[str, Any], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per class: conditional accuracy and the fidelity figures, so a weak class is visible.
+
+    Read from a model's metrics (`Scores.to_metrics`); a figure the metrics lack is None.
+    """
+    accuracy_of = metrics.get("conditional_accuracy_per_class", {})
+    fidelity = (metrics.get("fidelity") or {}).get("per_class", {})
+    rows = []
+    for c, name in enumerate(class_names):
+        row: dict[str, Any] = {"class": c, "name": name, "conditional_accuracy": accuracy_of.get(str(c))}
+        row.update(fidelity.get(str(c), {}))
+        rows.append(row)
+    return rows

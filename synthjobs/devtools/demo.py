@@ -95,6 +95,13 @@ def _print_summary(
     print(f"held-out loss  {metrics['heldout_neg_elbo']:.2f} nats/image (negative ELBO)")
     print(f"cond. accuracy {metrics['conditional_accuracy']:.1%} at training; {quality:.1%} on this sample")
     print(f"TSTR           {metrics['tstr']:.1%} (trained only on generated digits, tested on real ones)")
+    privacy = metrics.get("privacy")
+    if privacy:
+        pixels, feats = privacy["pixels"], privacy["features"]
+        print(
+            f"DCR share      {pixels['dcr_share']:.3f} pixels, {feats['dcr_share']:.3f} features "
+            f"(~0.5: no memorisation; 1: copies); near copies {pixels['near_copies']:.1%}"
+        )
     print(f"samples        {sampled['total']} ({per_class})")
     storage = open_storage(settings)
     print(f"checkpoint     {_as_path(trained['checkpoint_uri'], storage)}")

@@ -35,6 +35,13 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
             "held-out data to test on; use quality 'basic'"
         )
         raise InvalidRequest(("quality",), message)
+    privacy = {k: v for k, v in (request.get("privacy") or {}).items() if v is not None}
+    if privacy and not model.dataset.get("spec"):
+        message = (
+            f"model {model.name}:{model.version} records no dataset it was trained on, so a privacy report "
+            "has no real training and held-out data to compare with"
+        )
+        raise InvalidRequest(("privacy",), message)
     check_output_bytes(request, sum(counts), shard_size, per_sample, settings)
     return {
         "model_id": model.id,
@@ -46,6 +53,7 @@ def sample_params(request: dict[str, Any], model: Model, settings: Settings) -> 
         "format": request.get("format", DEFAULT_FORMAT),
         "quality": quality,
         "quality_samples": request.get("quality_samples", 2000),
+        "privacy": privacy,
         "shuffle": bool(request.get("shuffle", True)),
         "priority": request.get("priority") or DEFAULT_PRIORITY,
         "planned_bytes": planned_bytes(

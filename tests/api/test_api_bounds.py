@@ -75,6 +75,12 @@ def _locs(error: ValidationError) -> list[tuple[Any, ...]]:
         (AliasRequest, {"version": 2**31}, ("version",)),
         (AliasRequest, {"version": HUGE}, ("version",)),
         (PolicyIn, {"min_tstr_gain": math.nan}, ("min_tstr_gain",)),
+        (PolicyIn, {"max_dcr_share": 1.5}, ("max_dcr_share",)),
+        (PolicyIn, {"max_near_copies": -0.1}, ("max_near_copies",)),
+        (SampleRequest, {**SAMPLE, "privacy": {"max_dcr_share": math.nan}}, ("privacy", "max_dcr_share")),
+        (SampleRequest, {**SAMPLE, "privacy": {"max_near_copies": 2}}, ("privacy", "max_near_copies")),
+        (SampleRequest, {**SAMPLE, "privacy": {"max_dcr": 0.5}}, ("privacy", "max_dcr")),
+        (SampleFollowUp, {"privacy": {"max_dcr_share": HUGE}}, ("privacy", "max_dcr_share")),
         (
             ScheduleRequest,
             {**SCHEDULE, "train": {"max_runtime_seconds": HUGE}},

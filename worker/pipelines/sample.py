@@ -29,7 +29,16 @@ from synthjobs.ledger.tables import JobShard
 from synthjobs.settings import Settings
 from synthjobs.storage.base import Storage
 from training.checkpoint import LoadedCheckpoint, load_checkpoint
-from training.evaluate import ClassCounts, preview_grid, score_model
+from training.data import ImageDataset
+from training.evaluate import (
+    REPORT_SAMPLES,
+    ClassCounts,
+    preview_grid,
+    reports,
+    sample_per_class,
+    score_model,
+)
+from training.privacy import gate_figures
 from training.sample import (
     GENERATION_RECIPE,
     GenerationStopped,
@@ -175,8 +184,11 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
     names = list(loaded.class_names)
     produced = [sum(r["per_class"][c] for r in rows) for c in range(len(names))]
     quality = _quality(rows, names)
+    data, no_data = _real_data(settings, storage, params)
     if params.get("quality") == "tstr":
-        quality.update(_tstr(settings, storage, loaded, params, device))
+        quality.update(_tstr(settings, storage, loaded, params, device, (data, no_data)))
+    privacy, fidelity = _reports(data, no_data, loaded, params, device)
+    _check_privacy_gate(params, privacy, rows, storage)
     grid_uri = storage.put_bytes(f"jobs/{job_id}/grid.png", _preview(loaded, params, device), "image/png")
     manifest = {
         "job_id": job_id,
@@ -192,6 +204,8 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
         "total": sum(produced),
         "bytes": sum(r["bytes"] for r in rows),
         "quality": quality,
+        "privacy": privacy,
+        "fidelity": fidelity,
         "shuffle": bool(params.get("shuffle", False)),
         # How the bytes were made: the same recipe, model, seed and counts give the same shards.
         "generation_recipe": GENERATION_RECIPE,
@@ -209,6 +223,8 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
         "total": sum(produced),
         "per_class": dict(zip(names, produced, strict=True)),
         "quality": quality,
+        "privacy": privacy,
+        "fidelity": fidelity,
         "format": manifest["format"],
     }
 
@@ -254,27 +270,39 @@ def _quality(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     }
 
 
+def _real_data(
+    settings: Settings, storage: Storage, params: dict[str, Any]
+) -> tuple[ImageDataset | None, str | None]:
+    """The model's own training data (as its tenant's), or None and why there is none.
+
+    A model that records no training dataset (registered by hand, or before datasets were recorded) has no
+    real data to compare with: TSTR and the privacy report are skipped with the reason, never computed on
+    some other dataset.
+    """
+    with session_scope(settings.resolved_database_url()) as session:
+        model = get_model(session, params["model_id"])
+        spec = model.dataset.get("spec")
+        tenant = model.tenant  # its training data is read as its own tenant's, from that tenant's sources
+    if not spec:
+        return None, "the model records no dataset it was trained on, so there is no real held-out data"
+    return load_training_data(spec, settings, storage, tenant=tenant), None
+
+
 def _tstr(
     settings: Settings,
     storage: Storage,
     loaded: LoadedCheckpoint,
     params: dict[str, Any],
     device: torch.device,
+    real: tuple[ImageDataset | None, str | None] | None = None,
 ) -> dict[str, Any]:
     """TSTR on the model's real held-out split: a fixed classifier trained on fresh samples of every class.
 
-    A model that records no training dataset (registered by hand, or before datasets were recorded) has no
-    real data to test on: TSTR is skipped with the reason, never computed on some other dataset.
-    """
+    `real` is `_real_data`'s answer when the caller has it (loaded here otherwise)."""
+    data, no_data = real if real is not None else _real_data(settings, storage, params)
+    if data is None:
+        return {"tstr": None, "trtr": None, "tstr_skipped": no_data}
     per_class = settings.tstr_samples_per_class
-    with session_scope(settings.resolved_database_url()) as session:
-        model = get_model(session, params["model_id"])
-        spec = model.dataset.get("spec")
-        tenant = model.tenant  # its training data is read as its own tenant's, from that tenant's sources
-    if not spec:
-        reason = "the model records no dataset it was trained on, so there is no real held-out data"
-        return {"tstr": None, "trtr": None, "tstr_skipped": reason}
-    data = load_training_data(spec, settings, storage, tenant=tenant)
     # Streams from the job's seed; the conditional accuracy of these samples is not reported (the job's
     # own is over its shards, `_quality`).
     scores = score_model(
@@ -285,6 +313,7 @@ def _tstr(
         temperature=float(params.get("temperature", 1.0)),
         classifier=loaded.classifier,
         with_trtr=True,
+        with_reports=False,
         device=device,
     )
     return {
@@ -292,6 +321,56 @@ def _tstr(
         "trtr": round(scores.trtr or 0.0, 4),
         "tstr_samples_per_class": per_class,
     }
+
+
+def _reports(
+    data: ImageDataset | None,
+    no_data: str | None,
+    loaded: LoadedCheckpoint,
+    params: dict[str, Any],
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The job's privacy and fidelity reports, on `REPORT_SAMPLES` fresh samples of its requested classes.
+
+    The samples come from the job's model, seed (stream SAMPLES) and temperature, so the subset is fixed
+    in size and seeded whatever the job's size; they are drawn like the delivered ones, not read back.
+    """
+    if data is None or loaded.classifier is None:
+        return {"skipped": no_data or "the model's checkpoint holds no evaluation classifier"}, None
+    classes = [c for c, n in enumerate(params["counts"]) if n > 0]
+    images, labels = sample_per_class(
+        loaded.model,
+        max(1, math.ceil(REPORT_SAMPLES / max(1, len(classes)))),
+        seed=int(params["seed"]),
+        classes=classes,
+        temperature=float(params.get("temperature", 1.0)),
+        device=device,
+        image_shape=data.image_shape,
+    )
+    found = reports(loaded.classifier, images, labels, data, seed=int(params["seed"]))
+    return found["privacy"], found["fidelity"]
+
+
+def _check_privacy_gate(
+    params: dict[str, Any], privacy: dict[str, Any], rows: list[dict[str, Any]], storage: Storage
+) -> None:
+    """Fail the job with the figure, and remove its shards, when its privacy report breaks a ceiling."""
+    ceilings = params.get("privacy") or {}
+    if not ceilings:
+        return
+    if "skipped" in privacy:
+        raise JobFailure(f"privacy gate set but no privacy report could be made: {privacy['skipped']}")
+    figures = gate_figures(privacy)
+    for key, label in (("max_dcr_share", "dcr_share"), ("max_near_copies", "near_copies")):
+        ceiling = ceilings.get(key)
+        if ceiling is not None and figures[label] > ceiling:
+            for row in rows:
+                storage.delete(row["key"])
+            raise JobFailure(
+                f"privacy gate: {label.replace('_', ' ')} {figures[label]:.4f} exceeds {key} {ceiling:.4f} "
+                f"(pixel {privacy['pixels'][label]:.4f}, features {privacy['features'][label]:.4f}); "
+                "the samples were not delivered"
+            )
 
 
 def _preview(loaded: LoadedCheckpoint, params: dict[str, Any], device: torch.device) -> bytes:

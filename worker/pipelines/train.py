@@ -27,7 +27,7 @@ from synthjobs.settings import Settings
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
 from training.data import ImageDataset, fingerprint
-from training.evaluate import Scores, evaluation_classifier, preview_grid, score_model
+from training.evaluate import Scores, evaluation_classifier, per_class_table, preview_grid, score_model
 from training.plots import loss_curve_png
 from training.train import EpochMetrics, TrainResult, TrainState, train
 from worker.context import JobContext
@@ -73,6 +73,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         device=ctx.device,
     )
     metrics = _metrics(ctx, outcome, scores)
+    _report_privacy(ctx, scores)
     ctx.progress(0.95, "uploading", force=True)
     ctx.raise_if_stopped()
     result = _store(ctx, cfg, data, digest, outcome, classifier, metrics)
@@ -82,6 +83,19 @@ def run(ctx: JobContext) -> dict[str, Any]:
     )
     follow_up = promote.apply(ctx, result["model_id"], decision)
     return {**result, "promotion": decision.to_dict(), "follow_up_sample_job_id": follow_up}
+
+
+def _report_privacy(ctx: JobContext, scores: Scores) -> None:
+    """An event with the privacy report's headline figures (the whole report is in the metrics)."""
+    if scores.privacy is None:
+        return
+    pixels, feats = scores.privacy["pixels"], scores.privacy["features"]
+    ctx.event(
+        "privacy",
+        f"DCR share {pixels['dcr_share']:.3f} (pixels), {feats['dcr_share']:.3f} (features); "
+        f"near copies {pixels['near_copies']:.3f} / {feats['near_copies']:.3f}",
+        {"pixels": pixels, "features": feats, "extractor": scores.privacy["extractor"]},
+    )
 
 
 def check_model_fits(cfg: TrainConfig, data: ImageDataset, settings: Settings) -> None:
@@ -279,6 +293,7 @@ def _store(
         "hyperparameters": cfg.to_dict(),
         "dataset": dataset,
         "metrics": summary,
+        "per_class": per_class_table(summary, data.class_names),  # accuracy and fidelity by class
         "synthjobs_version": __version__,
         "torch_version": torch.__version__,
         **hide_storage_root(uris, ctx.storage.url),  # the card is downloaded: keys, not server paths
