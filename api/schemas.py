@@ -60,7 +60,7 @@ Proportion = Annotated[float, Field(le=MAX_PROPORTION, allow_inf_nan=False)]
 
 
 class PrivacyHyperparameters(Request):
-    """Differential privacy: train with DP-SGD (Opacus) so the model is (epsilon, delta)-DP on the train split."""
+    """Differential privacy: DP-SGD (Opacus), so the model is (epsilon, delta)-DP on its train split."""
 
     epsilon: float = Field(gt=0, le=100, allow_inf_nan=False, description="Privacy budget of the whole run.")
     delta: float = Field(

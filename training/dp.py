@@ -1,4 +1,4 @@
-"""DP-SGD for the CVAE through Opacus: per-sample clipping, Gaussian noise, Poisson batches, an RDP accountant.
+"""DP-SGD for the CVAE through Opacus: per-sample clipping, Gaussian noise, Poisson batches, RDP accounting.
 
 Opacus is an optional extra (`pip install 'synthjobs[dp]'`); this module imports it only when a run asks
 for privacy, so a worker without it trains non-private models as before and fails private ones with

@@ -1,4 +1,4 @@
-"""DP-SGD on request: the budget is met and recorded per epoch, overspending and a missing Opacus fail clearly."""
+"""DP-SGD on request: the budget is met and recorded per epoch; overspending or no Opacus fail clearly."""
 
 from __future__ import annotations
 
