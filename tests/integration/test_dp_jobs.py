@@ -1,4 +1,4 @@
-"""A DP-SGD training job end to end: epsilon spent per epoch in the events, in the metrics and the model card."""
+"""A DP-SGD training job end to end: epsilon spent per epoch in the events, metrics and model card."""
 
 from __future__ import annotations
 

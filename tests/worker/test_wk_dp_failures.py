@@ -1,4 +1,4 @@
-"""A private job that cannot run fails with a readable reason and its own error code, not an internal error."""
+"""A private job that cannot run fails with a readable reason and its own error code, not as internal."""
 
 from __future__ import annotations
 
