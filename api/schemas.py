@@ -63,6 +63,18 @@ Count = Annotated[int, Field(le=MAX_SAMPLES)]
 Proportion = Annotated[float, Field(le=MAX_PROPORTION, allow_inf_nan=False)]
 
 
+class PrivacyHyperparameters(Request):
+    """Differential privacy: DP-SGD (Opacus), so the model is (epsilon, delta)-DP on its train split."""
+
+    epsilon: float = Field(gt=0, le=100, allow_inf_nan=False, description="Privacy budget of the whole run.")
+    delta: float = Field(
+        default=1e-5, gt=0, le=1e-2, allow_inf_nan=False, description="Should be well below 1 / train size."
+    )
+    max_grad_norm: float = Field(
+        default=1.0, gt=0, le=1000, allow_inf_nan=False, description="Per-sample gradient clipping bound."
+    )
+
+
 class TrainHyperparameters(Request):
     """How the CVAE is built and trained."""
 
@@ -85,6 +97,11 @@ class TrainHyperparameters(Request):
     )
     amp: bool = Field(default=False, description="bf16 autocast on CUDA (ignored on CPU).")
     checkpoint_every: int = Field(default=1, ge=1, le=100_000, description="Checkpoint every N epochs.")
+    privacy: PrivacyHyperparameters | None = Field(
+        default=None,
+        description="DP-SGD to this budget (needs the worker's 'dp' extra); null trains without noise. The "
+        "evaluation classifier, TSTR and the privacy report read real data and are outside the guarantee.",
+    )
 
 
 # The dataset spec union comes from the table of dataset kinds, `synthjobs.rules.dataset_kinds` (plugins'

@@ -13,6 +13,9 @@ that seed records (its default is 500 samples per class, SYNTHJOBS_TSTR_SAMPLES_
 - TSTR - TRTR in points, and the training wall time.
 
 Targets with the defaults: conditional accuracy >= 95 %, TSTR within 5 points of TRTR.
+`--epsilon E` trains with DP-SGD at (E, `--delta`) and adds the accountant's epsilon spent (the classifier,
+TSTR and TRTR stay outside the guarantee). `--seeds N` runs seeds `--seed` .. `--seed`+N-1 and adds a
+mean +- sample standard deviation row per conditioning.
 `--size 28` upscales digits to 28x28, which trains the conv body and scores with the CNN classifier.
 Prints only; asserts nothing. Set OMP_NUM_THREADS=1 on small CPU machines.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from training.config import ARCHITECTURES, CONDITIONINGS, TrainConfig
@@ -43,6 +47,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--conditioning", choices=CONDITIONINGS, nargs="+", default=list(CONDITIONINGS))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=1, help="seeds --seed .. --seed+N-1, with mean and spread")
+    p.add_argument("--epsilon", type=float, default=None, help="train with DP-SGD to this epsilon")
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
+    p.add_argument("--learning-rate", type=float, default=TrainConfig().learning_rate)
     return p.parse_args()
 
 
@@ -70,41 +80,76 @@ def measure(
         "trtr": scores.trtr,
         "seconds": seconds,
         "per_epoch": sum(m.seconds for m in result.history) / len(result.history),
+        "epsilon": result.final.epsilon,
     }
+
+
+def _row(label: str, arch: str, m: dict, spread: dict | None = None) -> str:
+    def pm(key: str, scale: float, width: int, digits: int) -> str:
+        text = f"{scale * m[key]:{width}.{digits}f}"
+        return text if spread is None else f"{text}+-{scale * spread[key]:.{digits}f}"
+
+    eps = "-" if m["epsilon"] is None else f"{m['epsilon']:.3f}"
+    return (
+        f"{label:<12} {arch:<5} {pm('elbo', 1, 7, 2)} {pm('acc', 100, 7, 2)}% {pm('min_class', 100, 8, 2)}% "
+        f"{pm('tstr', 100, 5, 1)}% {pm('trtr', 100, 5, 1)}% {pm('gap', 100, 8, 1)}  "
+        f"{m['seconds']:8.1f} {m['per_epoch']:8.3f} {eps:>7}"
+    )
+
+
+def _mean_spread(rows: list[dict]) -> tuple[dict, dict]:
+    keys = ("elbo", "acc", "min_class", "tstr", "trtr", "gap", "seconds", "per_epoch")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    spread = {k: float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else 0.0 for k in keys}
+    eps = [r["epsilon"] for r in rows if r["epsilon"] is not None]
+    mean["epsilon"] = max(eps) if eps else None
+    return mean, spread
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     data = load_digits_dataset(size=args.size)
-    classifier = evaluation_classifier(data, seed=args.seed, device=args.device)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    classifiers = {seed: evaluation_classifier(data, seed=seed, device=args.device) for seed in seeds}
+    privacy = (
+        None
+        if args.epsilon is None
+        else {"epsilon": args.epsilon, "delta": args.delta, "max_grad_norm": args.max_grad_norm}
+    )
     print(
         f"digits {data.image_shape}, {len(data.train_y)} train / {len(data.test_y)} held-out; "
-        f"epochs {args.epochs}, seed {args.seed}, {args.samples_per_class} samples/class, "
-        f"temperature {args.temperature}, device {args.device}"
+        f"epochs {args.epochs}, seeds {seeds}, {args.samples_per_class} samples/class, "
+        f"temperature {args.temperature}, batch {args.batch_size}, lr {args.learning_rate}, "
+        f"device {args.device}, DP-SGD {privacy or 'off'}"
     )
     header = (
         f"{'conditioning':<12} {'arch':<5} {'-ELBO':>7} {'cond acc':>8} {'min class':>9} "
-        f"{'TSTR':>6} {'TRTR':>6} {'TSTR-TRTR':>9} {'train s':>8} {'s/epoch':>8}"
+        f"{'TSTR':>6} {'TRTR':>6} {'TSTR-TRTR':>9} {'train s':>8} {'s/epoch':>8} {'eps':>7}"
     )
     print(header)
     print("-" * len(header))
     for conditioning in args.conditioning:
-        cfg = TrainConfig(
-            conditioning=conditioning,
-            epochs=args.epochs,
-            seed=args.seed,
-            kl_warmup_epochs=args.kl_warmup_epochs,
-            architecture=args.architecture,
-        )
-        m = measure(cfg, data, args, classifier)
-        real = m["trtr"]
-        arch = resolve_architecture(cfg.architecture, data.image_shape)
-        print(
-            f"{conditioning:<12} {arch:<5} {m['elbo']:7.2f} {100 * m['acc']:7.2f}% "
-            f"{100 * m['min_class']:8.2f}% {100 * m['tstr']:5.1f}% {100 * real:5.1f}% "
-            f"{100 * (m['tstr'] - real):+8.1f}  {m['seconds']:8.1f} {m['per_epoch']:8.3f}"
-        )
+        rows = []
+        for seed in seeds:
+            cfg = TrainConfig(
+                conditioning=conditioning,
+                epochs=args.epochs,
+                seed=seed,
+                kl_warmup_epochs=args.kl_warmup_epochs,
+                architecture=args.architecture,
+                privacy=privacy,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+            )
+            m = measure(cfg, data, args, classifiers[seed])
+            m["gap"] = m["tstr"] - m["trtr"]
+            rows.append(m)
+            arch = resolve_architecture(cfg.architecture, data.image_shape)
+            print(_row(f"{conditioning}/s{seed}", arch, m), flush=True)
+        if len(rows) > 1:
+            mean, spread = _mean_spread(rows)
+            print(_row(f"{conditioning} mean", arch, mean, spread), flush=True)
 
 
 if __name__ == "__main__":

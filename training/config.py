@@ -12,6 +12,43 @@ from typing import Any
 CONDITIONINGS = ("concat", "additive")
 ARCHITECTURES = ("auto", "mlp", "conv")
 MAX_DATASET_LABEL = 200
+# Bounds of a DP-SGD request. Above epsilon 100 the guarantee means nothing; delta must stay far below 1/N.
+MAX_EPSILON = 100.0
+MAX_DELTA = 1e-2
+MAX_GRAD_NORM = 1000.0
+PRIVACY_KEYS = ("epsilon", "delta", "max_grad_norm")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """A differential-privacy request: train with DP-SGD to an (epsilon, delta) budget.
+
+    `max_grad_norm` is the per-sample gradient clipping bound C. The noise multiplier is derived so that the
+    whole run (all `epochs`) spends exactly `epsilon` at `delta` (see `training.dp`).
+    """
+
+    epsilon: float = 10.0
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, upper in (("epsilon", MAX_EPSILON), ("delta", MAX_DELTA), ("max_grad_norm", MAX_GRAD_NORM)):
+            value = getattr(self, name)
+            _require_number(f"privacy.{name}", value, positive=True)
+            if value > upper:
+                raise ValueError(f"privacy.{name} must be <= {upper}, got {value}")
+
+    @classmethod
+    def from_value(cls, value: Any) -> PrivacyConfig:
+        """Build from a PrivacyConfig or a dict with keys among PRIVACY_KEYS (unknown keys raise)."""
+        if isinstance(value, PrivacyConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"privacy must be an object with {', '.join(PRIVACY_KEYS)}, got {value!r}")
+        unknown = sorted(set(value) - set(PRIVACY_KEYS))
+        if unknown:
+            raise ValueError(f"unknown privacy keys: {', '.join(unknown)}")
+        return cls(**value)
 
 
 @dataclass(frozen=True)
@@ -24,7 +61,7 @@ class TrainConfig:
     to z). `architecture` is "mlp", "conv" or "auto" (conv when H and W are both >= 16 and divisible by 4,
     see `training.model.resolve_architecture`). `kl_warmup_epochs` ramps the KL weight from 0 to `beta`
     (see `training.train.kl_weight`). `amp` trains in bf16 autocast on CUDA and is ignored on CPU.
-    `checkpoint_every` is in epochs.
+    `checkpoint_every` is in epochs. `privacy` (None: off) trains with DP-SGD through Opacus.
     """
 
     dataset: str = "digits"
@@ -40,8 +77,11 @@ class TrainConfig:
     architecture: str = "auto"
     kl_warmup_epochs: int = 0
     amp: bool = False
+    privacy: PrivacyConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.privacy is not None:
+            object.__setattr__(self, "privacy", PrivacyConfig.from_value(self.privacy))
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
         if len(self.dataset) > MAX_DATASET_LABEL:

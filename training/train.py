@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from training.config import TrainConfig
 from training.data import ImageDataset
+from training.dp import DPSetup, make_private
 from training.model import CVAE, build_model, elbo_loss
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class EpochMetrics:
     train_loss: float  # mean of the per-batch training losses (weighted by the epoch's KL weight), nats/image
     heldout_neg_elbo: float
     seconds: float
+    epsilon: float | None = None  # DP runs: the accountant's epsilon spent after this epoch (at cfg's delta)
 
 
 @dataclass
@@ -111,36 +114,96 @@ def train(
         A TrainResult. When stopped, `final` describes the model at the stop: `epoch` is the interrupted
         epoch, `train_loss` covers the batches done in it (NaN if none), and it is not in `history`.
 
+    With `cfg.privacy` the run is DP-SGD (see `training.dp`): batches are Poisson-sampled, per-sample
+    gradients clipped and noised, and each epoch's metrics carry the accountant's epsilon spent.
+
     Raises:
         TrainingDiverged: if a batch loss is NaN or infinite.
+        training.dp.DPUnavailable: privacy is asked for and Opacus is not installed.
+        training.dp.PrivacyBudgetExceeded: the budget cannot be met, or was overspent at an epoch's end.
     """
     device = torch.device(device)
     model, optimizer, rng, history = _setup(cfg, data, device, resume_from)
+    dp = _make_private(cfg, model, optimizer, len(data.train_y), device, rng, epochs_done=len(history))
+    forward, step_optimizer = (dp.module, dp.optimizer) if dp is not None else (model, optimizer)
     split = _TrainSplit(data.train_x, data.train_y, device)
     batches = math.ceil(len(data.train_y) / cfg.batch_size)
     total_steps = batches * cfg.epochs
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
-        perm = split.permutation(rng)
+        perm = split.permutation(rng) if dp is None else None
         losses: list[float] = []
         for b in range(batches):
             if should_stop is not None and should_stop():
                 final = _measure(model, cfg, data, device, epoch, _mean(losses), started)
                 logger.info("training stopped during epoch %d after %d batches", epoch, b)
-                return TrainResult(model=model.eval(), history=history, final=final, stopped=True)
-            x, y = split.batch(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-            losses.append(_step(model, optimizer, cfg, x, y, rng, epoch, b))
+                return TrainResult(model=_finish(model, dp), history=history, final=final, stopped=True)
+            if dp is None:
+                assert perm is not None
+                x, y = split.batch(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            else:
+                x, y = split.batch(split.on_device(dp.poisson_batch(len(data.train_y), rng)))
+                dp.record_step()
+            if len(y):  # a Poisson batch may be empty: nothing is released, the step is still accounted
+                losses.append(_step(forward, step_optimizer, cfg, x, y, rng, epoch, b))
             if on_batch is not None:
                 on_batch((epoch - 1) * batches + b + 1, total_steps)
         metrics = _measure(model, cfg, data, device, epoch, _mean(losses), started)
+        if dp is not None:
+            metrics.epsilon = dp.check_budget(epoch)
         history.append(metrics)
         logger.info("epoch %d/%d: %s", epoch, cfg.epochs, metrics)
         if on_epoch is not None:
             on_epoch(metrics)
         if on_checkpoint is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
             on_checkpoint(_snapshot(epoch, model, optimizer, rng, history))
-    return TrainResult(model=model.eval(), history=history, final=history[-1], stopped=False)
+    return TrainResult(model=_finish(model, dp), history=history, final=history[-1], stopped=False)
+
+
+def _make_private(
+    cfg: TrainConfig,
+    model: CVAE,
+    optimizer: torch.optim.Optimizer,
+    n_train: int,
+    device: torch.device,
+    rng: torch.Generator,
+    *,
+    epochs_done: int,
+) -> DPSetup | None:
+    """DP-SGD wrappers for a private run (None otherwise), with the accountant at `epochs_done` epochs.
+
+    On CPU the DP noise comes from the run's generator, so a private run is deterministic and resumes
+    bit-for-bit; on CUDA it comes from a device generator seeded from cfg.seed (deterministic from scratch).
+    """
+    if cfg.privacy is None:
+        return None
+    noise = rng if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
+    dp = make_private(
+        model,
+        optimizer,
+        cfg.privacy,
+        n_train=n_train,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        noise_generator=noise,
+    )
+    dp.restore(epochs_done)
+    logger.info(
+        "DP-SGD: noise multiplier %.4f, sampling rate %.4f, target epsilon %s at delta %s",
+        dp.noise_multiplier,
+        dp.sample_rate,
+        cfg.privacy.epsilon,
+        cfg.privacy.delta,
+    )
+    return dp
+
+
+def _finish(model: CVAE, dp: DPSetup | None) -> CVAE:
+    """The trained model in eval mode, with Opacus's per-sample-gradient hooks removed."""
+    if dp is not None:
+        dp.module.remove_hooks()  # type: ignore[operator]
+    return model.eval()
 
 
 def kl_weight(cfg: TrainConfig, epoch: int) -> float:
@@ -173,6 +236,10 @@ class _TrainSplit:
     def permutation(self, rng: torch.Generator) -> torch.Tensor:
         perm = torch.randperm(len(self.y), generator=rng)  # on CPU: the same order on every device
         return perm.to(self.device) if self.resident else perm
+
+    def on_device(self, idx: torch.Tensor) -> torch.Tensor:
+        """CPU indices, moved to where `batch` expects them."""
+        return idx.to(self.device) if self.resident else idx
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.resident:
@@ -213,7 +280,7 @@ def _setup(
 
 
 def _step(
-    model: CVAE,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
     x: torch.Tensor,

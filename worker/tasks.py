@@ -75,6 +75,7 @@ def failure_code(exc: BaseException) -> str:
     """
     from training.checkpoint import CheckpointError
     from training.data import DatasetError
+    from training.dp import DPUnavailable, PrivacyBudgetExceeded
     from training.train import TrainingDiverged
 
     codes: tuple[tuple[type[BaseException], str], ...] = (
@@ -83,6 +84,8 @@ def failure_code(exc: BaseException) -> str:
         (ModelNotFound, "model_not_found"),
         (InvalidRequest, "invalid_request"),
         (TrainingDiverged, "training_diverged"),
+        (PrivacyBudgetExceeded, "privacy_budget_exceeded"),
+        (DPUnavailable, "dp_unavailable"),
         (CheckpointError, "checkpoint_error"),
         (DatasetError, "dataset_error"),
         (JobFailure, jobs.JOB_FAILED),

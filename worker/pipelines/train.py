@@ -213,6 +213,13 @@ def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset, checkpoints: C
             f"{phase}: train loss {m.train_loss:.2f}, held-out -ELBO {m.heldout_neg_elbo:.2f}",
             {**asdict(m), "device": str(ctx.device)},
         )
+        if m.epsilon is not None and cfg.privacy is not None:
+            ctx.event(
+                "privacy",
+                f"{phase}: DP-SGD epsilon spent {m.epsilon:.3f} of {cfg.privacy.epsilon} "
+                f"(delta {cfg.privacy.delta})",
+                {"epoch": m.epoch, "epsilon_spent": m.epsilon, **asdict(cfg.privacy)},
+            )
 
     def on_batch(step: int, total_steps: int) -> None:
         epoch = min(cfg.epochs, 1 + (step - 1) * cfg.epochs // total_steps)
@@ -231,9 +238,13 @@ def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset, checkpoints: C
 
 
 def _metrics(ctx: JobContext, outcome: TrainResult, scores: Scores) -> dict[str, Any]:
-    """The model's metrics: its one set of `Scores` (what the promotion gate reads too) and training's own."""
+    """The model's metrics: its one set of `Scores` (what the promotion gate reads too) and training's own.
+
+    `dp_epsilon_spent` is the accountant's epsilon after the last epoch of a DP-SGD run (None: not private).
+    """
     return {
         **scores.to_metrics(),
+        "dp_epsilon_spent": outcome.final.epsilon,
         "train_loss": outcome.final.train_loss,
         "epochs": outcome.final.epoch,
         "seconds_per_epoch": float(np.mean([m.seconds for m in outcome.history]))
