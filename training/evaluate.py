@@ -57,7 +57,7 @@ from training.data import ImageDataset
 from training.fidelity import fidelity_report
 from training.model import CVAE
 from training.plots import sample_grid_png
-from training.privacy import equal_subsets, gate_figures, privacy_report
+from training.privacy import MIN_REAL_ROWS, equal_subsets, gate_figures, privacy_report
 from training.sample import generate
 from training.train import heldout_neg_elbo
 
@@ -412,6 +412,13 @@ def reports(
         data.train_x.cpu(), data.test_x.cpu(), seed=subset_seed, max_size=REPORT_REAL_MAX
     )
     name = feature_extractor_name(classifier)
+    if len(train) < MIN_REAL_ROWS:
+        # A tiny dataset (an image folder of a few files per split) still trains; it just has no report.
+        reason = f"too few real images for a report: {len(train)} per split, at least {MIN_REAL_ROWS} needed"
+        return {
+            "privacy": {"skipped": reason, "extractor": name},
+            "fidelity": {"skipped": reason, "extractor": name},
+        }
     privacy = {
         "pixels": privacy_report(x, train, holdout),
         "features": privacy_report(

@@ -53,6 +53,11 @@ def nearest_distances(
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.float64)
 
 
+# Fewer real rows per set than this and nearest-neighbour figures mean nothing (and the 1st percentile is a
+# single distance): the report is skipped with this reason instead of failing the job.
+MIN_REAL_ROWS = 3
+
+
 def equal_subsets(
     train: torch.Tensor, holdout: torch.Tensor, *, seed: int, max_size: int = 2000
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,8 +85,10 @@ def privacy_report(synthetic: torch.Tensor, train: torch.Tensor, holdout: torch.
     """
     if len(train) != len(holdout):
         raise ValueError(f"train and holdout must be the same size, got {len(train)} and {len(holdout)}")
-    if len(train) < 3 or len(synthetic) == 0:
-        raise ValueError("a privacy report needs at least 3 real rows per set and 1 synthetic sample")
+    if len(train) < MIN_REAL_ROWS or len(synthetic) == 0:
+        raise ValueError(
+            f"a privacy report needs at least {MIN_REAL_ROWS} real rows per set and 1 synthetic sample"
+        )
     to_train = nearest_distances(synthetic, train, k=2)  # (N, 2)
     to_holdout = nearest_distances(synthetic, holdout, k=1)[:, 0]
     real_nn = nearest_distances(train, train, k=1, exclude_self=True)[:, 0]
@@ -105,6 +112,8 @@ def privacy_report(synthetic: torch.Tensor, train: torch.Tensor, holdout: torch.
 def gate_figures(report: dict[str, Any]) -> dict[str, float]:
     """The worst (highest) dcr_share and near_copies over the report's spaces: what gates compare."""
     spaces = [report[s] for s in SPACES if s in report]
+    if not spaces:  # a skipped report (too few real images) has no figures to gate on
+        return {}
     return {
         "dcr_share": max(float(s["dcr_share"]) for s in spaces),
         "near_copies": max(float(s["near_copies"]) for s in spaces),

@@ -96,7 +96,7 @@ def _print_summary(
     print(f"cond. accuracy {metrics['conditional_accuracy']:.1%} at training; {quality:.1%} on this sample")
     print(f"TSTR           {metrics['tstr']:.1%} (trained only on generated digits, tested on real ones)")
     privacy = metrics.get("privacy")
-    if privacy:
+    if privacy and "pixels" in privacy:
         pixels, feats = privacy["pixels"], privacy["features"]
         print(
             f"DCR share      {pixels['dcr_share']:.3f} pixels, {feats['dcr_share']:.3f} features "

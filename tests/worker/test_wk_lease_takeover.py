@@ -28,6 +28,7 @@ from synthjobs.storage.local import LocalStorage
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig
 from training.model import build_model
+from training.sample import decoder_batch
 
 NEW_OWNER = "another-worker:1"
 DIGITS = [str(i) for i in range(10)]
@@ -118,7 +119,7 @@ def test_shard_taken_over_mid_generation_stops_without_writing_or_marking_it(set
     # Count the decoder batches the first worker runs (the model is cached per worker process).
     loaded = sample_pipeline.load_model(settings, _storage(settings), model.id, torch.device("cpu"))
     batches, decode = [], loaded.model.sample
-    total_batches = -(-200_000 // 4096)
+    total_batches = -(-200_000 // decoder_batch((1, 28, 28)))  # the generation recipe's batch
 
     def counting_sample(*args: Any, **kwargs: Any) -> torch.Tensor:
         batches.append(1)

@@ -89,9 +89,12 @@ def _report_privacy(ctx: JobContext, scores: Scores) -> None:
     """An event with the privacy report's headline figures (the whole report is in the metrics)."""
     if scores.privacy is None:
         return
+    if "skipped" in scores.privacy:
+        ctx.event("privacy_report", f"no privacy report: {scores.privacy['skipped']}", dict(scores.privacy))
+        return
     pixels, feats = scores.privacy["pixels"], scores.privacy["features"]
     ctx.event(
-        "privacy",
+        "privacy_report",
         f"DCR share {pixels['dcr_share']:.3f} (pixels), {feats['dcr_share']:.3f} (features); "
         f"near copies {pixels['near_copies']:.3f} / {feats['near_copies']:.3f}",
         {"pixels": pixels, "features": feats, "extractor": scores.privacy["extractor"]},
