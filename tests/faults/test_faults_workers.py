@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -53,11 +55,18 @@ def test_sigkilled_worker_while_shards_are_in_flight_still_gives_the_undisturbed
         states = [s["state"] for s in stack.client.get(job["id"])["shards"]]
         return states.count("DONE") >= 3 and "RUNNING" in states
 
-    # The kill lands while a shard is RUNNING (claimed, being written), not at a random moment between two.
-    kit.wait_for(running_after_three_done, stack, what="3 shards written and one RUNNING")
+    # The kill lands while a shard is RUNNING (claimed, being written), not at a random moment between two:
+    # the worker is frozen (SIGSTOP) and the ledger read; killed only when a shard is RUNNING, else thawed.
+    worker = stack.workers[0]
+    for _ in range(50):
+        kit.wait_for(running_after_three_done, stack, what="3 shards written and one RUNNING")
+        os.killpg(worker.pid, signal.SIGSTOP)
+        frozen = stack.client.get(job["id"])["shards"]  # the worker is stopped: this is where it stands
+        if any(s["state"] == "RUNNING" for s in frozen):
+            break
+        os.killpg(worker.pid, signal.SIGCONT)  # it was between two shards: let it claim the next one
     row.inject()
-    processes.kill(stack.workers[0])
-    frozen = stack.client.get(job["id"])["shards"]  # the worker is dead: this is where it stopped
+    processes.kill(worker)
     done_at_kill = sum(s["state"] == "DONE" for s in frozen)
     in_flight = [s["index"] for s in frozen if s["state"] == "RUNNING"]
     row.note = f"killed with {done_at_kill}/40 shards done, shards {in_flight} in flight"
