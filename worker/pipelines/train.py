@@ -27,11 +27,12 @@ from synthjobs.settings import Settings
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
 from training.data import ImageDataset, fingerprint
-from training.evaluate import Scores, evaluation_classifier, per_class_table, preview_grid, score_model
+from training.evaluate import Scores, per_class_table, preview_grid, score_model
 from training.plots import loss_curve_png
 from training.train import EpochMetrics, TrainResult, TrainState, train
 from worker.context import JobContext
 from worker.pipelines import promote
+from worker.pipelines.classifier_cache import cached_evaluation_classifier
 from worker.pipelines.datasets import describe, load_training_data
 
 # Share of the progress bar given to the epochs; the rest is evaluation and upload.
@@ -63,7 +64,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         checkpoints.flush()  # keep the last completed epoch, unless the job is someone else's now
     ctx.raise_if_stopped()
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
-    classifier = evaluation_classifier(data, seed=cfg.seed, device=ctx.device)
+    classifier = cached_evaluation_classifier(
+        ctx.storage, ctx.tenant, data, digest, seed=cfg.seed, device=ctx.device, event=ctx.event
+    )
     scores = score_model(  # the model's one set of figures: stored below, compared by the promotion gate
         outcome.model,
         data,
