@@ -32,7 +32,8 @@ def loss_curve_figure(history: Sequence[Any]) -> Figure:
 
     Args:
         history: `EpochMetrics` or dicts with "epoch", "train_loss" and "heldout_neg_elbo". Non-finite
-            and missing (None: an epoch `eval_every` did not evaluate) values are left out; an empty history gives titled, empty axes.
+            and missing (None: an epoch `eval_every` did not evaluate) values are left out; an empty
+            history gives titled, empty axes.
     """
     rows = [_as_dict(m) for m in history]
     epochs = [int(r["epoch"]) for r in rows]

@@ -361,7 +361,7 @@ def _measure(
     *,
     final: bool = False,
 ) -> EpochMetrics:
-    """The epoch's metrics; the held-out -ELBO every `cfg.eval_every` epochs, at the last one and at a stop."""
+    """The epoch's metrics; the held-out -ELBO every `cfg.eval_every` epochs, at the last and at a stop."""
     evaluate = final or epoch % cfg.eval_every == 0 or epoch == cfg.epochs
     return EpochMetrics(
         epoch=epoch,
