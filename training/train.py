@@ -111,8 +111,9 @@ def train(
         on_epoch: called with each epoch's metrics.
         on_batch: called after each batch with (step, total_steps), step 1-based over the whole run
             (including epochs done before a resume).
-        should_stop: polled before each batch; when it returns True, training stops at once and the result
-            has `stopped=True`. No checkpoint is taken then (the last one is at an epoch boundary).
+        should_stop: polled before each batch; when it returns True, training stops at once (or at the end
+            of a short epoch, see `checkpoint_wanted`) and the result has `stopped=True`. No checkpoint of a
+            part-done epoch is ever offered (every one is at an epoch boundary).
         on_checkpoint: called with a TrainState every `cfg.checkpoint_every` epochs and after the last one.
         checkpoint_wanted: asked with the epoch number before that TrainState is built (a deep CPU copy of
             the model and the optimizer); False skips it. A stop that then lands in the next epoch runs
