@@ -97,6 +97,13 @@ class TrainHyperparameters(Request):
     )
     amp: bool = Field(default=False, description="bf16 autocast on CUDA (ignored on CPU).")
     checkpoint_every: int = Field(default=1, ge=1, le=100_000, description="Checkpoint every N epochs.")
+    eval_every: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Measure the held-out -ELBO every N epochs (the last epoch always); the others record "
+        "null. Saves its cost per epoch (~12 % of a 28x28 conv epoch on CPU); changes nothing else.",
+    )
     privacy: PrivacyHyperparameters | None = Field(
         default=None,
         description="DP-SGD to this budget (needs the worker's 'dp' extra); null trains without noise. The "

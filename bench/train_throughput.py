@@ -11,6 +11,9 @@ For each dataset it runs, in this one process run and on the same device:
   the first to the last "epoch" event divided by the epochs between them, so every per-epoch cost of the
   service (progress and event writes, checkpoints) is in it. The whole job (started_at -> finished_at) is
   printed for context, split by its events into data loading, epochs, evaluation and upload.
+- service again, same request: the second job finds the evaluation classifier in its tenant's cache
+  (`worker.pipelines.classifier_cache`); both jobs' "classifier" events (cached or trained, seconds) and
+  whole-job times are printed side by side, with a check that their metrics are identical.
 
 The bare loop runs before and after the service; the ratio is against their mean. Datasets: (a) the bundled
 8x8 digits with the default MLP; (b) the digits upscaled to 28x28 (bilinear), uploaded as an .npz through
@@ -70,6 +73,7 @@ class ServiceRun:
     job: dict[str, Any]
     epochs: list[dict[str, Any]]  # the "epoch" events, oldest first
     phases: dict[str, float]  # seconds of each part of the job, from its events
+    classifier: dict[str, Any] | None  # the "classifier" event's data (cached or not, seconds); None: none
 
 
 def bare_loop(cfg: TrainConfig, data: ImageDataset, device: str) -> float:
@@ -133,6 +137,7 @@ def run_service(stack: common.Stack, case: Case) -> ServiceRun:
     body = {"dataset": case.dataset_spec, "hyperparameters": hyper, "seed": case.cfg.seed}
     job = common.wait_job(stack, stack.client.submit_train(body)["id"])
     events = stack.client.events(job["id"])
+    classifier = [e["data"] for e in events if e["kind"] == "classifier"]
     data_events = [e for e in events if e["kind"] == "data"]
     if data_events and data_events[0]["data"]["fingerprint"] != fingerprint(case.data):
         raise RuntimeError(f"{case.name}: the service trained on other data than the local loops")
@@ -146,7 +151,7 @@ def run_service(stack: common.Stack, case: Case) -> ServiceRun:
         "epochs 2..N": (last - first).total_seconds(),
         "eval + upload": (finished - last).total_seconds(),
     }
-    return ServiceRun(job=job, epochs=epochs, phases=phases)
+    return ServiceRun(job=job, epochs=epochs, phases=phases, classifier=classifier[0] if classifier else None)
 
 
 def with_load(fn: Any, own: Any) -> tuple[Any, float]:
@@ -170,6 +175,7 @@ def measure(stack: common.Stack, case: Case, device: str) -> None:
     (library, heldout, snapshot), load_library = with_load(lambda: library_loop(cfg, case.data, device), mine)
     service, load_service = with_load(lambda: run_service(stack, case), ours)
     bare_after, load_after = with_load(lambda: bare_loop(cfg, case.data, device), mine)
+    again, load_again = with_load(lambda: run_service(stack, case), ours)
     bare = (bare_before + bare_after) / 2 / cfg.epochs  # seconds per epoch
 
     spans = len(service.epochs) - 1
@@ -190,13 +196,32 @@ def measure(stack: common.Stack, case: Case, device: str) -> None:
         f"{1e3 * (service_epoch - bare):+.1f} ms over the bare loop's {1e3 * bare:.1f} ms: inside train() "
         f"{1e3 * (own_epoch - bare):+.1f} ms (of which the held-out -ELBO {1e3 * heldout:.1f} ms), between "
         f"train()'s epochs {1e3 * (service_epoch - own_epoch):+.1f} ms (progress + event writes, the "
-        f"TrainState snapshot built every epoch ({1e3 * snapshot:.1f} ms here) and checkpoints kept every "
-        f"{Settings.model_fields['checkpoint_min_interval'].default:g} s)"
+        f"TrainState snapshot ({1e3 * snapshot:.1f} ms here, built only when a checkpoint is kept) and "
+        f"checkpoints kept every {Settings.model_fields['checkpoint_min_interval'].default:g} s)"
     )
     phases = ", ".join(f"{k} {v:.2f} s" for k, v in service.phases.items())
     print(f"whole job {common.job_seconds(service.job):.2f} s (started_at -> finished_at): {phases}")
+    print_cache_rows(service, again, load_service, load_again)
     metrics = service.job["result"]["metrics"]
     print(f"final held-out -ELBO {metrics['heldout_neg_elbo']:.2f} nats/image on {metrics['device']}")
+
+
+def print_cache_rows(first: ServiceRun, again: ServiceRun, load_first: float, load_again: float) -> None:
+    """The same job twice: the second one's evaluation classifier should come from the cache."""
+    rows = []
+    for name, run, load in (("1st job", first, load_first), ("2nd job, same request", again, load_again)):
+        found = run.classifier or {}
+        how = "none" if not found else ("cached" if found["cached"] else "trained")
+        rows.append(
+            [name, how, found.get("seconds"), run.phases["eval + upload"], common.job_seconds(run.job), load]
+        )
+    headers = ["service job", "classifier", "classifier s", "eval + upload s", "whole job s", "other load"]
+    common.print_table(headers, rows, title="evaluation classifier cache")
+    same = first.job["result"]["metrics"] | {"seconds_per_epoch": 0} == again.job["result"]["metrics"] | {
+        "seconds_per_epoch": 0
+    }
+    ratio = common.job_seconds(first.job) / common.job_seconds(again.job)
+    print(f"whole job 1st / 2nd = {ratio:.2f}x; metrics identical (seconds_per_epoch aside): {same}")
 
 
 ONE_OFF = """

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(
         default=30, ge=0, description="Seconds between reconciler passes; 0 off."
     )
+    worker_warm_up: bool = Field(
+        default=True,
+        description="Pay a fresh worker's one-off costs (the first torch.optim.Adam(), the digits loader's "
+        "imports) in a background thread when it starts, instead of in its first job.",
+    )
     requeue_after: float = Field(
         default=60, ge=0, description="Age of a QUEUED job presumed to lack a message."
     )

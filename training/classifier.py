@@ -17,6 +17,9 @@ from torch import nn
 from training.data import ImageDataset
 
 CLASSIFIER_ARCHITECTURES = ("mlp", "cnn")
+# Version of the recipe below (architectures, epochs, batch, lr, seeding): bump it with any change, so cached
+# evaluation classifiers (`training.classifier_cache`) of the old recipe are retrained, never reused.
+CLASSIFIER_RECIPE = 1
 CLASSIFIER_HIDDEN = 256  # the MLP's hidden layer
 CNN_CHANNELS = (32, 64)
 CNN_HIDDEN = 128

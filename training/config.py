@@ -62,6 +62,9 @@ class TrainConfig:
     see `training.model.resolve_architecture`). `kl_warmup_epochs` ramps the KL weight from 0 to `beta`
     (see `training.train.kl_weight`). `amp` trains in bf16 autocast on CUDA and is ignored on CPU.
     `checkpoint_every` is in epochs. `privacy` (None: off) trains with DP-SGD through Opacus.
+    `eval_every` measures the held-out -ELBO every N epochs (and always after the last one); the other
+    epochs record None. It changes nothing else in the run (weights and random streams are the same), and
+    `to_dict` leaves it out at its default of 1, so a default run's records are what they were before it.
     """
 
     dataset: str = "digits"
@@ -78,6 +81,7 @@ class TrainConfig:
     kl_warmup_epochs: int = 0
     amp: bool = False
     privacy: PrivacyConfig | None = None
+    eval_every: int = 1
 
     def __post_init__(self) -> None:
         if self.privacy is not None:
@@ -99,15 +103,18 @@ class TrainConfig:
             raise ValueError(
                 f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"
             )
-        for name in ("latent_dim", "hidden_dim", "epochs", "batch_size", "checkpoint_every"):
+        for name in ("latent_dim", "hidden_dim", "epochs", "batch_size", "checkpoint_every", "eval_every"):
             _require_int(name, getattr(self, name), minimum=1)
         _require_int("seed", self.seed, minimum=0)
         _require_number("learning_rate", self.learning_rate, positive=True)
         _require_number("beta", self.beta, positive=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the fields as JSON-able primitives (str, int, float)."""
-        return dataclasses.asdict(self)
+        """Return the fields as JSON-able primitives (str, int, float); `eval_every` only when not 1."""
+        values = dataclasses.asdict(self)
+        if self.eval_every == 1:
+            del values["eval_every"]  # the default: checkpoints and model records stay as they were
+        return values
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -32,7 +32,8 @@ def loss_curve_figure(history: Sequence[Any]) -> Figure:
 
     Args:
         history: `EpochMetrics` or dicts with "epoch", "train_loss" and "heldout_neg_elbo". Non-finite
-            values are left out; an empty history gives titled, empty axes.
+            and missing (None: an epoch `eval_every` did not evaluate) values are left out; an empty
+            history gives titled, empty axes.
     """
     rows = [_as_dict(m) for m in history]
     epochs = [int(r["epoch"]) for r in rows]
@@ -42,7 +43,9 @@ def loss_curve_figure(history: Sequence[Any]) -> Figure:
     values: list[float] = []
     for key, label in (("train_loss", TRAIN_LABEL), ("heldout_neg_elbo", HELDOUT_LABEL)):
         points = [
-            (e, float(r[key])) for e, r in zip(epochs, rows, strict=True) if math.isfinite(float(r[key]))
+            (e, float(r[key]))
+            for e, r in zip(epochs, rows, strict=True)
+            if r[key] is not None and math.isfinite(float(r[key]))
         ]
         values += [v for _, v in points]
         ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3, label=label)

@@ -41,6 +41,9 @@ DEVICE_DATA_SHARE = 0.5
 # Seed of the fixed noise used to estimate the held-out ELBO, so the figure is comparable between epochs.
 HELDOUT_NOISE_SEED = 1234
 EVAL_BATCH = 1024
+# An epoch at least this long always gets its TrainState snapshot (see `train`'s checkpoint_wanted): a
+# stop is then never made to wait for the rest of such an epoch, and its snapshot is cheap next to it.
+FINISH_EPOCH_SECONDS = 0.5
 
 
 class TrainingDiverged(Exception):
@@ -53,13 +56,15 @@ class EpochMetrics:
 
     `heldout_neg_elbo` is the beta=1 negative ELBO (nats per image) on the held-out split, in eval mode,
     estimated with one z sample per image drawn from a generator seeded with HELDOUT_NOISE_SEED: an
-    unbiased single-sample estimate (unlike z = mu) that is still identical for identical weights.
+    unbiased single-sample estimate (unlike z = mu) that is still identical for identical weights. It is
+    measured every `cfg.eval_every` epochs and after the last one (None in between); it draws from its own
+    generator, so skipping it changes nothing else.
     """
 
     epoch: int  # 1-based
     epochs: int
     train_loss: float  # mean of the per-batch training losses (weighted by the epoch's KL weight), nats/image
-    heldout_neg_elbo: float
+    heldout_neg_elbo: float | None  # None: an epoch that `cfg.eval_every` did not evaluate
     seconds: float
     epsilon: float | None = None  # DP runs: the accountant's epsilon spent after this epoch (at cfg's delta)
 
@@ -95,6 +100,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
     resume_from: TrainState | None = None,
+    checkpoint_wanted: Callable[[int], bool] | None = None,
 ) -> TrainResult:
     """Train a CVAE on `data.train_x` with Adam, deterministically for `cfg.seed`.
 
@@ -105,14 +111,21 @@ def train(
         on_epoch: called with each epoch's metrics.
         on_batch: called after each batch with (step, total_steps), step 1-based over the whole run
             (including epochs done before a resume).
-        should_stop: polled before each batch; when it returns True, training stops at once and the result
-            has `stopped=True`. No checkpoint is taken then (the last one is at an epoch boundary).
+        should_stop: polled before each batch; when it returns True, training stops at once (or at the end
+            of a short epoch, see `checkpoint_wanted`) and the result has `stopped=True`. No checkpoint of a
+            part-done epoch is ever offered (every one is at an epoch boundary).
         on_checkpoint: called with a TrainState every `cfg.checkpoint_every` epochs and after the last one.
+        checkpoint_wanted: asked with the epoch number before that TrainState is built (a deep CPU copy of
+            the model and the optimizer); False skips it. A stop that then lands in the next epoch runs
+            that epoch to its end and offers its state, so `on_checkpoint` still sees the last completed
+            epoch before a stop, unless the skipped epoch took `FINISH_EPOCH_SECONDS` or longer: such
+            epochs are never skipped (their snapshot is cheap next to them, and a stop must not wait).
         resume_from: continue from this state; the final weights equal those of an uninterrupted run.
 
     Returns:
         A TrainResult. When stopped, `final` describes the model at the stop: `epoch` is the interrupted
-        epoch, `train_loss` covers the batches done in it (NaN if none), and it is not in `history`.
+        epoch, `train_loss` covers the batches done in it (NaN if none), and it is not in `history`; or,
+        when the stop ran a short epoch to its end (see `checkpoint_wanted`), that epoch, in `history`.
 
     With `cfg.privacy` the run is DP-SGD (see `training.dp`): batches are Poisson-sampled, per-sample
     gradients clipped and noised, and each epoch's metrics carry the accountant's epsilon spent.
@@ -129,16 +142,21 @@ def train(
     split = _TrainSplit(data.train_x, data.train_y, device)
     batches = math.ceil(len(data.train_y) / cfg.batch_size)
     total_steps = batches * cfg.epochs
+    deferred = False  # the last completed epoch's snapshot was skipped (checkpoint_wanted said no)
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
         perm = split.permutation(rng) if dp is None else None
         losses: list[float] = []
+        finishing = False  # a stop came after a skipped snapshot: end this short epoch, offer its state
         for b in range(batches):
-            if should_stop is not None and should_stop():
-                final = _measure(model, cfg, data, device, epoch, _mean(losses), started)
-                logger.info("training stopped during epoch %d after %d batches", epoch, b)
-                return TrainResult(model=_finish(model, dp), history=history, final=final, stopped=True)
+            if not finishing and should_stop is not None and should_stop():
+                if not deferred:
+                    final = _measure(model, cfg, data, device, epoch, _mean(losses), started, final=True)
+                    logger.info("training stopped during epoch %d after %d batches", epoch, b)
+                    return TrainResult(model=_finish(model, dp), history=history, final=final, stopped=True)
+                finishing = True
+                logger.info("stop during epoch %d: finishing it to checkpoint a completed epoch", epoch)
             if dp is None:
                 assert perm is not None
                 x, y = split.batch(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
@@ -149,15 +167,27 @@ def train(
                 losses.append(_step(forward, step_optimizer, cfg, x, y, rng, epoch, b))
             if on_batch is not None:
                 on_batch((epoch - 1) * batches + b + 1, total_steps)
-        metrics = _measure(model, cfg, data, device, epoch, _mean(losses), started)
+        metrics = _measure(model, cfg, data, device, epoch, _mean(losses), started, final=finishing)
         if dp is not None:
             metrics.epsilon = dp.check_budget(epoch)
         history.append(metrics)
         logger.info("epoch %d/%d: %s", epoch, cfg.epochs, metrics)
         if on_epoch is not None:
             on_epoch(metrics)
-        if on_checkpoint is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
-            on_checkpoint(_snapshot(epoch, model, optimizer, rng, history))
+        due = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs
+        if on_checkpoint is not None and (due or finishing):
+            wanted = (
+                finishing
+                or checkpoint_wanted is None
+                or metrics.seconds >= FINISH_EPOCH_SECONDS
+                or checkpoint_wanted(epoch)
+            )
+            if wanted:
+                on_checkpoint(_snapshot(epoch, model, optimizer, rng, history))
+            deferred = not wanted
+        if finishing:
+            logger.info("training stopped at the end of epoch %d", epoch)
+            return TrainResult(model=_finish(model, dp), history=history, final=metrics, stopped=True)
     return TrainResult(model=_finish(model, dp), history=history, final=history[-1], stopped=False)
 
 
@@ -329,12 +359,16 @@ def _measure(
     epoch: int,
     loss: float,
     t0: float,
+    *,
+    final: bool = False,
 ) -> EpochMetrics:
+    """The epoch's metrics; the held-out -ELBO every `cfg.eval_every` epochs, at the last and at a stop."""
+    evaluate = final or epoch % cfg.eval_every == 0 or epoch == cfg.epochs
     return EpochMetrics(
         epoch=epoch,
         epochs=cfg.epochs,
         train_loss=loss,
-        heldout_neg_elbo=heldout_neg_elbo(model, data, device),
+        heldout_neg_elbo=heldout_neg_elbo(model, data, device) if evaluate else None,
         seconds=time.perf_counter() - t0,
     )
 

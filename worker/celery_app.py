@@ -48,8 +48,10 @@ def _shutting_down(**_: Any) -> None:
 @worker_ready.connect
 def _ready(**_: Any) -> None:
     from worker.runtime import configure_torch, start_reconciler
+    from worker.warmup import start_warm_up
 
     settings = get_settings()
     configure_torch(settings)
+    start_warm_up(settings)  # off the claim path: a daemon thread (worker.warmup says why)
     start_reconciler(settings, app)
     log.info("synthjobs worker ready")

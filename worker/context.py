@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,15 +94,26 @@ class JobContext:
     def database_url(self) -> str:
         return self.settings.resolved_database_url()
 
-    def progress(self, fraction: float, phase: str, *, force: bool = False) -> None:
-        """Record progress; throttled to one write per `progress_interval` unless forced."""
+    def progress(
+        self,
+        fraction: float,
+        phase: str,
+        *,
+        force: bool = False,
+        events: Sequence[tuple[str, str, dict[str, Any] | None]] = (),
+    ) -> None:
+        """Record progress; throttled to one write per `progress_interval` unless forced.
+
+        `events` ((kind, message, data) each) are added in the same transaction, and always written: a
+        training epoch's progress and its events cost one commit, not one each.
+        """
         now = time.monotonic()
-        if not force and now - self._last_write < self.settings.progress_interval:
+        if not force and not events and now - self._last_write < self.settings.progress_interval:
             return
         self._last_write = now
 
         def write(session: Session) -> None:
-            if not jobs.set_progress(session, self.job_id, fraction, phase):
+            if not jobs.record_progress(session, self.job_id, fraction, phase, events):
                 self._note_not_running(session)
 
         in_transaction(self.database_url, write, what=f"recording progress of {self.job_id}")

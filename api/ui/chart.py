@@ -21,7 +21,7 @@ SERIES = (("train_loss", "train", "#1f77b4"), ("heldout_neg_elbo", "held-out", "
 class EpochPoint:
     epoch: int
     train_loss: float
-    heldout_neg_elbo: float
+    heldout_neg_elbo: float | None  # None: an epoch that `eval_every` did not evaluate
 
 
 def epoch_points(events: Sequence[Any]) -> list[EpochPoint]:
@@ -32,10 +32,15 @@ def epoch_points(events: Sequence[Any]) -> list[EpochPoint]:
         if event.kind != "epoch" or not isinstance(data.get("epoch"), int):
             continue
         try:
-            point = EpochPoint(data["epoch"], float(data["train_loss"]), float(data["heldout_neg_elbo"]))
+            heldout = data["heldout_neg_elbo"]
+            point = EpochPoint(
+                data["epoch"], float(data["train_loss"]), None if heldout is None else float(heldout)
+            )
         except (KeyError, TypeError, ValueError):
             continue
-        if math.isfinite(point.train_loss) and math.isfinite(point.heldout_neg_elbo):
+        if math.isfinite(point.train_loss) and (
+            point.heldout_neg_elbo is None or math.isfinite(point.heldout_neg_elbo)
+        ):
             by_epoch[point.epoch] = point
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
@@ -61,7 +66,7 @@ def loss_chart_svg(points: Sequence[EpochPoint]) -> str:
     """An SVG line chart of train loss and held-out -ELBO per epoch, with titled axes and a legend."""
     if not points:
         return ""
-    values = [getattr(p, field) for p in points for field, _, _ in SERIES]
+    values = [v for p in points for field, _, _ in SERIES if (v := getattr(p, field)) is not None]
     ticks = _ticks(min(values), max(values))
     low, high = ticks[0], ticks[-1] if ticks[-1] > ticks[0] else ticks[0] + 1
     last_epoch = max(points[-1].epoch, 2)
@@ -95,12 +100,13 @@ def loss_chart_svg(points: Sequence[EpochPoint]) -> str:
         f'font-size="12">nats per image</text>'
     )
     for index, (field, label, colour) in enumerate(SERIES):
-        path = " ".join(f"{x(p.epoch):.1f},{y(getattr(p, field)):.1f}" for p in points)
+        series = [p for p in points if getattr(p, field) is not None]  # held-out: the epochs evaluated
+        path = " ".join(f"{x(p.epoch):.1f},{y(getattr(p, field)):.1f}" for p in series)
         parts.append(
             f'<polyline class="series-{escape(label)}" fill="none" stroke="{colour}" '
             f'stroke-width="2" points="{path}"/>'
         )
-        for p in points:
+        for p in series:
             parts.append(
                 f'<circle cx="{x(p.epoch):.1f}" cy="{y(getattr(p, field)):.1f}" r="2.5" '
                 f'fill="{colour}"><title>{label} epoch {p.epoch}: {getattr(p, field):.2f}</title></circle>'

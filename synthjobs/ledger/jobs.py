@@ -274,6 +274,25 @@ def add_event(
     session.add(JobEvent(job_id=job_id, kind=kind, message=message[:2000], data=data))
 
 
+def record_progress(
+    session: Session,
+    job_id: str,
+    progress: float,
+    phase: str,
+    events: Sequence[tuple[str, str, dict[str, Any] | None]],
+) -> bool:
+    """`set_progress` and `add_event` of each (kind, message, data) in the caller's one transaction.
+
+    A training epoch ends with both; one commit instead of two is what the per-epoch bookkeeping costs
+    (a 20-ms epoch of the 8x8 MLP paid two). The events are added even when the job is no longer running,
+    as separate `add_event` calls would; the return value is `set_progress`'s.
+    """
+    running = set_progress(session, job_id, progress, phase)
+    for kind, message, data in events:
+        add_event(session, job_id, kind, message, data)
+    return running
+
+
 def list_events(session: Session, job_id: str, *, tenant: str | None = None) -> Sequence[JobEvent]:
     """The job's events, oldest first."""
     get_job(session, job_id, tenant=tenant)

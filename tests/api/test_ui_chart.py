@@ -31,3 +31,12 @@ def test_a_resumed_epoch_counts_once_and_bad_values_are_left_out() -> None:
     events = [_epoch(1, 10.0, 9.0), _epoch(1, 11.0, 9.5), _epoch(2, float("nan"), 8.0)]
     assert [(p.epoch, p.train_loss) for p in epoch_points(events)] == [(1, 11.0)]
     assert loss_chart_svg([]) == ""
+
+
+def test_epochs_that_eval_every_skipped_keep_their_train_point() -> None:
+    events = [_epoch(1, 37.2, None), _epoch(2, 29.6, None), _epoch(3, 27.0, 26.5)]  # type: ignore[arg-type]
+    points = epoch_points(events)
+    assert [(p.epoch, p.heldout_neg_elbo) for p in points] == [(1, None), (2, None), (3, 26.5)]
+    svg = loss_chart_svg(points)
+    assert svg.count("<circle") == 4  # three train points, one held-out
+    assert svg.count("<polyline") == 2

@@ -297,3 +297,24 @@ def test_a_claim_waits_for_an_uncommitted_rival_and_then_loses_on_postgres(postg
 def _claim_in_new_session(url: str, job_id: str, worker: str) -> bool:
     with session_scope(url) as session:
         return jobs.claim_job(session, job_id, worker, 60)
+
+
+def test_record_progress_writes_progress_and_events_in_one_transaction(database_url: str) -> None:
+    job_id = _job_in(database_url, JobState.RUNNING)
+    events = [("epoch", "epoch 1/2", {"epoch": 1}), ("privacy", "epsilon 0.5", None)]
+    with session_scope(database_url) as session:
+        assert jobs.record_progress(session, job_id, 0.45, "epoch 1/2", events) is True
+    row = _row(database_url, job_id)
+    assert (row["progress"], row["phase"]) == (0.45, "epoch 1/2")
+    with session_scope(database_url) as session:
+        recorded = [(e.kind, e.message, e.data) for e in jobs.list_events(session, job_id)][-2:]
+    assert recorded == events
+
+
+def test_record_progress_rolls_back_both_together(database_url: str) -> None:
+    job_id = _job_in(database_url, JobState.RUNNING)
+    before, kinds = _row(database_url, job_id), _event_kinds(database_url, job_id)
+    with pytest.raises(RuntimeError), session_scope(database_url) as session:
+        jobs.record_progress(session, job_id, 0.9, "epoch 9/10", [("epoch", "epoch 9/10", {"epoch": 9})])
+        raise RuntimeError("the commit never happens")
+    assert _row(database_url, job_id) == before and _event_kinds(database_url, job_id) == kinds

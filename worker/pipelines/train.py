@@ -27,11 +27,12 @@ from synthjobs.settings import Settings
 from training.checkpoint import CheckpointError, load_train_state, save_checkpoint, save_train_state
 from training.config import TrainConfig
 from training.data import ImageDataset, fingerprint
-from training.evaluate import Scores, evaluation_classifier, per_class_table, preview_grid, score_model
+from training.evaluate import Scores, per_class_table, preview_grid, score_model
 from training.plots import loss_curve_png
 from training.train import EpochMetrics, TrainResult, TrainState, train
 from worker.context import JobContext
 from worker.pipelines import promote
+from worker.pipelines.classifier_cache import cached_evaluation_classifier
 from worker.pipelines.datasets import describe, load_training_data
 
 # Share of the progress bar given to the epochs; the rest is evaluation and upload.
@@ -63,7 +64,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         checkpoints.flush()  # keep the last completed epoch, unless the job is someone else's now
     ctx.raise_if_stopped()
     ctx.progress(TRAIN_SHARE, "evaluating", force=True)
-    classifier = evaluation_classifier(data, seed=cfg.seed, device=ctx.device)
+    classifier = cached_evaluation_classifier(
+        ctx.storage, ctx.tenant, data, digest, seed=cfg.seed, device=ctx.device, event=ctx.event
+    )
     scores = score_model(  # the model's one set of figures: stored below, compared by the promotion gate
         outcome.model,
         data,
@@ -167,6 +170,15 @@ class Checkpoints:
         self._previous = pointer["key"]
         return state
 
+    def wanted(self, epoch: int) -> bool:
+        """Whether `save` would store epoch `epoch`'s state now: `train` builds the snapshot only then.
+
+        A skipped epoch is not lost to a stop: `train` then finishes the (short) epoch it is in and offers
+        that, which `flush` stores.
+        """
+        final = epoch >= self.cfg.epochs
+        return final or time.monotonic() - self._last_saved >= self.ctx.settings.checkpoint_min_interval
+
     def save(self, state: TrainState) -> None:
         """Store `state` if N epochs and the minimum interval have passed (always at the last epoch)."""
         final = state.epoch >= self.cfg.epochs
@@ -209,20 +221,22 @@ def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset, checkpoints: C
         )
 
     def on_epoch(m: EpochMetrics) -> None:
+        if ctx.lease_lost:
+            return  # an epoch finished after a stop: the job is someone else's now, record nothing
         phase = f"epoch {m.epoch}/{m.epochs}"
-        ctx.progress(TRAIN_SHARE * m.epoch / m.epochs, phase, force=True)
-        ctx.event(
-            "epoch",
-            f"{phase}: train loss {m.train_loss:.2f}, held-out -ELBO {m.heldout_neg_elbo:.2f}",
-            {**asdict(m), "device": str(ctx.device)},
-        )
+        events: list[tuple[str, str, dict[str, Any] | None]] = [
+            ("epoch", f"{phase}: {_epoch_figures(m)}", {**asdict(m), "device": str(ctx.device)})
+        ]
         if m.epsilon is not None and cfg.privacy is not None:
-            ctx.event(
-                "privacy",
-                f"{phase}: DP-SGD epsilon spent {m.epsilon:.3f} of {cfg.privacy.epsilon} "
-                f"(delta {cfg.privacy.delta})",
-                {"epoch": m.epoch, "epsilon_spent": m.epsilon, **asdict(cfg.privacy)},
+            events.append(
+                (
+                    "privacy",
+                    f"{phase}: DP-SGD epsilon spent {m.epsilon:.3f} of {cfg.privacy.epsilon} "
+                    f"(delta {cfg.privacy.delta})",
+                    {"epoch": m.epoch, "epsilon_spent": m.epsilon, **asdict(cfg.privacy)},
+                )
             )
+        ctx.progress(TRAIN_SHARE * m.epoch / m.epochs, phase, events=events)  # one transaction
 
     def on_batch(step: int, total_steps: int) -> None:
         epoch = min(cfg.epochs, 1 + (step - 1) * cfg.epochs // total_steps)
@@ -236,8 +250,15 @@ def _train(ctx: JobContext, cfg: TrainConfig, data: ImageDataset, checkpoints: C
         on_batch=on_batch,
         should_stop=ctx.should_stop,
         on_checkpoint=checkpoints.save,
+        checkpoint_wanted=checkpoints.wanted,
         resume_from=resume,
     )
+
+
+def _epoch_figures(m: EpochMetrics) -> str:
+    """The epoch event's figures; an epoch that `eval_every` skipped has no held-out -ELBO."""
+    heldout = "not evaluated" if m.heldout_neg_elbo is None else f"{m.heldout_neg_elbo:.2f}"
+    return f"train loss {m.train_loss:.2f}, held-out -ELBO {heldout}"
 
 
 def _metrics(ctx: JobContext, outcome: TrainResult, scores: Scores) -> dict[str, Any]:
