@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-
-import anyio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from celery import Celery
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool

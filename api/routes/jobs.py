@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -98,7 +98,7 @@ def kind_router() -> APIRouter:
     return extra
 
 
-def _generic_submit(spec: kinds.KindSpec) -> Callable[..., JobOut]:
+def _generic_submit(spec: kinds.KindSpec) -> Callable[..., Awaitable[JobOut]]:
     build = spec.build
     assert build is not None  # generic_kinds() has both a request schema and a builder
 

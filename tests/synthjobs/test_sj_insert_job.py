@@ -1,4 +1,4 @@
-"""`jobs.insert_job` (the submit path's one-statement job + "submitted" event) writes what `create_job` does."""
+"""`jobs.insert_job` (the submit path's job + "submitted" event at once) writes what `create_job` does."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def _raw_rows(url: str, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any
     with session_scope(url) as session:
         job = session.execute(
             text(
-                f"SELECT *, params{as_text} AS params_text, result{as_text} AS result_text FROM jobs WHERE id = :i"
+                f"SELECT *, params{as_text} AS params_text, result{as_text} AS result_text "
+                "FROM jobs WHERE id = :i"
             ),
             {"i": job_id},
         ).one()
