@@ -92,6 +92,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--profile-submits", type=int, default=500, help="submissions profiled in-process")
     p.add_argument("--skip-profile", action="store_true")
     p.add_argument("--skip-load", action="store_true", help="profile only (no servers, no load)")
+    p.add_argument(
+        "--storage-quota-off",
+        action="store_true",
+        help="the real API without the storage quota (SYNTHJOBS_MAX_STORAGE_BYTES_PER_TENANT=0): what "
+        "its per-submit SQL sum costs",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and say where")
     return p.parse_args()
 
@@ -247,6 +253,8 @@ def run_load(args: argparse.Namespace, home: Path, database_url: str, redis_url:
         "SYNTHJOBS_MAX_SUBMITS_PER_MINUTE": UNLIMITED,
         "SYNTHJOBS_MAX_CONCURRENT_JOBS": UNLIMITED,
     }
+    if args.storage_quota_off:
+        extra["SYNTHJOBS_MAX_STORAGE_BYTES_PER_TENANT"] = "0"
     env = common.stack_env(home, database_url=database_url, broker_url=redis_url, extra=extra)
     minimal_env = {**env, "SYNTHJOBS_QUEUE": env["SYNTHJOBS_QUEUE"] + "-minimal"}
     real_port, minimal_port = processes.free_port(), processes.free_port()
