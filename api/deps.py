@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from celery import Celery
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,10 +32,23 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return sessionmaker(get_engine(settings.resolved_database_url()), expire_on_commit=False)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session for one request; routes commit explicitly before they enqueue."""
-    with request.app.state.session_factory() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for one request; routes commit explicitly before they enqueue.
+
+    `async` to spare two thread-pool hops per request: opening a session does no I/O (it connects at its
+    first query), and closing one that holds no transaction (a submit has committed) gives nothing back to
+    the pool. A session still in a transaction is closed in a worker thread (its ROLLBACK is a round trip),
+    shielded from cancellation and outside the pool's capacity limit, as FastAPI closes sync dependencies.
+    """
+    session = request.app.state.session_factory()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
+        else:
+            session.close()
 
 
 async def get_sender(request: Request) -> Celery:
@@ -61,20 +76,44 @@ bearer_scheme = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def get_tenant(
+async def get_tenant(
     request: Request, session: SessionDep, settings: SettingsDep, _declared: BearerDep = None
 ) -> str:
+    """The tenant of the request's bearer token; 401 without a valid one (see `tenant_for_request`).
+
+    `async` so that a token verified recently (the token cache) costs no thread-pool hop; only a lookup in
+    SQL runs in a worker thread. `_declared` only puts the bearer scheme in the OpenAPI document.
+    """
+    cached = _cached_tenant(request)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(tenant_for_request, request, session, settings)
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _cached_tenant(request: Request) -> str | None:
+    token = _bearer_token(request)
+    if token is None:
+        return None
+    cached = _token_cache.get(hash_token(token))
+    return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
+
+def tenant_for_request(request: Request, session: Session, settings: Settings) -> str:
     """The tenant of the request's bearer token; 401 without a valid one.
 
     A verified token is remembered for `token_cache_seconds` (keyed by its sha256, per process), so a revoked
     token stops working within that time rather than at once, for one query less on every request.
-    `_declared` only puts the bearer scheme in the OpenAPI document: the token is read from `request` here,
-    so a route that calls this directly (the artifact download, which also takes signed links) reads it
-    the same way.
+    The token is read from `request`, so a route that calls this directly (the artifact download, which also
+    takes signed links) reads it the same way as the `get_tenant` dependency.
     """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token, tenant = token.strip(), None
-    if scheme.lower() == "bearer" and token:
+    token, tenant = _bearer_token(request), None
+    if token is not None:
         key = hash_token(token)
         cached = _token_cache.get(key)
         if cached is not None and cached[1] > time.monotonic():

@@ -61,6 +61,8 @@ MAX_RUNTIME_SECONDS = 366 * 24 * 3600  # the deployment's max_runtime_seconds is
 MAX_PROPORTION = 1e12
 Count = Annotated[int, Field(le=MAX_SAMPLES)]
 Proportion = Annotated[float, Field(le=MAX_PROPORTION, allow_inf_nan=False)]
+# A fraction in [0, 1]: the privacy ceilings of a sampling job's gate and of the promotion policy.
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class PrivacyHyperparameters(Request):
@@ -152,18 +154,12 @@ class TrainRequest(Request):
 class PrivacyGateIn(Request):
     """Privacy ceilings of a sampling job: it fails with the figure instead of delivering past one."""
 
-    max_dcr_share: float | None = Field(
+    max_dcr_share: Share | None = Field(
         default=None,
-        ge=0,
-        le=1,
-        allow_inf_nan=False,
         description="Most DCR share allowed (worse of pixel / feature space); about 0.5 is no memorisation.",
     )
-    max_near_copies: float | None = Field(
+    max_near_copies: Share | None = Field(
         default=None,
-        ge=0,
-        le=1,
-        allow_inf_nan=False,
         description="Most share of samples closer to a training image than real images are to each other.",
     )
 
@@ -404,18 +400,12 @@ class PolicyIn(Request):
     skip_unchanged_data: bool = Field(
         default=False, description="Skip retraining when the data is unchanged."
     )
-    max_dcr_share: float | None = Field(
+    max_dcr_share: Share | None = Field(
         default=None,
-        ge=0,
-        le=1,
-        allow_inf_nan=False,
         description="Refuse a challenger whose DCR share (worse of pixel / feature space) exceeds this.",
     )
-    max_near_copies: float | None = Field(
+    max_near_copies: Share | None = Field(
         default=None,
-        ge=0,
-        le=1,
-        allow_inf_nan=False,
         description="Refuse a challenger whose share of near copies of training images exceeds this.",
     )
 

@@ -57,7 +57,7 @@ class Submission:
     response: Response
 
 
-def get_submission(
+async def get_submission(
     response: Response,
     session: SessionDep,
     sender: SenderDep,
@@ -66,7 +66,10 @@ def get_submission(
     idem: IdempotencyDep,
     quota: QuotaDep,
 ) -> Submission:
-    """Gather a submit route's dependencies once, so each route lists only its body and `SubmissionDep`."""
+    """Gather a submit route's dependencies once, so each route lists only its body and `SubmissionDep`.
+
+    `async` (it only gathers): a sync dependency would cost a thread-pool hop of its own.
+    """
     return Submission(session, sender, settings, tenant, idem, quota, response)
 
 
@@ -90,7 +93,7 @@ def submit(kind: str, build: Build, at: Submission) -> JobOut:
     if spec.sharded:
         job, _ = create_sampling_job(at.session, params, tenant=at.tenant, kind=kind)
     else:
-        job = jobs.create_job(at.session, kind, params, tenant=at.tenant)
+        job = jobs.insert_job(at.session, kind, params, tenant=at.tenant)  # with its event, one statement
     if (earlier := _commit(at, job.id)) is not None:
         return earlier
     at.quota.record(at.tenant)

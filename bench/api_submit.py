@@ -59,6 +59,7 @@ from synthjobs.devtools import processes
 BENCH_DIR = Path(__file__).resolve().parent
 PATH = "/v1/jobs/train"
 BODY = {"dataset": "digits", "hyperparameters": {"epochs": 2}, "seed": 0}
+LOOP = asyncio.new_event_loop()  # runs an async route or dependency when the route is called directly
 UNLIMITED = str(10**9)  # per-tenant quotas (submits per minute, queued jobs) that the load never reaches
 
 
@@ -90,6 +91,13 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--profile-submits", type=int, default=500, help="submissions profiled in-process")
     p.add_argument("--skip-profile", action="store_true")
+    p.add_argument("--skip-load", action="store_true", help="profile only (no servers, no load)")
+    p.add_argument(
+        "--storage-quota-off",
+        action="store_true",
+        help="the real API without the storage quota (SYNTHJOBS_MAX_STORAGE_BYTES_PER_TENANT=0): what "
+        "its per-submit SQL sum costs",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and say where")
     return p.parse_args()
 
@@ -245,6 +253,8 @@ def run_load(args: argparse.Namespace, home: Path, database_url: str, redis_url:
         "SYNTHJOBS_MAX_SUBMITS_PER_MINUTE": UNLIMITED,
         "SYNTHJOBS_MAX_CONCURRENT_JOBS": UNLIMITED,
     }
+    if args.storage_quota_off:
+        extra["SYNTHJOBS_MAX_STORAGE_BYTES_PER_TENANT"] = "0"
     env = common.stack_env(home, database_url=database_url, broker_url=redis_url, extra=extra)
     minimal_env = {**env, "SYNTHJOBS_QUEUE": env["SYNTHJOBS_QUEUE"] + "-minimal"}
     real_port, minimal_port = processes.free_port(), processes.free_port()
@@ -364,6 +374,8 @@ def wrapped_collaborators(clock: PhaseClock) -> Iterator[None]:
     """Wrap what the route calls, so each call's time lands in its phase; undone on exit."""
     from sqlalchemy.orm import Session
 
+    from api import submit
+    from api.quota import QuotaGuard
     from api.routes import jobs as jobs_routes
     from synthjobs.ledger import jobs
 
@@ -378,8 +390,12 @@ def wrapped_collaborators(clock: PhaseClock) -> Iterator[None]:
     patches = [
         (jobs_routes, "train_params", "route: train_params (limits, dataset spec)"),
         (jobs_routes, "check_quota", "route: check_quota (SQL counts)"),
+        (QuotaGuard, "check", "route: quota check (cached SQL counts)"),
+        (submit, "check_storage", "route: check_storage (SQL sum)"),
         (jobs, "create_job", "route: create_job (ORM objects)"),
+        (jobs, "insert_job", "route: insert_job (job + event INSERT)"),
         (jobs_routes, "enqueue_job", "broker: publish (send_task to Redis)"),
+        (submit, "enqueue_job", "broker: publish (send_task to Redis)"),
         (Session, "flush", flush_phase),
         (Session, "commit", "SQL: COMMIT round trip"),
     ]
@@ -413,26 +429,38 @@ def call_route(settings: Any, sender: Any, clock: PhaseClock, token: str) -> byt
     )
     with clock.phase("session: open"):
         sessions = deps.get_session(request)  # type: ignore[arg-type]
-        session = next(sessions)
+        session = LOOP.run_until_complete(anext(sessions)) if inspect.isasyncgen(sessions) else next(sessions)
     try:
         given = {"body": body, "session": session, "sender": sender, "settings": settings}
         given["response"] = Response()
         params = inspect.signature(jobs_routes.submit_train).parameters
         if "tenant" in params:  # auth: the tenant of the bearer token
             with clock.phase("auth: tenant for the bearer token"):
-                given["tenant"] = deps.get_tenant(request, session, settings)  # type: ignore[attr-defined]
+                given["tenant"] = deps.tenant_for_request(request, session, settings)  # type: ignore[arg-type]
         if "quota" in params:  # per-tenant limits, as the app holds them
             given["quota"] = QuotaGuard(settings)
         if "idem" in params:  # no Idempotency-Key: nothing to replay or remember
             given["idem"] = deps.IdempotencyRequest(None, "")  # type: ignore[attr-defined]
+        if "at" in params:  # the submit path's dependencies in one (api.submit.Submission)
+            from api.submit import Submission
+
+            with clock.phase("auth: tenant for the bearer token"):
+                tenant = deps.tenant_for_request(request, session, settings)  # type: ignore[arg-type]
+            idem, quota = deps.IdempotencyRequest(None, ""), QuotaGuard(settings)
+            given["at"] = Submission(session, sender, settings, tenant, idem, quota, given["response"])
         required = [name for name, p in params.items() if p.default is inspect.Parameter.empty]
         if missing := [name for name in required if name not in given]:
             raise RuntimeError(f"submit_train now needs {missing}; bench/api_submit.py must pass them")
         with clock.phase("route: the rest (job_out, ...)"):
             result = jobs_routes.submit_train(**{name: given[name] for name in params if name in given})
+            if inspect.iscoroutine(result):  # an async route (its work in one thread-pool hop)
+                result = LOOP.run_until_complete(result)
     finally:
         with clock.phase("session: close (connection back to the pool)"):
-            sessions.close()
+            if inspect.isasyncgen(sessions):
+                LOOP.run_until_complete(sessions.aclose())
+            else:
+                sessions.close()
     with clock.phase("response: JobOut validation + JSON"):
         return JobOut.model_validate(result).model_dump_json().encode()
 
@@ -654,7 +682,8 @@ def main() -> None:
         home = Path(tmp)
         if args.keep_logs:
             home = Path(tempfile.mkdtemp(prefix="bench-api-submit-logs-"))
-        run_load(args, home, database_url, redis_url)
+        if not args.skip_load:
+            run_load(args, home, database_url, redis_url)
         if not args.skip_profile:
             profile_submit(args, home, database_url, redis_url)
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

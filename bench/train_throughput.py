@@ -41,6 +41,8 @@ from training.data import ImageDataset, dataset_from_arrays, fingerprint, load_d
 from training.model import build_model, elbo_loss
 from training.train import _snapshot, heldout_neg_elbo, train
 
+PRECISIONS = ("fp32", "bf16")
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,7 +57,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--redis-url", help="broker (default: the embedded SQLite broker)")
     p.add_argument("--database-url", help="jobs database (default: SQLite in the temp dir)")
     p.add_argument("--quick", action="store_true", help="10x fewer epochs (at least 3): a smoke run")
-    return p.parse_args()
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated, of fp32 and bf16 (bf16 autocast: the job's `amp`, CUDA only; default fp32)",
+    )
+    args = p.parse_args()
+    args.precisions = [x.strip() for x in args.precision.split(",") if x.strip()]
+    if not args.precisions or set(args.precisions) - set(PRECISIONS):
+        p.error(f"--precision takes a comma-separated list of {', '.join(PRECISIONS)}")
+    return args
 
 
 @dataclass
@@ -86,6 +97,8 @@ def bare_loop(cfg: TrainConfig, data: ImageDataset, device: str) -> float:
     rng = torch.Generator().manual_seed(cfg.seed)
     x_all, y_all = data.train_x.to(device), data.train_y.to(device)
     n = len(y_all)
+    autocast_on = torch.device(device).type
+    autocast = cfg.amp and autocast_on == "cuda"  # as `training.train._step` decides it
 
     def epochs() -> float:
         total = torch.zeros((), device=device)
@@ -94,7 +107,8 @@ def bare_loop(cfg: TrainConfig, data: ImageDataset, device: str) -> float:
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start : start + cfg.batch_size]
                 x, y = x_all[idx], y_all[idx]
-                logits, mu, log_var = model(x, y, generator=rng)
+                with torch.autocast(autocast_on, dtype=torch.bfloat16, enabled=autocast):
+                    logits, mu, log_var = model(x, y, generator=rng)
                 loss, _, _ = elbo_loss(logits, x, mu, log_var, beta=cfg.beta)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -133,6 +147,7 @@ def run_service(stack: common.Stack, case: Case) -> ServiceRun:
         "batch_size": case.cfg.batch_size,
         "learning_rate": case.cfg.learning_rate,
         "architecture": case.cfg.architecture,
+        "amp": case.cfg.amp,
     }
     body = {"dataset": case.dataset_spec, "hyperparameters": hyper, "seed": case.cfg.seed}
     job = common.wait_job(stack, stack.client.submit_train(body)["id"])
@@ -163,7 +178,8 @@ def with_load(fn: Any, own: Any) -> tuple[Any, float]:
 
 def measure(stack: common.Stack, case: Case, device: str) -> None:
     cfg, n = case.cfg, len(case.data.train_y)
-    print(f"\n## {case.name}: {n} training images, {cfg.epochs} epochs, batch {cfg.batch_size}")
+    precision = "bf16 autocast" if cfg.amp else "fp32"
+    print(f"\n## {case.name}: {n} training images, {cfg.epochs} epochs, batch {cfg.batch_size}, {precision}")
     bare_loop(replace(cfg, epochs=2), case.data, device)  # warm-up: lazy imports, allocator, kernels
     mine = common.own_cpu_seconds
     stack_pids = [stack.api.pid, *(w.pid for w in stack.workers)]
@@ -293,7 +309,8 @@ def main() -> None:
         options.update({"broker_url": args.redis_url, "database_url": args.database_url})
         with common.running_stack(Path(tmp) / "home", **options) as stack:
             for case in build_cases(args, stack):
-                measure(stack, case, args.device)
+                for precision in args.precisions:
+                    measure(stack, replace(case, cfg=replace(case.cfg, amp=precision == "bf16")), args.device)
     print(f"\nbench wall time {time.perf_counter() - started:.0f}s")
 
 

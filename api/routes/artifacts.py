@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel
 
-from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep, get_tenant
+from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep, tenant_for_request
 from synthjobs.errors import JobNotFound
 from synthjobs.ledger import jobs
 from synthjobs.rules import artifacts
@@ -88,7 +88,7 @@ def download_artifact(
         except JobNotFound as exc:
             raise HTTPException(404, "no such artifact") from exc
     else:
-        job = jobs.get_job(session, job_id, tenant=get_tenant(request, session, settings))
+        job = jobs.get_job(session, job_id, tenant=tenant_for_request(request, session, settings))
     uri = artifacts.artifact_uris(job).get(name)
     if uri is None:
         raise HTTPException(404, f"job {job_id} has no artifact {name!r}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
@@ -32,6 +33,9 @@ from synthjobs.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+# The submit routes are `async` and run the whole submit path (SQL, publish) in one worker thread: a sync
+# route costs that hop too, plus another to validate its response; their dependencies are async as well.
+
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with that id."}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key created."},
@@ -48,15 +52,19 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=SUBMIT_RESPONSES
 )
-def submit_train(body: TrainRequest, at: SubmissionDep) -> JobOut:
+async def submit_train(body: TrainRequest, at: SubmissionDep) -> JobOut:
     """Submit a training job."""
-    return submit(kinds.TRAIN.name, lambda: train_params(body, at.session, at.settings, at.tenant), at)
+
+    def build() -> dict[str, Any]:
+        return train_params(body, at.session, at.settings, at.tenant)
+
+    return await run_in_threadpool(submit, kinds.TRAIN.name, build, at)
 
 
 @router.post(
     "/sample", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=SUBMIT_RESPONSES
 )
-def submit_sample(body: SampleRequest, at: SubmissionDep) -> JobOut:
+async def submit_sample(body: SampleRequest, at: SubmissionDep) -> JobOut:
     """Submit a bulk-sampling job from a trained model (by id, name:version or name@alias)."""
 
     def build() -> dict[str, Any]:
@@ -66,7 +74,7 @@ def submit_sample(body: SampleRequest, at: SubmissionDep) -> JobOut:
             raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
         return sample_params(body.model_dump(), model, at.settings)
 
-    return submit(kinds.SAMPLE.name, build, at)
+    return await run_in_threadpool(submit, kinds.SAMPLE.name, build, at)
 
 
 def kind_router() -> APIRouter:
@@ -90,12 +98,12 @@ def kind_router() -> APIRouter:
     return extra
 
 
-def _generic_submit(spec: kinds.KindSpec) -> Callable[..., JobOut]:
+def _generic_submit(spec: kinds.KindSpec) -> Callable[..., Awaitable[JobOut]]:
     build = spec.build
     assert build is not None  # generic_kinds() has both a request schema and a builder
 
-    def submit_kind(body: BaseModel, at: SubmissionDep) -> JobOut:
-        return submit(spec.name, lambda: build(body.model_dump(), at.settings), at)
+    async def submit_kind(body: BaseModel, at: SubmissionDep) -> JobOut:
+        return await run_in_threadpool(submit, spec.name, lambda: build(body.model_dump(), at.settings), at)
 
     submit_kind.__annotations__["body"] = spec.request  # the kind's own schema, not BaseModel
     return submit_kind

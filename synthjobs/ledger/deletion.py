@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from synthjobs.errors import DeletionRefused
@@ -193,19 +193,18 @@ def tenant_usage(session: Session, tenant: str) -> int:
     bytes it recorded; every undeleted job adds its other outputs (checkpoints, model artifacts, manifest).
     """
     live = (Job.tenant == tenant, Job.deleted_at.is_(None))
-    other = session.scalar(select(func.coalesce(func.sum(Job.output_bytes), 0)).where(*live))
-    reserved = session.scalar(
-        select(func.coalesce(func.sum(Job.reserved_bytes), 0)).where(*live, Job.state.in_(IN_FLIGHT))
-    )
-    shards = session.scalar(
+    # Other outputs and reservations in one pass over the tenant's jobs (a scan of its rows each).
+    in_flight_reserved = case((Job.state.in_(IN_FLIGHT), Job.reserved_bytes), else_=0)
+    jobs_bytes = select(func.coalesce(func.sum(Job.output_bytes + in_flight_reserved), 0)).where(*live)
+    shards = (
         select(func.coalesce(func.sum(JobShard.bytes), 0))
         .join(Job, Job.id == JobShard.job_id)
         .where(*live, Job.state.not_in(IN_FLIGHT))
     )
-    uploads = session.scalar(
-        select(func.coalesce(func.sum(Dataset.bytes), 0)).where(Dataset.tenant == tenant)
-    )
-    return int(other or 0) + int(reserved or 0) + int(shards or 0) + int(uploads or 0)
+    uploads = select(func.coalesce(func.sum(Dataset.bytes), 0)).where(Dataset.tenant == tenant)
+    # One SELECT of the three sums: every submit asks this, and each query of its own was a round trip.
+    row = session.execute(select(*(query.scalar_subquery() for query in (jobs_bytes, shards, uploads)))).one()
+    return sum(int(value or 0) for value in row)
 
 
 def stored_besides_shards(storage: Storage, job_id: str, kind: str) -> list[tuple[str, int]]:

@@ -328,9 +328,10 @@ def create_sampling_job(
     session: Session, params: dict[str, Any], *, tenant: str, kind: str = SAMPLE.name
 ) -> tuple[Job, int]:
     """Add a QUEUED job of a sharded kind (sampling) and its PENDING, unreleased shards; the caller
-    commits, then releases the first ones (`broker.dispatch`)."""
-    job = jobs.create_job(session, kind, params, tenant=tenant)
-    jobs.set_reserved_bytes(job, int(params.get("planned_bytes") or 0))
+    commits, then releases the first ones (`broker.dispatch`). The job and its event are written at once
+    (`jobs.insert_job`); the Job returned is not in the session."""
+    reserved = int(params.get("planned_bytes") or 0)
+    job = jobs.insert_job(session, kind, params, tenant=tenant, reserved_bytes=reserved)
     plan = plan_shards(params["counts"], params["shard_size"])
     create_shards(session, job.id, plan)
     return job, len(plan)

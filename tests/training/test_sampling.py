@@ -96,3 +96,21 @@ def test_default_batch_gives_the_bytes_of_an_explicit_recipe_batch(trained: Trai
     a = generate(trained.model, labels, generator=shard_generator(1, 2))
     b = generate(trained.model, labels, generator=shard_generator(1, 2), batch_size=decoder_batch(shape))
     assert a.tobytes() == b.tobytes()
+
+
+def test_pin_memory_is_ignored_off_cuda_and_gives_the_same_bytes(trained: TrainResult) -> None:
+    labels = torch.arange(10).repeat(30)
+    default = generate(trained.model, labels, generator=shard_generator(3, 1))
+    pinned = generate(trained.model, labels, generator=shard_generator(3, 1), pin_memory=True)
+    assert pinned.dtype == np.uint8 and pinned.shape == default.shape
+    assert pinned.tobytes() == default.tobytes()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pinned_copies_on_cuda_give_the_default_bytes(trained: TrainResult) -> None:
+    labels = torch.arange(10).repeat(500)
+    default = generate(trained.model, labels, generator=shard_generator(3, 1), device="cuda", batch_size=512)
+    pinned = generate(
+        trained.model, labels, generator=shard_generator(3, 1), device="cuda", batch_size=512, pin_memory=True
+    )
+    assert pinned.tobytes() == default.tobytes()
