@@ -6,15 +6,17 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 
 from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
 from api.errors import field_error
 from api.schemas import (
+    NOTIFY_HELP,
     DeletionOut,
     EventOut,
     JobOut,
     JobPage,
+    NotifyIn,
     SampleRequest,
     ShardOut,
     TrainRequest,
@@ -50,7 +52,9 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def submit_train(body: TrainRequest, at: SubmissionDep) -> JobOut:
     """Submit a training job."""
-    return submit(kinds.TRAIN.name, lambda: train_params(body, at.session, at.settings, at.tenant), at)
+    return submit(
+        kinds.TRAIN.name, lambda: train_params(body, at.session, at.settings, at.tenant), at, body.notify
+    )
 
 
 @router.post(
@@ -64,9 +68,9 @@ def submit_sample(body: SampleRequest, at: SubmissionDep) -> JobOut:
             model = resolve_model(at.session, body.model, tenant=at.tenant)
         except ModelNotFound as exc:
             raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
-        return sample_params(body.model_dump(), model, at.settings)
+        return sample_params(body.model_dump(exclude={"notify"}), model, at.settings)
 
-    return submit(kinds.SAMPLE.name, build, at)
+    return submit(kinds.SAMPLE.name, build, at, body.notify)
 
 
 def kind_router() -> APIRouter:
@@ -95,9 +99,19 @@ def _generic_submit(spec: kinds.KindSpec) -> Callable[..., JobOut]:
     assert build is not None  # generic_kinds() has both a request schema and a builder
 
     def submit_kind(body: BaseModel, at: SubmissionDep) -> JobOut:
-        return submit(spec.name, lambda: build(body.model_dump(), at.settings), at)
+        notify: NotifyIn | None = getattr(body, "notify", None)
+        return submit(spec.name, lambda: build(body.model_dump(exclude={"notify"}), at.settings), at, notify)
 
-    submit_kind.__annotations__["body"] = spec.request  # the kind's own schema, not BaseModel
+    # The kind's own schema, not BaseModel, with the `notify` every kind takes (unless it has its own).
+    request = spec.request
+    assert request is not None
+    if "notify" not in request.model_fields:
+        request = create_model(
+            request.__name__,
+            __base__=request,
+            notify=(NotifyIn | None, Field(default=None, description=NOTIFY_HELP)),
+        )
+    submit_kind.__annotations__["body"] = request
     return submit_kind
 
 
@@ -110,7 +124,8 @@ def train_params(body: TrainRequest, session: SessionDep, settings: Settings, te
         return Upload(found.uri, found.image_shape)
 
     try:
-        return training_request.train_params(body.model_dump(), settings, tenant, find_upload=find_upload)
+        spec = body.model_dump(exclude={"notify"})
+        return training_request.train_params(spec, settings, tenant, find_upload=find_upload)
     except InvalidRequest as exc:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
 
