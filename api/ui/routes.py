@@ -25,7 +25,7 @@ from api.schemas import SchedulePatch
 from api.submit import job_out
 from api.ui.chart import epoch_points, loss_chart_svg
 from api.ui.deps import FormViewerDep, PageRoute, SignerDep, ViewerDep, render
-from api.ui.session import COOKIE
+from api.ui.session import COOKIE, LOGIN_COOKIE, SessionSigner
 from synthjobs.ledger import jobs, registry, schedules, shards
 from synthjobs.ledger.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from synthjobs.ledger.tables import JobState
@@ -36,6 +36,8 @@ router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 TERMINAL = {JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value}
 PAGE_SIZE = 25
 MANIFEST_BYTES = 64 * 1024  # shown inline up to this size; a link otherwise
+LOGIN_PATH = "/ui/login"
+LOGIN_FORM_SECONDS = 3600  # how long a login form stays usable
 
 
 def _back(path: str, notice: str | None = None) -> Response:
@@ -50,9 +52,11 @@ def show_home() -> Response:
 
 
 @router.get("/login")
-def show_login(request: Request, notice: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """The login form: paste an API token."""
-    return render(request, "login.html", notice=notice)
+def show_login(
+    request: Request, signer: SignerDep, notice: Annotated[str | None, Query(max_length=200)] = None
+) -> Response:
+    """The login form: paste an API token (the form carries a CSRF token bound to a pre-session cookie)."""
+    return _login_page(request, signer, notice=notice)
 
 
 @router.post("/login")
@@ -62,11 +66,18 @@ def log_in(
     settings: SettingsDep,
     signer: SignerDep,
     token: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Exchange an API token for a session cookie (the cookie keeps the token's hash, not the token)."""
+    """Exchange an API token for a session cookie (the cookie keeps the token's hash, not the token).
+
+    403 without the login form's CSRF token: another site cannot log a browser in as someone else.
+    """
+    if not signer.login_csrf_valid(request.cookies.get(LOGIN_COOKIE), csrf):
+        notice = "The login form expired or did not come from this site (CSRF check failed); try again."
+        return _login_page(request, signer, 403, notice=notice)
     token = token.strip()
     if not token or tenant_for_token(session, token, settings) is None:
-        return render(request, "login.html", 401, notice="That token is unknown or revoked.")
+        return _login_page(request, signer, 401, notice="That token is unknown or revoked.")
     response = _back("/ui/jobs")
     response.set_cookie(
         COOKIE,
@@ -76,6 +87,26 @@ def log_in(
         samesite="lax",
         secure=request.url.scheme == "https",
         path="/ui",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH, httponly=True, samesite="lax")
+    return response
+
+
+def _login_page(
+    request: Request, signer: SessionSigner, status_code: int = 200, notice: str | None = None
+) -> Response:
+    """The login form with a fresh pre-session cookie and the CSRF token bound to it."""
+    nonce = signer.login_nonce()
+    csrf = signer.login_csrf_token(nonce)
+    response = render(request, "login.html", status_code, notice=notice, login_csrf=csrf)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_FORM_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=LOGIN_PATH,
     )
     return response
 
