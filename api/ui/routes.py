@@ -25,7 +25,9 @@ from api.schemas import SchedulePatch
 from api.submit import job_out
 from api.ui.chart import epoch_points, loss_chart_svg
 from api.ui.deps import FormViewerDep, PageRoute, SignerDep, ViewerDep, render
+from api.ui.figures import FidelityTable, fidelity_source, fidelity_table
 from api.ui.session import COOKIE, LOGIN_COOKIE, SessionSigner
+from synthjobs.errors import ModelNotFound
 from synthjobs.ledger import jobs, registry, schedules, shards
 from synthjobs.ledger.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from synthjobs.ledger.tables import JobState
@@ -228,11 +230,37 @@ def show_job(
         **live,
         artifacts=links,
         images=[a for a in links if a.name.lower().endswith(".png")],
-        figures={k: v for k, v in result.items() if k in {"quality", "privacy", "fidelity", "metrics"}},
+        figures=_figures(result),
+        fidelity=_fidelity(session, result, viewer.tenant),
         manifest=_manifest(storage, result),
         params=json.dumps(live["job"].params, indent=2, default=str),
         notice=notice,
     )
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The result's figure groups shown as name/value tables; fidelity has a table of its own."""
+    shown = {k: v for k, v in result.items() if k in {"quality", "privacy", "metrics"}}
+    if isinstance(shown.get("metrics"), dict):
+        skip = {"fidelity", "conditional_accuracy_per_class"}
+        shown["metrics"] = {k: v for k, v in shown["metrics"].items() if k not in skip}
+    return shown
+
+
+def _fidelity(session: SessionDep, result: dict[str, Any], tenant: str) -> FidelityTable | None:
+    """The per-class fidelity table, classes named from the sampling result or the trained model."""
+    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    accuracy = metrics.get("conditional_accuracy_per_class")
+    names: list[str] = []
+    if isinstance(result.get("per_class"), dict):  # a sampling job: counts by class name, in class order
+        names = [str(name) for name in result["per_class"]]
+    elif isinstance(result.get("model_id"), str):
+        try:
+            model = registry.get_model(session, result["model_id"], tenant=tenant)
+            names = [str(name) for name in (model.dataset or {}).get("class_names") or []]
+        except ModelNotFound:
+            pass
+    return fidelity_table(fidelity_source(result), names, accuracy if isinstance(accuracy, dict) else None)
 
 
 @router.get("/jobs/{job_id}/live")

@@ -204,7 +204,12 @@ def test_another_tenant_can_neither_see_nor_reuse_a_notify(
         assert session.query(WebhookDelivery).count() == 0
         # an outbox row of globex naming acme's job is never signed with acme's secret
         forged = WebhookDelivery(
-            event_id="e", tenant="globex", event_type="job.succeeded", job_id=job_id, url=receiver.url, body="{}"
+            event_id="e",
+            tenant="globex",
+            event_type="job.succeeded",
+            job_id=job_id,
+            url=receiver.url,
+            body="{}",
         )
         session.add(forged)
         session.flush()
