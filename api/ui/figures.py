@@ -60,8 +60,8 @@ def fidelity_table(
     extractor = report.get("extractor") if isinstance(report.get("extractor"), str) else None
     k = report.get("k") if isinstance(report.get("k"), int) else None
     skipped = str(report["skipped"]) if "skipped" in report else None
-    overall = report.get("overall") if isinstance(report.get("overall"), Mapping) else {}
-    per_class = report.get("per_class") if isinstance(report.get("per_class"), Mapping) else {}
+    overall = _mapping(report.get("overall"))
+    per_class = _mapping(report.get("per_class"))
     labels = sorted(set(per_class) | set(accuracy or {}), key=_class_order)[:MAX_ROWS]
     by_label: dict[str, dict[str, Any]] = {}
     for label in labels:
@@ -85,6 +85,10 @@ def fidelity_table(
     if not table.rows and skipped is None:
         return None
     return table
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _class_order(label: str) -> tuple[int, int | str]:

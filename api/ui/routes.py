@@ -249,8 +249,8 @@ def _figures(result: dict[str, Any]) -> dict[str, Any]:
 
 def _fidelity(session: SessionDep, result: dict[str, Any], tenant: str) -> FidelityTable | None:
     """The per-class fidelity table, classes named from the sampling result or the trained model."""
-    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
-    accuracy = metrics.get("conditional_accuracy_per_class")
+    metrics = result.get("metrics")
+    accuracy = metrics.get("conditional_accuracy_per_class") if isinstance(metrics, dict) else None
     names: list[str] = []
     if isinstance(result.get("per_class"), dict):  # a sampling job: counts by class name, in class order
         names = [str(name) for name in result["per_class"]]
