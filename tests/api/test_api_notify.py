@@ -116,6 +116,7 @@ def test_a_sampling_job_takes_notify_too(
         "http://169.254.169.254/latest/meta-data",
         "https://user:pw@example.com/x",
         "http://does-not-resolve.invalid/x",
+        "http://[abc/x",
         "https://example.com/" + "x" * 2001,
     ],
 )
