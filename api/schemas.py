@@ -65,6 +65,32 @@ Proportion = Annotated[float, Field(le=MAX_PROPORTION, allow_inf_nan=False)]
 Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
+NotifyEvent = Literal["job.succeeded", "job.failed", "job.cancelled"]
+
+
+class NotifyIn(Request):
+    """Where to POST this job's events, signed like a webhook endpoint's (a secret shown once)."""
+
+    url: str = Field(min_length=1, max_length=2000, examples=["https://hooks.example.com/synthjobs"])
+    events: list[NotifyEvent] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description="Event types to send; left out, every terminal one (succeeded, failed, cancelled).",
+    )
+
+
+class NotifyOut(BaseModel):
+    """A job's or schedule's `notify`; `secret` only in the response that created it, never again."""
+
+    url: str
+    events: list[str]
+    secret: str | None = Field(default=None, description="Signs every delivery; shown once.")
+
+
+NOTIFY_HELP = "POST this job's terminal events (signed) to this URL: see Notifications in the README."
+
+
 class PrivacyHyperparameters(Request):
     """Differential privacy: DP-SGD (Opacus), so the model is (epsilon, delta)-DP on its train split."""
 
@@ -149,6 +175,7 @@ class TrainRequest(Request):
         "deployment's max_runtime_seconds.",
     )
     priority: Priority = Field(default=DEFAULT_PRIORITY, description=PRIORITY_HELP)
+    notify: NotifyIn | None = Field(default=None, description=NOTIFY_HELP)
 
 
 class PrivacyGateIn(Request):
@@ -214,6 +241,7 @@ class SampleRequest(Request):
         description="Shuffle each shard's samples (deterministic per seed and shard); false: class order.",
     )
     priority: Priority = Field(default=DEFAULT_PRIORITY, description=PRIORITY_HELP)
+    notify: NotifyIn | None = Field(default=None, description=NOTIFY_HELP)
 
 
 class ShardOut(BaseModel):
@@ -277,6 +305,7 @@ class JobOut(BaseModel):
         default=None,
         description="GET of one job: why a QUEUED job, or a running sampling job's remaining shards, waits.",
     )
+    notify: NotifyOut | None = Field(default=None, description="Where its events are POSTed.")
     shards: list[ShardOut] | None = Field(
         default=None,
         description="Sampling jobs (GET of one job): every shard, with key and sha256 once written.",
@@ -453,6 +482,9 @@ class ScheduleRequest(Request):
     policy: PolicyIn = Field(default_factory=PolicyIn)
     sample: SampleFollowUp | None = None
     priority: Priority | None = Field(default=None, description=SCHEDULE_PRIORITY_HELP)
+    notify: NotifyIn | None = Field(
+        default=None, description="Every run's jobs POST their events here, signed with one secret."
+    )
 
 
 class SchedulePatch(Request):
@@ -478,6 +510,7 @@ class ScheduleOut(BaseModel):
     policy: dict[str, Any]
     priority: str | None
     paused: bool
+    notify: NotifyOut | None = None
     next_due_at: datetime
     last_due_at: datetime | None
     created_at: datetime

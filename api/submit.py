@@ -29,13 +29,15 @@ from api.deps import (
 )
 from api.errors import field_error
 from api.quota import QuotaGuard, check_storage
-from api.schemas import JobOut
+from api.schemas import JobOut, NotifyIn
 from synthjobs.broker.dispatch import dispatch_shards
 from synthjobs.broker.queue import enqueue_job
 from synthjobs.errors import InvalidRequest
 from synthjobs.ledger import jobs
 from synthjobs.ledger.shards import create_sampling_job
 from synthjobs.ledger.tables import Job, JobState, utcnow
+from synthjobs.ledger.webhooks import notify_columns
+from synthjobs.maintenance.webhooks import destination_problem
 from synthjobs.rules.kinds import get_kind
 from synthjobs.settings import Settings
 
@@ -76,11 +78,15 @@ async def get_submission(
 SubmissionDep = Annotated[Submission, Depends(get_submission)]
 
 
-def submit(kind: str, build: Build, at: Submission) -> JobOut:
-    """Create and publish a job of `kind` whose params `build` makes; 202, or 200 for a replayed key."""
+def submit(kind: str, build: Build, at: Submission, notify: NotifyIn | None = None) -> JobOut:
+    """Create and publish a job of `kind` whose params `build` makes; 202, or 200 for a replayed key.
+
+    A `notify` is checked like a webhook endpoint (422 at `notify.url`); its secret is in this response only.
+    """
     spec = get_kind(kind)
     if (earlier := replayed(at)) is not None:
         return earlier
+    check_notify(notify, at.settings)
     at.quota.check(at.session, at.tenant)
     if not spec.plans_output:
         check_storage(at.session, at.tenant, at.settings)
@@ -90,10 +96,14 @@ def submit(kind: str, build: Build, at: Submission) -> JobOut:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
     if spec.plans_output:
         check_storage(at.session, at.tenant, at.settings, int(params["planned_bytes"]))
+    columns = notify_columns(notify.url, notify.events) if notify is not None else {}
     if spec.sharded:
         job, _ = create_sampling_job(at.session, params, tenant=at.tenant, kind=kind)
-    else:
-        job = jobs.insert_job(at.session, kind, params, tenant=at.tenant)  # with its event, one statement
+        for name, value in columns.items():
+            setattr(job, name, value)
+    else:  # with its event and its notify, one statement
+        job = jobs.insert_job(at.session, kind, params, tenant=at.tenant, columns=columns)
+    secret = columns.get("notify_secret")
     if (earlier := _commit(at, job.id)) is not None:
         return earlier
     at.quota.record(at.tenant)
@@ -101,7 +111,16 @@ def submit(kind: str, build: Build, at: Submission) -> JobOut:
         dispatch_shards(at.sender, at.settings)  # its first shards, if the window has room
     else:
         enqueue_job(at.sender, job.id, kind, at.settings)
-    return job_out(job)
+    out = job_out(job)
+    if out.notify is not None:
+        out.notify.secret = secret
+    return out
+
+
+def check_notify(notify: NotifyIn | None, settings: Settings) -> None:
+    """422 at `notify.url` for a URL a webhook endpoint could not have (scheme, credentials, address)."""
+    if notify is not None and (problem := destination_problem(notify.url, settings)) is not None:
+        raise HTTPException(422, field_error(("notify", "url"), problem))
 
 
 def replayed(at: Submission) -> JobOut | None:

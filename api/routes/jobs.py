@@ -7,15 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 
 from api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
 from api.errors import field_error
 from api.schemas import (
+    NOTIFY_HELP,
     DeletionOut,
     EventOut,
     JobOut,
     JobPage,
+    NotifyIn,
     SampleRequest,
     ShardOut,
     TrainRequest,
@@ -58,7 +60,7 @@ async def submit_train(body: TrainRequest, at: SubmissionDep) -> JobOut:
     def build() -> dict[str, Any]:
         return train_params(body, at.session, at.settings, at.tenant)
 
-    return await run_in_threadpool(submit, kinds.TRAIN.name, build, at)
+    return await run_in_threadpool(submit, kinds.TRAIN.name, build, at, body.notify)
 
 
 @router.post(
@@ -72,9 +74,9 @@ async def submit_sample(body: SampleRequest, at: SubmissionDep) -> JobOut:
             model = resolve_model(at.session, body.model, tenant=at.tenant)
         except ModelNotFound as exc:
             raise HTTPException(422, field_error(("model",), str(exc), "not_found")) from exc
-        return sample_params(body.model_dump(), model, at.settings)
+        return sample_params(body.model_dump(exclude={"notify"}), model, at.settings)
 
-    return await run_in_threadpool(submit, kinds.SAMPLE.name, build, at)
+    return await run_in_threadpool(submit, kinds.SAMPLE.name, build, at, body.notify)
 
 
 def kind_router() -> APIRouter:
@@ -103,9 +105,23 @@ def _generic_submit(spec: kinds.KindSpec) -> Callable[..., Awaitable[JobOut]]:
     assert build is not None  # generic_kinds() has both a request schema and a builder
 
     async def submit_kind(body: BaseModel, at: SubmissionDep) -> JobOut:
-        return await run_in_threadpool(submit, spec.name, lambda: build(body.model_dump(), at.settings), at)
+        notify: NotifyIn | None = getattr(body, "notify", None)
 
-    submit_kind.__annotations__["body"] = spec.request  # the kind's own schema, not BaseModel
+        def build_kind() -> dict[str, Any]:
+            return build(body.model_dump(exclude={"notify"}), at.settings)
+
+        return await run_in_threadpool(submit, spec.name, build_kind, at, notify)
+
+    # The kind's own schema, not BaseModel, with the `notify` every kind takes (unless it has its own).
+    request = spec.request
+    assert request is not None
+    if "notify" not in request.model_fields:
+        request = create_model(
+            request.__name__,
+            __base__=request,
+            notify=(NotifyIn | None, Field(default=None, description=NOTIFY_HELP)),
+        )
+    submit_kind.__annotations__["body"] = request
     return submit_kind
 
 
@@ -118,7 +134,8 @@ def train_params(body: TrainRequest, session: SessionDep, settings: Settings, te
         return Upload(found.uri, found.image_shape)
 
     try:
-        return training_request.train_params(body.model_dump(), settings, tenant, find_upload=find_upload)
+        spec = body.model_dump(exclude={"notify"})
+        return training_request.train_params(spec, settings, tenant, find_upload=find_upload)
     except InvalidRequest as exc:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
 

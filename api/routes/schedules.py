@@ -11,12 +11,15 @@ from api.deps import SessionDep, SettingsDep, TenantDep
 from api.errors import field_error
 from api.routes.jobs import train_params
 from api.schemas import ScheduleOut, SchedulePatch, ScheduleRequest, ScheduleRunOut
+from api.submit import check_notify
 from synthjobs.ledger import schedules
 from synthjobs.ledger.tables import Schedule
+from synthjobs.ledger.webhooks import attach_notify
 from synthjobs.rules.cron import CronError, CronSchedule
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule."}}
+TRAIN_NOTIFY = "set notify on the schedule (it applies to every run), not on its train"
 
 
 def _check_cron(cron: str, timezone: str) -> None:
@@ -40,9 +43,15 @@ def _check_cron(cron: str, timezone: str) -> None:
 )
 def create_schedule(
     body: ScheduleRequest, session: SessionDep, settings: SettingsDep, tenant: TenantDep
-) -> Schedule:
-    """Create a schedule; its first run is at the first due time from now."""
+) -> ScheduleOut:
+    """Create a schedule; its first run is at the first due time from now. A `notify`'s secret, which
+    signs the events of every job the schedule starts, is in this response only."""
     _check_cron(body.cron, body.timezone)
+    if body.train.notify is not None:
+        raise HTTPException(
+            422, field_error(("train", "notify"), "set notify on the schedule, not its train")
+        )
+    check_notify(body.notify, settings)
     if session.query(Schedule).filter_by(tenant=tenant, name=body.name).first() is not None:
         raise HTTPException(409, f"a schedule named {body.name!r} exists")
     if (count := schedules.count_schedules(session, tenant=tenant)) >= settings.max_schedules_per_tenant:
@@ -61,12 +70,16 @@ def create_schedule(
         policy=body.policy.model_dump(),
         priority=body.priority,
     )
+    secret = attach_notify(schedule, body.notify.url, body.notify.events) if body.notify else None
     try:
         session.commit()
     except IntegrityError as exc:  # a concurrent create took the name between the check and the insert
         session.rollback()
         raise HTTPException(409, f"a schedule named {body.name!r} exists") from exc
-    return schedule
+    out = ScheduleOut.model_validate(schedule)
+    if out.notify is not None:
+        out.notify.secret = secret
+    return out
 
 
 @router.get("", response_model=list[ScheduleOut])
@@ -90,6 +103,8 @@ def update_schedule(
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     _check_cron(changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone))
     if body.train is not None:
+        if body.train.notify is not None:
+            raise HTTPException(422, field_error(("train", "notify"), TRAIN_NOTIFY))
         schedule.train = train_params(body.train, session, settings, tenant)
     for field in ("cron", "timezone", "paused", "policy", "sample", "priority"):
         if field in changes:

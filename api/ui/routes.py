@@ -25,7 +25,9 @@ from api.schemas import SchedulePatch
 from api.submit import job_out
 from api.ui.chart import epoch_points, loss_chart_svg
 from api.ui.deps import FormViewerDep, PageRoute, SignerDep, ViewerDep, render
-from api.ui.session import COOKIE
+from api.ui.figures import FidelityTable, fidelity_source, fidelity_table
+from api.ui.session import COOKIE, LOGIN_COOKIE, SessionSigner
+from synthjobs.errors import ModelNotFound
 from synthjobs.ledger import jobs, registry, schedules, shards
 from synthjobs.ledger.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from synthjobs.ledger.tables import JobState
@@ -36,6 +38,8 @@ router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 TERMINAL = {JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value}
 PAGE_SIZE = 25
 MANIFEST_BYTES = 64 * 1024  # shown inline up to this size; a link otherwise
+LOGIN_PATH = "/ui/login"
+LOGIN_FORM_SECONDS = 3600  # how long a login form stays usable
 
 
 def _back(path: str, notice: str | None = None) -> Response:
@@ -50,9 +54,11 @@ def show_home() -> Response:
 
 
 @router.get("/login")
-def show_login(request: Request, notice: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """The login form: paste an API token."""
-    return render(request, "login.html", notice=notice)
+def show_login(
+    request: Request, signer: SignerDep, notice: Annotated[str | None, Query(max_length=200)] = None
+) -> Response:
+    """The login form: paste an API token (the form carries a CSRF token bound to a pre-session cookie)."""
+    return _login_page(request, signer, notice=notice)
 
 
 @router.post("/login")
@@ -62,11 +68,18 @@ def log_in(
     settings: SettingsDep,
     signer: SignerDep,
     token: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Exchange an API token for a session cookie (the cookie keeps the token's hash, not the token)."""
+    """Exchange an API token for a session cookie (the cookie keeps the token's hash, not the token).
+
+    403 without the login form's CSRF token: another site cannot log a browser in as someone else.
+    """
+    if not signer.login_csrf_valid(request.cookies.get(LOGIN_COOKIE), csrf):
+        notice = "The login form expired or did not come from this site (CSRF check failed); try again."
+        return _login_page(request, signer, 403, notice=notice)
     token = token.strip()
     if not token or tenant_for_token(session, token, settings) is None:
-        return render(request, "login.html", 401, notice="That token is unknown or revoked.")
+        return _login_page(request, signer, 401, notice="That token is unknown or revoked.")
     response = _back("/ui/jobs")
     response.set_cookie(
         COOKIE,
@@ -76,6 +89,26 @@ def log_in(
         samesite="lax",
         secure=request.url.scheme == "https",
         path="/ui",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH, httponly=True, samesite="lax")
+    return response
+
+
+def _login_page(
+    request: Request, signer: SessionSigner, status_code: int = 200, notice: str | None = None
+) -> Response:
+    """The login form with a fresh pre-session cookie and the CSRF token bound to it."""
+    nonce = signer.login_nonce()
+    csrf = signer.login_csrf_token(nonce)
+    response = render(request, "login.html", status_code, notice=notice, login_csrf=csrf)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_FORM_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=LOGIN_PATH,
     )
     return response
 
@@ -197,11 +230,37 @@ def show_job(
         **live,
         artifacts=links,
         images=[a for a in links if a.name.lower().endswith(".png")],
-        figures={k: v for k, v in result.items() if k in {"quality", "privacy", "fidelity", "metrics"}},
+        figures=_figures(result),
+        fidelity=_fidelity(session, result, viewer.tenant),
         manifest=_manifest(storage, result),
         params=json.dumps(live["job"].params, indent=2, default=str),
         notice=notice,
     )
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The result's figure groups shown as name/value tables; fidelity has a table of its own."""
+    shown = {k: v for k, v in result.items() if k in {"quality", "privacy", "metrics"}}
+    if isinstance(shown.get("metrics"), dict):
+        skip = {"fidelity", "conditional_accuracy_per_class"}
+        shown["metrics"] = {k: v for k, v in shown["metrics"].items() if k not in skip}
+    return shown
+
+
+def _fidelity(session: SessionDep, result: dict[str, Any], tenant: str) -> FidelityTable | None:
+    """The per-class fidelity table, classes named from the sampling result or the trained model."""
+    metrics = result.get("metrics")
+    accuracy = metrics.get("conditional_accuracy_per_class") if isinstance(metrics, dict) else None
+    names: list[str] = []
+    if isinstance(result.get("per_class"), dict):  # a sampling job: counts by class name, in class order
+        names = [str(name) for name in result["per_class"]]
+    elif isinstance(result.get("model_id"), str):
+        try:
+            model = registry.get_model(session, result["model_id"], tenant=tenant)
+            names = [str(name) for name in (model.dataset or {}).get("class_names") or []]
+        except ModelNotFound:
+            pass
+    return fidelity_table(fidelity_source(result), names, accuracy if isinstance(accuracy, dict) else None)
 
 
 @router.get("/jobs/{job_id}/live")

@@ -5,6 +5,10 @@ under `SYNTHJOBS_UI_SECRET`; every request checks the hash against the tokens ta
 API token ends its dashboard sessions too. The CSRF token of a session is an HMAC of its session id, sent in
 a hidden field of every state-changing form: a cross-site page cannot read it, and SameSite=Lax keeps the
 cookie off cross-site POSTs as a second line.
+
+The login form, which has no session yet, is protected the same way before one exists (login CSRF: a
+cross-site page must not log a victim in as the attacker): its GET sets a random pre-session cookie and
+puts an HMAC of it in the form; a login POST whose field does not match its cookie is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from synthjobs.rules.artifacts import local_secret
 from synthjobs.settings import Settings
 
 COOKIE = "synthjobs_session"
+LOGIN_COOKIE = "synthjobs_login"
 UI_SECRET_FILE = "ui-secret"
 
 
@@ -72,3 +77,17 @@ class SessionSigner:
 
     def csrf_valid(self, session: UiSession, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(self.csrf_token(session), token)
+
+    @staticmethod
+    def login_nonce() -> str:
+        """A fresh pre-session cookie value for the login form."""
+        return secrets.token_urlsafe(16)
+
+    def login_csrf_token(self, nonce: str) -> str:
+        """The login form's CSRF token: bound to its pre-session cookie, unforgeable without the secret."""
+        return hmac.new(self.secret, f"login-csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def login_csrf_valid(self, nonce: str | None, token: str | None) -> bool:
+        if not nonce or not token or len(nonce) > 100:
+            return False
+        return hmac.compare_digest(self.login_csrf_token(nonce), token)

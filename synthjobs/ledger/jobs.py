@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,6 +82,7 @@ def insert_job(
     *,
     tenant: str = DEFAULT_TENANT,
     reserved_bytes: int = 0,
+    columns: Mapping[str, Any] | None = None,
 ) -> Job:
     """`create_job`'s two rows (the job, its "submitted" event) written now, in one statement on PostgreSQL.
 
@@ -94,6 +95,8 @@ def insert_job(
     """
     job = _new_job(kind, params, tenant)
     set_reserved_bytes(job, reserved_bytes)
+    for name, value in (columns or {}).items():  # e.g. the job's own notify, set before the INSERT
+        setattr(job, name, value)
     # Unset (None) columns are left out, so each gets its column default as in an ORM flush.
     row = {c.key: value for c in Job.__table__.columns if (value := getattr(job, c.key)) is not None}
     # `data` None is JSON null, as `add_event`'s ORM flush writes it (not SQL NULL).

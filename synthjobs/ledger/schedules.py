@@ -139,6 +139,7 @@ def fire_schedule(settings: Settings, schedule_id: str, now: datetime, fired_by:
                 "schedule": {"id": schedule.id, "run_id": run.id, "policy": schedule.policy},
             }
             job = jobs.create_job(session, JobKind.TRAIN, params, tenant=schedule.tenant)
+            job.notify, job.notify_secret = schedule.notify, schedule.notify_secret  # signs as the schedule
             jobs.add_event(
                 session, job.id, "scheduled", f"fired by schedule {schedule.name} for {due_at.isoformat()}"
             )

@@ -122,6 +122,10 @@ class Job(Base):
     reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # low | normal | high (`rules.fair_share`): orders the release of a tenant's sampling shards.
     priority: Mapped[str] = mapped_column(String(8), default="normal")
+    # Where to POST this job's events (`{"url": ..., "events": [...]}`), from its submit or its schedule;
+    # the secret signs them and is never shown after the submit's response.
+    notify: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    notify_secret: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class JobEvent(Base):
@@ -269,6 +273,9 @@ class Schedule(Base):
     # None: the training spec's own.
     priority: Mapped[str | None] = mapped_column(String(8), default=None)
     paused: Mapped[bool] = mapped_column(default=False)
+    # Copied, secret included, to every job the schedule starts (`ledger.schedules.fire_schedule`).
+    notify: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    notify_secret: Mapped[str | None] = mapped_column(String(500), default=None)
     next_due_at: Mapped[datetime] = mapped_column()
     last_due_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -329,7 +336,7 @@ class Webhook(Base):
     tenant: Mapped[str] = mapped_column(TENANT, index=True)
     url: Mapped[str] = mapped_column(String(2000))
     event_types: Mapped[list[str]] = mapped_column(JSON)
-    secret: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 from synthjobs.errors import SynthJobsError
 from synthjobs.ledger.db import execute_dml
-from synthjobs.ledger.tables import Job, JobEvent, Webhook, WebhookDelivery, new_id, utcnow
+from synthjobs.ledger.tables import Job, JobEvent, Schedule, Webhook, WebhookDelivery, new_id, utcnow
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+# What a job's own `notify` may subscribe to, and what it hears when it names no events.
+JOB_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled")
 MAX_WEBHOOKS_PER_TENANT = 50
 PUBLIC_JOB_FIELDS = ("id", "kind", "state", "phase", "progress", "error", "error_code", "priority", "result")
 JOB_TIMES = ("created_at", "started_at", "finished_at")
@@ -40,12 +42,35 @@ def create_webhook(
         tenant=tenant,
         url=url,
         event_types=sorted(set(event_types)),
-        secret="whsec_" + secrets.token_urlsafe(32),
+        secret=new_secret(),
         description=description,
     )
     session.add(row)
     session.flush()
     return row
+
+
+def new_secret() -> str:
+    """A signing secret (`whsec_...`), for an endpoint, a job's or a schedule's `notify`."""
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def notify_spec(url: str, events: Sequence[str] | None) -> dict[str, Any]:
+    """The stored form of a `notify`: its URL and events (the job's terminal events when none are named)."""
+    return {"url": url, "events": sorted(set(events or JOB_EVENT_TYPES))}
+
+
+def notify_columns(url: str, events: Sequence[str] | None) -> dict[str, Any]:
+    """A new job's or schedule's `notify` and a fresh secret, as column values (the secret is shown once)."""
+    return {"notify": notify_spec(url, events), "notify_secret": new_secret()}
+
+
+def attach_notify(target: Job | Schedule, url: str, events: Sequence[str] | None) -> str:
+    """Give a new job or schedule its `notify` and a fresh secret; return the secret, to be shown once."""
+    for name, value in notify_columns(url, events).items():
+        setattr(target, name, value)
+    assert target.notify_secret is not None
+    return target.notify_secret
 
 
 def count_webhooks(session: Session, tenant: str) -> int:
@@ -98,13 +123,19 @@ def job_public_fields(job: Job) -> dict[str, Any]:
 def emit(
     session: Session, tenant: str, event_type: str, data: dict[str, Any], job_id: str | None = None
 ) -> str:
-    """Write one outbox row per endpoint of `tenant` subscribed to `event_type`; return the event id.
+    """Write one outbox row per endpoint of `tenant` subscribed to `event_type`, and one for the job's own
+    `notify` when it names `event_type`; return the event id.
 
     Runs in the caller's transaction. Every row of one event carries the same id and the same body.
     """
     event_id = new_id()
-    hooks = [h for h in list_webhooks(session, tenant=tenant) if event_type in h.event_types]
-    if not hooks:
+    targets: list[tuple[str | None, str]] = [
+        (h.id, h.url) for h in list_webhooks(session, tenant=tenant) if event_type in h.event_types
+    ]
+    job = session.get(Job, job_id) if job_id is not None else None
+    if job is not None and job.tenant == tenant and job.notify and event_type in job.notify["events"]:
+        targets.append((None, job.notify["url"]))
+    if not targets:
         return event_id
     created = utcnow()
     body = json.dumps(
@@ -113,15 +144,15 @@ def emit(
         separators=(",", ":"),
         default=str,
     )
-    for hook in hooks:
+    for webhook_id, url in targets:
         session.add(
             WebhookDelivery(
                 event_id=event_id,
                 tenant=tenant,
                 event_type=event_type,
-                webhook_id=hook.id,
+                webhook_id=webhook_id,
                 job_id=job_id,
-                url=hook.url,
+                url=url,
                 body=body,
                 state=PENDING,
                 attempts=0,
@@ -162,13 +193,25 @@ class DueDelivery:
 
 
 def claim_due(session: Session, now: datetime, lease: datetime, limit: int = 100) -> list[DueDelivery]:
-    """Take every due delivery for one attempt (see `take_attempt`), with its endpoint's secret."""
+    """Take every due delivery for one attempt (see `take_attempt`), with the secret that signs it: its
+    endpoint's, or (a row without an endpoint) its job's `notify` secret."""
     taken = []
     for row in due_deliveries(session, now, limit):
-        hook = session.get(Webhook, row.webhook_id) if row.webhook_id is not None else None
-        if hook is not None and take_attempt(session, row, now, lease):
-            taken.append(DueDelivery(row.id, row.url, row.body.encode(), hook.secret))
+        secret = delivery_secret(session, row)
+        if secret is not None and take_attempt(session, row, now, lease):
+            taken.append(DueDelivery(row.id, row.url, row.body.encode(), secret))
     return taken
+
+
+def delivery_secret(session: Session, row: WebhookDelivery) -> str | None:
+    """The secret signing `row`, or None when its endpoint or job is gone (or is another tenant's)."""
+    if row.webhook_id is not None:
+        hook = session.get(Webhook, row.webhook_id)
+        return hook.secret if hook is not None and hook.tenant == row.tenant else None
+    job = session.get(Job, row.job_id) if row.job_id is not None else None
+    if job is None or job.tenant != row.tenant:
+        return None
+    return job.notify_secret
 
 
 def record_attempt(
@@ -205,6 +248,7 @@ def record_attempt(
         data = {
             "event_id": row.event_id,
             "webhook_id": row.webhook_id,
+            "notify": row.webhook_id is None,
             "status": status,
             "attempt": row.attempts,
             "state": row.state,

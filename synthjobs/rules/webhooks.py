@@ -52,7 +52,10 @@ def check_url(url: str) -> tuple[str, int]:
     """(host, port) of an http(s) URL with no credentials; WebhookURLError naming what is wrong."""
     if len(url) > MAX_URL_LENGTH:
         raise WebhookURLError(f"URL longer than {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6] host, say: a 422, not an internal error
+        raise WebhookURLError(f"URL cannot be parsed: {exc}") from exc
     if parts.scheme not in ("https", "http"):
         raise WebhookURLError("URL must start with https:// (or http://)")
     if parts.username is not None or parts.password is not None:

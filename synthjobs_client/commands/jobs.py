@@ -28,6 +28,23 @@ WaitFlag = Annotated[bool, typer.Option("--wait", help="Wait for the job to fini
 Timeout = Annotated[
     float | None, typer.Option("--timeout", min=0, help="Seconds to wait at most (exit 4 past them).")
 ]
+Notify = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        metavar="URL",
+        help="POST the job's end (signed) to this https URL; its secret is printed once.",
+        show_default=False,
+    ),
+]
+
+
+def submitted(job: Job, *, as_json: bool) -> Job:
+    """Print a new job's `notify` secret (to stderr, once) unless the JSON output carries it."""
+    secret = (job.get("notify") or {}).get("secret")
+    if secret and not as_json:
+        typer.echo(f"notify secret (shown once, verify deliveries with it): {secret}", err=True)
+    return job
 
 
 def follow(client: Client, job: Job, *, wait: bool, timeout: float | None, as_json: bool) -> int:
@@ -74,6 +91,7 @@ def train(
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = None,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     max_runtime_seconds: Annotated[int | None, typer.Option(min=1, help="Fail the job past this.")] = None,
+    notify: Notify = None,
     wait: WaitFlag = False,
     timeout: Timeout = None,
     as_json: JsonFlag = False,
@@ -100,8 +118,11 @@ def train(
         body["model_name"] = model_name
     if max_runtime_seconds is not None:
         body["max_runtime_seconds"] = max_runtime_seconds
+    if notify:
+        body["notify"] = {"url": notify}
     with output.client_for(ctx.obj) as client:
-        return follow(client, client.submit_train(body), wait=wait, timeout=timeout, as_json=as_json)
+        job = submitted(client.submit_train(body), as_json=as_json)
+        return follow(client, job, wait=wait, timeout=timeout, as_json=as_json)
 
 
 def sample(
@@ -128,6 +149,7 @@ def sample(
     shuffle: Annotated[
         bool, typer.Option("--shuffle/--no-shuffle", help="Shuffle within each shard.")
     ] = True,
+    notify: Notify = None,
     wait: WaitFlag = False,
     timeout: Timeout = None,
     as_json: JsonFlag = False,
@@ -148,8 +170,11 @@ def sample(
     body.update({k: v for k, v in optional.items() if v is not None})
     if not shuffle:
         body["shuffle"] = False
+    if notify:
+        body["notify"] = {"url": notify}
     with output.client_for(ctx.obj) as client:
-        return follow(client, client.submit_sample(body), wait=wait, timeout=timeout, as_json=as_json)
+        job = submitted(client.submit_sample(body), as_json=as_json)
+        return follow(client, job, wait=wait, timeout=timeout, as_json=as_json)
 
 
 def status(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> int:

@@ -441,7 +441,9 @@ UI_NO_TENANT_DATA = {("GET", "/ui"), ("GET", "/ui/login"), ("POST", "/ui/login")
 def ui_login(api: TestClient, token: str) -> tuple[TestClient, str]:
     """A browser-like client of `api`'s app logged in with `token`, and its session's CSRF token."""
     browser = TestClient(api.app)
-    answer = browser.post("/ui/login", data={"token": token}, follow_redirects=False)
+    form = browser.get("/ui/login").text
+    login_csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    answer = browser.post("/ui/login", data={"token": token, "csrf": login_csrf}, follow_redirects=False)
     assert answer.status_code == 303, answer.text
     page = browser.get("/ui/jobs").text
     return browser, page.split('name="csrf" value="', 1)[1].split('"', 1)[0]

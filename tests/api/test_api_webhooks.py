@@ -39,6 +39,7 @@ def test_the_secret_is_shown_at_creation_and_never_again(hooks_api: TestClient) 
         ({"url": "http://10.0.0.1/x"}, "url"),
         ({"url": "http://169.254.169.254/latest/meta-data"}, "url"),
         ({"url": "http://does-not-resolve.invalid/x"}, "url"),
+        ({"url": "http://[abc/x"}, "url"),
         ({"event_types": ["job.exploded"]}, "event_types"),
         ({"event_types": []}, "event_types"),
     ],

@@ -28,10 +28,16 @@ def _browser(api: TestClient) -> TestClient:
     return TestClient(api.app)  # no bearer header: only the cookie speaks for it
 
 
+def _login_csrf(browser: TestClient) -> str:
+    """The login form's CSRF token (its GET also sets the pre-session cookie it is bound to)."""
+    return browser.get("/ui/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
 def _login(browser: TestClient, token: str) -> str:
-    answer = browser.post("/ui/login", data={"token": token}, follow_redirects=False)
+    data = {"token": token, "csrf": _login_csrf(browser)}
+    answer = browser.post("/ui/login", data=data, follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/jobs", answer.text
-    return answer.headers["set-cookie"]
+    return next(c for c in answer.headers.get_list("set-cookie") if c.startswith("synthjobs_session="))
 
 
 def _csrf(browser: TestClient) -> str:
@@ -54,8 +60,39 @@ def test_pages_without_a_valid_session_redirect_to_the_login_form(api: TestClien
 
 
 def test_an_unknown_token_is_refused_at_login(api: TestClient) -> None:
-    answer = _browser(api).post("/ui/login", data={"token": "nope"}, follow_redirects=False)
-    assert answer.status_code == 401 and "set-cookie" not in answer.headers
+    browser = _browser(api)
+    data = {"token": "nope", "csrf": _login_csrf(browser)}
+    answer = browser.post("/ui/login", data=data, follow_redirects=False)
+    assert answer.status_code == 401
+    assert not any(c.startswith("synthjobs_session=") for c in answer.headers.get_list("set-cookie"))
+
+
+def test_the_login_form_carries_a_csrf_token_bound_to_an_httponly_pre_session_cookie(api: TestClient) -> None:
+    browser = _browser(api)
+    form = browser.get("/ui/login")
+    cookie = form.headers["set-cookie"].lower()
+    assert cookie.startswith("synthjobs_login=") and "httponly" in cookie and "samesite=lax" in cookie
+    assert 'name="csrf" value="' in form.text
+
+
+@pytest.mark.parametrize("how", ["no token", "no cookie", "another form's token", "wrong token"])
+def test_a_login_without_the_forms_csrf_token_is_refused(api: TestClient, token: str, how: str) -> None:
+    browser = _browser(api)
+    data = {"token": token}
+    if how == "no cookie":
+        data["csrf"] = _login_csrf(browser)
+        browser.cookies.clear()
+    elif how == "another form's token":
+        data["csrf"] = _login_csrf(_browser(api))  # an attacker's own form: bound to the attacker's cookie
+        _login_csrf(browser)
+    elif how == "wrong token":
+        _login_csrf(browser)
+        data["csrf"] = "0" * 64
+    answer = browser.post("/ui/login", data=data, follow_redirects=False)
+    assert answer.status_code == 403, answer.text
+    assert "CSRF" in answer.text
+    assert not any(c.startswith("synthjobs_session=") for c in answer.headers.get_list("set-cookie"))
+    assert browser.get("/ui/jobs", follow_redirects=False).status_code == 303, "no session was made"
 
 
 def test_state_changing_forms_need_the_sessions_csrf_token(api: TestClient, token: str) -> None:

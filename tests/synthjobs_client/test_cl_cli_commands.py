@@ -126,6 +126,18 @@ def test_train_sends_the_dataset_spec_and_only_the_flags_given(api: Callable[[An
     ]
 
 
+@pytest.mark.parametrize("command", [["train"], ["sample", "digits-cvae@champion", "--per-class", "5"]])
+def test_notify_sends_the_url_and_prints_the_secret_once(
+    api: Callable[[Any], Seen], capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    notify = {"url": "https://hooks.example.com/h", "events": ["job.succeeded"], "secret": "whsec_abc"}
+    seen = api({**JOB, "notify": notify})
+    assert cli.main([*command, "--notify", "https://hooks.example.com/h"]) == 0
+    [(_, _, body)] = seen
+    assert body["notify"] == {"url": "https://hooks.example.com/h"}
+    assert capsys.readouterr().err.count("whsec_abc") == 1
+
+
 def test_sample_with_a_total_sends_distribution_format_and_quality(
     api: Callable[[Any], Seen], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -149,4 +149,5 @@ def _follow_up(
         ctx.event("follow-up", f"follow-up sampling not submitted: {exc}")
         return None
     job, shard_total = create_sampling_job(session, params, tenant=ctx.tenant)
+    job.notify, job.notify_secret = found.notify, found.notify_secret  # the schedule's runs all notify
     return job.id, shard_total
