@@ -43,6 +43,7 @@ from synthjobs.ledger.retry import in_transaction, is_transient
 from synthjobs.ledger.tables import JobShard, JobState
 from synthjobs.logs import log_context
 from synthjobs.maintenance import tick as schedule_tick
+from synthjobs.rules import tenant_policy
 from synthjobs.rules.kinds import is_sharded, kinds
 from synthjobs.settings import Settings, get_settings
 from synthjobs.storage import open_storage
@@ -313,9 +314,13 @@ def _complete_and_release(
 
     The release comes last, so the dispatcher's advisory lock is held only from there to the commit. A
     shard this worker lost still frees nothing, but releasing is harmless then too: the window decides.
+    The weights are the tenant policies' (`tenant_policy.weights`), as at submit and in the reconciler:
+    `SYNTHJOBS_TENANT_WEIGHTS` alone left a weight set in `SYNTHJOBS_TENANT_POLICIES` out of every
+    release made here, i.e. of nearly all of them.
     """
     recorded = shards.complete_shard(session, job_id, shard, worker, **outcome)
-    return recorded, dispatch.release_next(session, settings.shard_window, settings.tenant_weights)
+    weights = tenant_policy.weights(settings)
+    return recorded, dispatch.release_next(session, settings.shard_window, weights)
 
 
 def _claim_shard(
