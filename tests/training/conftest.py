@@ -25,6 +25,8 @@ def small_digits(digits: ImageDataset) -> ImageDataset:
         test_y=digits.test_y[:100],
         image_shape=digits.image_shape,
         class_names=digits.class_names,
+        val_x=digits.val_x[:100],
+        val_y=digits.val_y[:100],
     )
 
 
