@@ -191,6 +191,10 @@ def test_uploaded_dataset_trains_and_bad_uploads_are_refused(start_stack) -> Non
     model = stack.client.model(done["result"]["model_id"])
     assert model["dataset"]["class_names"] == ["cat", "dog", "eel"]
     assert len(model["dataset"]["fingerprint"]) == 64
+    # three stratified splits of each class of 20: 4 test, 2 validation, 14 train
+    splits = done["result"]["metrics"]["splits"]
+    assert (splits["train"], splits["validation"], splits["test"]) == (42, 6, 12)
+    assert splits["recipe"].startswith("synthjobs-split/2")
 
     float_images = _upload(stack, _npz(images.astype(np.float32), labels))
     assert float_images.status_code == 422 and "uint8" in float_images.text

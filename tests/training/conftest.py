@@ -33,4 +33,4 @@ def small_digits(digits: ImageDataset) -> ImageDataset:
 @pytest.fixture(scope="session")
 def trained(digits: ImageDataset) -> TrainResult:
     """A concat CVAE trained for a few epochs on the full digits split."""
-    return train(TrainConfig(epochs=5, seed=3), digits)
+    return train(TrainConfig(epochs=10, seed=3), digits)
