@@ -198,8 +198,9 @@ def fingerprint(data: ImageDataset) -> str:
     """Return a sha256 hex digest of exactly what training sees.
 
     It covers the image shape, the class names, the three splits' float32 pixels (exact bytes,
-    little-endian) and int64 labels, in split order (train, validation, test). Loaders put images in a canonical order (an image folder is sorted by class
-    and file name), so the same data gives the same fingerprint however it was listed.
+    little-endian) and int64 labels, in split order (train, validation, test). Loaders put images in a
+    canonical order (an image folder is sorted by class and file name), so the same data gives the same
+    fingerprint however it was listed.
     """
     digest = hashlib.sha256()
     header = {
