@@ -141,3 +141,9 @@ def test_heldout_fraction_is_the_documented_one() -> None:
 def test_load_dataset_needs_a_root_for_torchvision_datasets() -> None:
     with pytest.raises(DatasetError, match="dataset 'MNIST' needs a root folder"):
         load_dataset("MNIST")
+
+
+def test_a_dataset_without_validation_images_has_a_fingerprint() -> None:
+    # every class of two images: nothing left for validation (an empty split must still hash)
+    data = dataset_from_arrays(_images(4), np.array([0, 0, 1, 1]))
+    assert len(data.val_y) == 0 and len(fingerprint(data)) == 64

@@ -219,7 +219,7 @@ def fingerprint(data: ImageDataset) -> str:
         (data.test_y, "<i8"),
     ):
         array = np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype, copy=False))
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.tobytes())  # (an empty validation split has no memoryview cast)
     return digest.hexdigest()
 
 
