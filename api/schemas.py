@@ -111,12 +111,12 @@ class TrainHyperparameters(Request):
         description="concat (default, Sohn et al. 2015): one-hot label joined to the encoder input and to z. "
         "additive: the course design, z + ReLU(Linear(one_hot)), learns the class much more slowly.",
     )
-    latent_dim: int = Field(default=8, ge=1, le=4096)
+    latent_dim: int = Field(default=16, ge=1, le=4096)
     hidden_dim: int = Field(default=256, ge=4, le=65536)
-    epochs: int = Field(default=30, ge=1, le=100_000)
-    batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    epochs: int = Field(default=100, ge=1, le=100_000)
+    batch_size: int = Field(default=32, ge=1, le=1_000_000)
     learning_rate: float = Field(default=1e-3, gt=0, le=1, allow_inf_nan=False)
-    beta: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False, description="Weight of the KL term.")
+    beta: float = Field(default=0.5, ge=0, le=1000, allow_inf_nan=False, description="Weight of the KL term.")
     kl_warmup_epochs: int = Field(
         default=0, ge=0, le=100_000, description="Epochs over which β ramps up from 0."
     )

@@ -66,12 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     data = load_dataset(cfg.dataset, root=args.data_root, download=args.download)
     print(f"config: {cfg.to_dict()}")
-    print(f"data: {len(data.train_x)} train / {len(data.test_x)} held-out, image shape {data.image_shape}")
+    print(
+        f"data: {len(data.train_x)} train / {len(data.val_x)} validation / {len(data.test_x)} test, "
+        f"image shape {data.image_shape}"
+    )
 
     def show(m: EpochMetrics) -> None:
         print(
             f"epoch {m.epoch:3d}/{m.epochs}  train loss {m.train_loss:8.3f}  "
-            f"held-out -ELBO {m.heldout_neg_elbo:8.3f} nats  {m.seconds:6.2f} s"
+            f"validation -ELBO {m.heldout_neg_elbo:8.3f} nats  {m.seconds:6.2f} s"
         )
 
     started = time.perf_counter()

@@ -10,9 +10,9 @@ An entry is never trusted: `decode` checks a sha256 over the whole payload, that
 equals the key asked for, and that the state loads strictly into the recipe's architecture. Anything else
 raises `CacheEntryInvalid`, and the caller retrains (and overwrites the entry).
 
-`SPLIT_RECIPE` versions how the train/held-out split is cut. The dataset fingerprint already covers both
-splits' bytes, so a changed split gives another key anyway; the field is there so a change to the split
-recipe can also retire old entries explicitly (bump it where the split recipe changes).
+`SPLIT_RECIPE` (training.datasets) names how the train / validation / test split is cut. The dataset
+fingerprint already covers the splits' bytes, so a changed split gives another key anyway; the field is
+there so a change to the split recipe also retires old entries explicitly.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from training.classifier import CLASSIFIER_RECIPE, build_classifier, classifier_architecture
+from training.datasets import SPLIT_RECIPE
 from training.evaluate import EVALUATION_RECIPE
 
-SPLIT_RECIPE = 1  # bump with the train/held-out split recipe (training.datasets), to retire old entries
 ENTRY_FORMAT = 1
 _MAGIC = b"synthjobs-classifier-cache\n"
 
@@ -48,7 +48,7 @@ class ClassifierKey:
     device_type: str  # "cpu" or "cuda": the same recipe trains other weights on another device
     classifier_recipe: int = CLASSIFIER_RECIPE
     evaluation_recipe: int = EVALUATION_RECIPE
-    split_recipe: int = SPLIT_RECIPE
+    split_recipe: str = SPLIT_RECIPE
     torch_version: str = field(default_factory=lambda: torch.__version__)
     entry_format: int = ENTRY_FORMAT
 

@@ -1,4 +1,4 @@
-"""Datasets as in-memory tensors with a fixed train/held-out split: the one import for callers.
+"""Datasets as in-memory tensors with a fixed train/validation/test split: the one import for callers.
 
 The loaders live in `training.datasets` (one module per source); this module re-exports them and adds
 `load_dataset`, which picks a loader by name.
@@ -10,8 +10,10 @@ from pathlib import Path
 
 from training.datasets import (
     HELDOUT_FRACTION,
+    SPLIT_RECIPE,
     SPLIT_SEED,
     TORCHVISION_DATASETS,
+    VALIDATION_FRACTION,
     DatasetError,
     ImageDataset,
     dataset_from_arrays,
@@ -21,12 +23,15 @@ from training.datasets import (
     load_digits_dataset,
     load_torchvision_dataset,
     stratified_split,
+    three_way_split,
 )
 
 KNOWN_DATASETS = ("digits", *TORCHVISION_DATASETS)
 
 __all__ = [
     "HELDOUT_FRACTION",
+    "SPLIT_RECIPE",
+    "VALIDATION_FRACTION",
     "KNOWN_DATASETS",
     "SPLIT_SEED",
     "DatasetError",
@@ -39,6 +44,7 @@ __all__ = [
     "load_digits_dataset",
     "load_torchvision_dataset",
     "stratified_split",
+    "three_way_split",
 ]
 
 

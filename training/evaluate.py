@@ -11,13 +11,18 @@ The figures (`Scores`):
   overall and per class. We track it for a CVAE because a model can have a good ELBO and still ignore
   its label.
 - TSTR ("train on synthetic, test on real", Esteban et al. 2017): the same recipe trained only on the
-  generated images, tested on the real held-out split. It is read against TRTR, the recipe trained on the
+  generated images, tested on the real test split. It is read against TRTR, the recipe trained on the
   real training split with the same seed, so the two differ only in their training images.
-- the held-out -ELBO (nats per image, beta = 1), for context.
+- the test -ELBO (nats per image, beta = 1), for context.
+- `validation`: the same TSTR classifier's accuracy and the -ELBO on the validation split. These, with
+  the conditional accuracy (which reads no real held-out image), are what the promotion gate compares
+  (`figures`): a choice reads validation, and the reported figures above read test, which nothing is
+  chosen on (see `training.datasets.base`).
 - the privacy report (`training.privacy`) and the fidelity report (`training.fidelity`), on a seeded
   subset of at most `REPORT_SAMPLES` of the scored samples (stream REPORT), against the real training
-  split and the real held-out split; privacy in flat pixels and in the evaluation classifier's
-  penultimate-layer features, fidelity in those features (`feature_extractor_name` names them).
+  split and the real test split (DCR share's held-out set is test); privacy in flat pixels and in the
+  evaluation classifier's penultimate-layer features, fidelity in those features
+  (`feature_extractor_name` names them).
 
 Random streams. Everything random in an evaluation comes from a named `Stream` derived from one seed
 (a training job's seed, or a sampling job's):
@@ -61,7 +66,8 @@ from training.privacy import MIN_REAL_ROWS, equal_subsets, gate_figures, privacy
 from training.sample import generate
 from training.train import heldout_neg_elbo
 
-EVALUATION_RECIPE = 1
+# 2: three-way split; TSTR and the -ELBO are reported on test and gated on validation.
+EVALUATION_RECIPE = 2
 # Samples per class a model is scored on unless the caller says otherwise (the worker's default
 # SYNTHJOBS_TSTR_SAMPLES_PER_CLASS is the same number).
 DEFAULT_SAMPLES_PER_CLASS = 500
@@ -241,29 +247,46 @@ def tstr(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> float:
-    """Train on synthetic, test on real: accuracy on `data`'s held-out split of the recipe trained on samples.
+    """Train on synthetic, test on real: accuracy on `data`'s test split of the recipe trained on samples.
 
     Args:
         generated_x: images as `generate` returns them (uint8 (N, H, W) or (N, H, W, C)), or float (N, D)
             flattened in (C, H, W) order.
         generated_y: int (N,) the labels they were generated for.
-        data: the real dataset; only its held-out split is used.
+        data: the real dataset; only its test split is used.
         seed: the classifier's seed itself (`score_model` passes `stream_seed(seed, Stream.TSTR)`).
         device: where to train.
 
     Returns:
-        Held-out accuracy in [0, 1]; identical for identical inputs and seed.
+        Test accuracy in [0, 1]; identical for identical inputs and seed.
     """
+    return tstr_both(generated_x, generated_y, data, seed=seed, device=device)[0]
+
+
+def tstr_both(
+    generated_x: np.ndarray | torch.Tensor,
+    generated_y: np.ndarray | torch.Tensor,
+    data: ImageDataset,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[float, float]:
+    """(test, validation) accuracy of one TSTR classifier (`tstr`'s arguments); validation falls back to
+    test when the dataset has no validation split (`ImageDataset.choice_split`)."""
     x = as_flat_pixels(generated_x, data.image_shape)
     y = torch.as_tensor(generated_y).to(torch.int64).reshape(-1)
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"tstr needs one label per generated image, got {len(x)} images and {len(y)} labels")
     classifier = fit_classifier(x, y, data.image_shape, data.num_classes, seed=seed, device=device)
-    return accuracy(classifier, data.test_x.to(device), data.test_y.to(device))
+    val_x, val_y = data.choice_split()
+    return (
+        accuracy(classifier, data.test_x.to(device), data.test_y.to(device)),
+        accuracy(classifier, val_x.to(device), val_y.to(device)),
+    )
 
 
 def trtr(data: ImageDataset, *, seed: int = 0, device: str | torch.device = "cpu") -> float:
-    """Train on real, test on real: held-out accuracy of the `tstr` recipe trained on the real train split."""
+    """Train on real, test on real: test accuracy of the `tstr` recipe trained on the real train split."""
     classifier = train_classifier(data, seed=seed, device=device)
     return accuracy(classifier, data.test_x.to(device), data.test_y.to(device))
 
@@ -282,6 +305,8 @@ class Scores:
     temperature: float
     privacy: dict[str, Any] | None = None
     fidelity: dict[str, Any] | None = None
+    # {"tstr", "heldout_neg_elbo"} on the validation split: what the gate compares (None: not measured)
+    validation: dict[str, float] | None = None
 
     def evaluation(self) -> dict[str, Any]:
         """How the figures were measured: two models whose records are equal (on the same data) were
@@ -294,9 +319,11 @@ class Scores:
         }
 
     def figures(self) -> dict[str, float]:
-        """The figures the promotion gate compares (`GATE_FIGURES`), and with a privacy report its
-        worst-space `dcr_share` and `near_copies` (which the gate's privacy ceilings read)."""
+        """The figures the promotion gate compares (`GATE_FIGURES`, TSTR and -ELBO on validation), and with
+        a privacy report its worst-space `dcr_share` and `near_copies` (which the gate's privacy ceilings
+        read: a ceiling on the reported test figure, not a comparison)."""
         figures = {name: float(getattr(self, name)) for name in GATE_FIGURES}
+        figures.update(self.validation or {})
         if self.privacy is not None:
             figures.update(gate_figures(self.privacy))
         return figures
@@ -310,6 +337,8 @@ class Scores:
             "heldout_neg_elbo": self.heldout_neg_elbo,
             "evaluation": self.evaluation(),
         }
+        if self.validation is not None:
+            metrics["validation"] = dict(self.validation)
         if self.trtr is not None:
             metrics["trtr"] = self.trtr
         if self.privacy is not None:
@@ -323,6 +352,7 @@ def figures_of(metrics: dict[str, Any]) -> dict[str, float]:
     """The gate's figures from a model's stored metrics (as `Scores.to_metrics` wrote them): equal to
     `Scores.figures()` of the scores stored, privacy figures included when the metrics hold a report."""
     figures = {name: float(metrics[name]) for name in GATE_FIGURES}
+    figures.update({k: float(v) for k, v in (metrics.get("validation") or {}).items()})
     if metrics.get("privacy"):
         figures.update(gate_figures(metrics["privacy"]))
     return figures
@@ -344,7 +374,8 @@ def score_model(
 
     Args:
         model: the CVAE, trained on `data`'s classes and image shape.
-        data: the real dataset: the classifiers train on its training split and test on its held-out split.
+        data: the real dataset: the classifiers train on its training split and test on its test split
+            (and, for the gate's figures, its validation split).
         seed: the job seed every stream is derived from.
         samples_per_class: images per class scored, and that TSTR trains on.
         temperature: scales the prior's standard deviation when sampling.
@@ -371,11 +402,16 @@ def score_model(
     )
     counts = ClassCounts.of(classifier, images, labels, data.num_classes)
     classifier_seed = stream_seed(seed, Stream.TSTR)
+    test_tstr, val_tstr = tstr_both(images, labels, data, seed=classifier_seed, device=device)
     return Scores(
         conditional_accuracy=counts.overall or 0.0,
         per_class={str(c): v for c, v in counts.per_class().items()},
-        tstr=tstr(images, labels, data, seed=classifier_seed, device=device),
-        heldout_neg_elbo=heldout_neg_elbo(model, data, device=device),
+        tstr=test_tstr,
+        heldout_neg_elbo=heldout_neg_elbo(model, data, device=device, split="test"),
+        validation={
+            "tstr": val_tstr,
+            "heldout_neg_elbo": heldout_neg_elbo(model, data, device=device, split="validation"),
+        },
         trtr=trtr(data, seed=classifier_seed, device=device) if with_trtr else None,
         samples_per_class=samples_per_class,
         seed=int(seed),
@@ -397,7 +433,7 @@ def reports(
 
     A seeded subset (stream REPORT) of at most `samples` images is read, so a sampling job's figure
     comes from a fixed-size subset whatever its size. Real train and held-out rows are equal-size seeded
-    subsets (`equal_subsets`); with H3b's validation split, the held-out rows are the test split.
+    subsets (`equal_subsets`); the held-out rows are the test split (nothing is chosen on it).
 
     Returns:
         {"privacy": {"pixels": {...}, "features": {...}, "extractor": str}, "fidelity": {...}}.

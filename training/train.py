@@ -54,7 +54,8 @@ class TrainingDiverged(Exception):
 class EpochMetrics:
     """Metrics after one epoch.
 
-    `heldout_neg_elbo` is the beta=1 negative ELBO (nats per image) on the held-out split, in eval mode,
+    `heldout_neg_elbo` is the beta=1 negative ELBO (nats per image) on the validation split (what choices
+    read; see `training.datasets.base`), in eval mode,
     estimated with one z sample per image drawn from a generator seeded with HELDOUT_NOISE_SEED: an
     unbiased single-sample estimate (unlike z = mu) that is still identical for identical weights. It is
     measured every `cfg.eval_every` epochs and after the last one (None in between); it draws from its own
@@ -106,7 +107,7 @@ def train(
 
     Args:
         cfg: hyperparameters.
-        data: the dataset; the held-out split is used only for `heldout_neg_elbo`.
+        data: the dataset; only `heldout_neg_elbo` reads its validation split, and nothing its test split.
         device: where to train.
         on_epoch: called with each epoch's metrics.
         on_batch: called after each batch with (step, total_steps), step 1-based over the whole run
@@ -335,20 +336,29 @@ def _step(
 
 
 @torch.no_grad()
-def heldout_neg_elbo(model: CVAE, data: ImageDataset, device: torch.device | str = "cpu") -> float:
-    """Return the beta=1 negative ELBO in nats per image on the held-out split (see EpochMetrics)."""
+def heldout_neg_elbo(
+    model: CVAE, data: ImageDataset, device: torch.device | str = "cpu", *, split: str = "validation"
+) -> float:
+    """Return the beta=1 negative ELBO in nats per image on a held-out split (see EpochMetrics).
+
+    `split` is "validation" (what training and the promotion gate read; test when validation is empty, see
+    `ImageDataset.choice_split`) or "test" (the figure a model reports).
+    """
+    if split not in ("validation", "test"):
+        raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+    images, labels = data.choice_split() if split == "validation" else (data.test_x, data.test_y)
     was_training = model.training
     model.eval()
     noise = torch.Generator().manual_seed(HELDOUT_NOISE_SEED)
     total = 0.0
-    for start in range(0, len(data.test_x), EVAL_BATCH):
-        x = data.test_x[start : start + EVAL_BATCH].to(device)
-        y = data.test_y[start : start + EVAL_BATCH].to(device)
+    for start in range(0, len(images), EVAL_BATCH):
+        x = images[start : start + EVAL_BATCH].to(device)
+        y = labels[start : start + EVAL_BATCH].to(device)
         logits, mu, log_var = model(x, y, generator=noise)
         loss, _, _ = elbo_loss(logits, x, mu, log_var, beta=1.0)
         total += loss.item() * len(x)
     model.train(was_training)
-    return total / len(data.test_x)
+    return total / len(images)
 
 
 def _measure(

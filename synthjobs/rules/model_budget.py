@@ -120,7 +120,7 @@ def model_cost(
     """Parameters and activation memory of the CVAE a training job with these hyperparameters builds."""
     architecture = str(hyperparameters.get("architecture", "auto"))
     options: dict[str, Any] = {
-        "latent_dim": int(hyperparameters.get("latent_dim", 8)),
+        "latent_dim": int(hyperparameters.get("latent_dim", 16)),
         "hidden_dim": int(hyperparameters.get("hidden_dim", 256)),
         "conditioning": str(hyperparameters.get("conditioning", "concat")),
         "architecture": architecture,
@@ -129,7 +129,7 @@ def model_cost(
         architecture=resolve_architecture(architecture, image_shape),
         parameters=parameter_count(image_shape, num_classes, **options),
         activation_bytes_per_image=activation_bytes_per_image(image_shape, num_classes, **options),
-        batch_size=int(hyperparameters.get("batch_size", 64)),
+        batch_size=int(hyperparameters.get("batch_size", 32)),
     )
 
 

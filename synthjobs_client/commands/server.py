@@ -90,7 +90,7 @@ def reconcile(as_json: JsonFlag = False) -> int:
 
 
 def demo(
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    epochs: Annotated[int, typer.Option(min=1)] = 100,
     per_class: Annotated[int, typer.Option(min=1)] = 1000,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     serve: Annotated[

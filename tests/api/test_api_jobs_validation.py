@@ -50,7 +50,7 @@ def test_valid_train_request_is_accepted_queued_and_readable(api: TestClient) ->
     assert job["params"]["model_name"] == "digits-cvae"
     config = job["params"]["config"]
     assert config["seed"] == 7 and config["epochs"] == 2
-    assert (config["conditioning"], config["latent_dim"], config["batch_size"]) == ("concat", 8, 64)
+    assert (config["conditioning"], config["latent_dim"], config["batch_size"]) == ("concat", 16, 32)
     read = api.get(f"/v1/jobs/{job['id']}")
     # GET of one job adds why it waits (nothing ahead of it, no worker has taken it yet).
     waiting = {"reason": "waiting for a free worker", "position": 1}
@@ -71,7 +71,20 @@ def test_train_request_publishes_only_the_job_id_to_the_broker(api: TestClient) 
 def test_empty_train_request_uses_the_defaults(api: TestClient) -> None:
     response = api.post("/v1/jobs/train", json={})
     assert response.status_code == 202
-    assert response.json()["params"]["config"]["epochs"] == 30
+    config = response.json()["params"]["config"]
+    assert (config["epochs"], config["batch_size"], config["latent_dim"], config["beta"]) == (
+        100,
+        32,
+        16,
+        0.5,
+    )
+    # The API's defaults mirror TrainConfig's (the API cannot import training; the test can).
+    from training.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    assert {k: v for k, v in config.items() if k in defaults and k not in ("seed", "dataset")} == {
+        k: defaults[k] for k in config if k in defaults and k not in ("seed", "dataset")
+    }
 
 
 def test_priority_is_stored_and_shown_and_an_unknown_one_is_refused(api: TestClient) -> None:

@@ -136,6 +136,10 @@ def test_registry_versions_aliases_and_pinned_sampling(start_stack) -> None:
     second = _succeeded(stack, stack.client.submit_train(_train_body(epochs=1, seed=12))["id"])["result"]
     assert (first["model_version"], second["model_version"]) == (1, 2)
     request = stack.client._request
+    # Which 1-epoch model the promotion gate left as champion depends on their validation figures; the
+    # history below starts from whichever it was.
+    promoted = stack.client.model("digits-cvae@champion")["id"]
+    assert promoted in (first["model_id"], second["model_id"])
 
     alias = request("PUT", "/v1/models/digits-cvae/aliases/champion", json={"version": 1, "reason": "first"})
     assert alias["model_id"] == first["model_id"]
@@ -149,7 +153,7 @@ def test_registry_versions_aliases_and_pinned_sampling(start_stack) -> None:
     history = request("GET", "/v1/models/digits-cvae/aliases/champion/history")
     assert [(h["from_model_id"], h["to_model_id"], h["actor"]) for h in history[:2]] == [
         (first["model_id"], second["model_id"], "api"),
-        (first["model_id"], first["model_id"], "api"),
+        (promoted, first["model_id"], "api"),
     ]
     assert history[-1]["from_model_id"] is None and history[-1]["actor"].startswith("promotion")
     assert [m["version"] for m in stack.client.models(name="digits-cvae")] == [2, 1]
@@ -191,6 +195,10 @@ def test_uploaded_dataset_trains_and_bad_uploads_are_refused(start_stack) -> Non
     model = stack.client.model(done["result"]["model_id"])
     assert model["dataset"]["class_names"] == ["cat", "dog", "eel"]
     assert len(model["dataset"]["fingerprint"]) == 64
+    # three stratified splits of each class of 20: 4 test, 2 validation, 14 train
+    splits = done["result"]["metrics"]["splits"]
+    assert (splits["train"], splits["validation"], splits["test"]) == (42, 6, 12)
+    assert splits["recipe"].startswith("synthjobs-split/2")
 
     float_images = _upload(stack, _npz(images.astype(np.float32), labels))
     assert float_images.status_code == 422 and "uint8" in float_images.text

@@ -25,10 +25,12 @@ def small_digits(digits: ImageDataset) -> ImageDataset:
         test_y=digits.test_y[:100],
         image_shape=digits.image_shape,
         class_names=digits.class_names,
+        val_x=digits.val_x[:100],
+        val_y=digits.val_y[:100],
     )
 
 
 @pytest.fixture(scope="session")
 def trained(digits: ImageDataset) -> TrainResult:
     """A concat CVAE trained for a few epochs on the full digits split."""
-    return train(TrainConfig(epochs=5, seed=3), digits)
+    return train(TrainConfig(epochs=10, seed=3), digits)

@@ -113,6 +113,8 @@ def digits28() -> ImageDataset:
         full.test_y[:64],
         full.image_shape,
         full.class_names,
+        val_x=full.val_x[:64],
+        val_y=full.val_y[:64],
     )
 
 

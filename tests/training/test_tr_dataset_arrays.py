@@ -26,9 +26,10 @@ def test_arrays_become_a_scaled_stratified_dataset() -> None:
     data = dataset_from_arrays(images, labels, ["a", "b", "c", "d", "e"])
     assert data.image_shape == (1, 4, 5) and data.class_names == ("a", "b", "c", "d", "e")
     assert data.train_x.dtype == torch.float32 and data.train_y.dtype == torch.int64
-    assert len(data.train_y) == 40 and len(data.test_y) == 10
+    assert len(data.train_y) == 35 and len(data.val_y) == 5 and len(data.test_y) == 10
     assert np.bincount(data.test_y.numpy()).tolist() == [2] * 5  # 20 % of each class of 10
-    together = torch.cat([data.train_x, data.test_x]) * 255
+    assert np.bincount(data.val_y.numpy()).tolist() == [1] * 5  # 10 %
+    together = torch.cat([data.train_x, data.val_x, data.test_x]) * 255
     assert torch.allclose(together.round(), together, atol=1e-4)
     assert sorted(map(tuple, together.round().to(torch.uint8).numpy())) == sorted(
         map(tuple, images.reshape(50, -1))
@@ -47,6 +48,15 @@ def test_colour_arrays_are_flattened_channel_first() -> None:
 def test_two_images_of_a_class_split_one_and_one() -> None:
     data = dataset_from_arrays(_images(4), np.array([0, 0, 1, 1], dtype=np.uint8))
     assert sorted(data.train_y.tolist()) == [0, 1] and sorted(data.test_y.tolist()) == [0, 1]
+    assert len(data.val_y) == 0 and data.val_x.shape == (0, 20)  # no validation: choices read test
+    assert data.choice_split()[1] is data.test_y
+
+
+def test_three_images_of_a_class_split_one_each() -> None:
+    data = dataset_from_arrays(_images(6), np.array([0, 0, 0, 1, 1, 1]))
+    for part in (data.train_y, data.val_y, data.test_y):
+        assert sorted(part.tolist()) == [0, 1]
+    assert data.choice_split()[1] is data.val_y
 
 
 def test_labels_of_any_integer_dtype_are_accepted() -> None:
@@ -101,7 +111,8 @@ def test_dataset_error_is_a_value_error() -> None:
 
 def test_presplit_arrays_keep_their_split_and_name_the_bad_part() -> None:
     data = dataset_from_splits(_images(6), _labels(6), _images(4), _labels(4), ["x", "y"])
-    assert len(data.train_y) == 6 and len(data.test_y) == 4
+    # the test split is kept as given; validation is cut from the train part, one of each class of 3
+    assert len(data.train_y) == 4 and len(data.val_y) == 2 and len(data.test_y) == 4
     assert torch.equal(data.test_x[0], torch.from_numpy(_images(4)[0].reshape(-1).astype(np.float32) / 255))
     with pytest.raises(DatasetError, match="test split: got 4 images but 3 labels"):
         dataset_from_splits(_images(6), _labels(6), _images(4), _labels(3), ["x", "y"])
@@ -130,3 +141,9 @@ def test_heldout_fraction_is_the_documented_one() -> None:
 def test_load_dataset_needs_a_root_for_torchvision_datasets() -> None:
     with pytest.raises(DatasetError, match="dataset 'MNIST' needs a root folder"):
         load_dataset("MNIST")
+
+
+def test_a_dataset_without_validation_images_has_a_fingerprint() -> None:
+    # every class of two images: nothing left for validation (an empty split must still hash)
+    data = dataset_from_arrays(_images(4), np.array([0, 0, 1, 1]))
+    assert len(data.val_y) == 0 and len(fingerprint(data)) == 64

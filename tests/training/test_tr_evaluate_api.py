@@ -49,7 +49,25 @@ def test_scores_cover_every_class_and_are_sensible(scores, digits: ImageDataset)
     assert scores.conditional_accuracy > 0.5 and 0 < scores.tstr <= 1 and scores.trtr is not None
     assert scores.trtr == trtr(digits, seed=stream_seed(SEED, Stream.TSTR)), "TRTR shares TSTR's stream"
     assert scores.heldout_neg_elbo > 0
-    assert scores.evaluation() == {"recipe": 1, "samples_per_class": N, "seed": SEED, "temperature": 1.0}
+    assert scores.evaluation() == {"recipe": 2, "samples_per_class": N, "seed": SEED, "temperature": 1.0}
+
+
+def test_reported_figures_read_test_and_the_gate_reads_validation(
+    scores, trained: TrainResult, digits: ImageDataset
+) -> None:
+    from training.train import heldout_neg_elbo
+
+    assert scores.heldout_neg_elbo == heldout_neg_elbo(trained.model, digits, split="test")
+    assert scores.validation is not None
+    assert scores.validation["heldout_neg_elbo"] == heldout_neg_elbo(trained.model, digits)
+    assert scores.validation["heldout_neg_elbo"] != scores.heldout_neg_elbo
+    figures = scores.figures()
+    assert (
+        figures["tstr"] == scores.validation["tstr"]
+        and figures["heldout_neg_elbo"] == (scores.validation["heldout_neg_elbo"])
+    )
+    assert figures["conditional_accuracy"] == scores.conditional_accuracy  # reads no held-out image
+    assert scores.to_metrics()["tstr"] == scores.tstr  # what is reported: test
 
 
 def test_stored_metrics_give_back_the_gate_figures(scores) -> None:

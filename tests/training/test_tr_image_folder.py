@@ -34,8 +34,8 @@ def _grey_folder() -> list[tuple[str, str, bytes]]:
 def test_folder_labels_follow_sorted_class_names() -> None:
     data = decode_image_folder(_grey_folder())
     assert data.class_names == ("cat", "dog") and data.image_shape == (1, 6, 5)
-    assert len(data.train_y) + len(data.test_y) == 6
-    rows = torch.cat([data.train_x, data.test_x])
+    assert len(data.train_y) + len(data.val_y) + len(data.test_y) == 6
+    rows = torch.cat([data.train_x, data.val_x, data.test_x])
     cat_0 = torch.from_numpy(
         _pixels(10).reshape(-1).astype(np.float32) / 255
     )  # cat is class index 1 in the list

@@ -54,6 +54,8 @@ def test_conv_run_resumed_from_bytes_matches_too() -> None:
         full28.test_y[:32],
         full28.image_shape,
         full28.class_names,
+        val_x=full28.val_x[:32],
+        val_y=full28.val_y[:32],
     )
     cfg = TrainConfig(epochs=2, seed=1, hidden_dim=32, batch_size=32)
     saved: list[bytes] = []

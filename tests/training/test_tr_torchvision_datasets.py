@@ -38,10 +38,13 @@ def test_mnist_like_files_load_with_the_official_split(tmp_path: Path, name: str
     arrays = _fake_mnist(tmp_path, name)
     data = load_torchvision_dataset(name, tmp_path)
     assert data.image_shape == (1, 28, 28) and data.num_classes == 10
-    assert len(data.train_y) == 12 and len(data.test_y) == 6  # the official test split is held out
+    # the official test split is the test split; validation is cut from the train part (classes 0 and 1
+    # have two training images, the others one, which stays in train)
+    assert len(data.train_y) == 10 and len(data.val_y) == 2 and len(data.test_y) == 6
     expected = torch.from_numpy(arrays["t10k-images-idx3-ubyte"].reshape(6, -1).astype(np.float32) / 255)
     assert torch.equal(data.test_x, expected)
-    assert data.train_y.tolist() == (np.arange(12) % 10).tolist()
+    assert sorted(data.val_y.tolist()) == [0, 1]
+    assert sorted(data.train_y.tolist() + data.val_y.tolist()) == sorted((np.arange(12) % 10).tolist())
     if name == "MNIST":
         assert data.class_names[0] == "0 - zero"
     else:
@@ -50,7 +53,7 @@ def test_mnist_like_files_load_with_the_official_split(tmp_path: Path, name: str
 
 def test_load_dataset_reads_torchvision_files_case_insensitively(tmp_path: Path) -> None:
     _fake_mnist(tmp_path, "MNIST")
-    assert len(load_dataset("mnist", root=tmp_path).train_y) == 12
+    assert len(load_dataset("mnist", root=tmp_path).train_y) == 10
 
 
 def test_missing_mnist_files_say_where_the_loader_looked_and_how_to_download(tmp_path: Path) -> None:
@@ -104,7 +107,7 @@ def test_verified_cifar10_batches_are_read_channel_first(tmp_path: Path) -> None
         (tmp_path / name).write_bytes(pickle.dumps(content))
     data = read_cifar10_batches(tmp_path, train_files=["b1", "b2"], test_files=["t"], meta_file="meta")
     assert data.image_shape == (3, 32, 32) and data.class_names == ("airplane", "automobile")
-    assert data.train_y.tolist() == [0, 1, 0, 1, 1, 0]
+    assert len(data.val_y) == 2 and sorted(data.train_y.tolist() + data.val_y.tolist()) == [0, 0, 0, 1, 1, 1]
     # CIFAR rows are already (C, H, W)-flattened, which is ImageDataset's layout too.
     assert torch.equal(data.test_x, torch.from_numpy(batches["t"]["data"].astype(np.float32) / 255))
 

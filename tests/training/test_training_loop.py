@@ -15,7 +15,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_short_training_lowers_heldout_loss(trained: TrainResult) -> None:
     first, last = trained.history[0], trained.final
-    assert [m.epoch for m in trained.history] == [1, 2, 3, 4, 5]
+    assert [m.epoch for m in trained.history] == list(range(1, 11))  # the fixture trains 10 epochs
     assert last.heldout_neg_elbo < first.heldout_neg_elbo - 2.0
     assert last.heldout_neg_elbo < 30.0  # nats per 8x8 image; an untrained model scores about 44
     assert not trained.stopped and not trained.model.training

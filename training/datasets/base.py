@@ -1,7 +1,10 @@
-"""The in-memory dataset every loader produces, its validation, its fixed split and its fingerprint.
+"""The in-memory dataset every loader produces, its checks, its fixed three-way split and its fingerprint.
 
-The split never depends on the job seed: held-out metrics of two jobs are comparable only if they are
-computed on the same images.
+Every dataset is split three ways, train / validation / test (`SPLIT_RECIPE`), stratified by class with
+fixed seeds. Anything that *chooses* (the per-epoch held-out -ELBO, the promotion gate, hyperparameter
+tuning) reads validation; the figures a model *reports* (TSTR, TRTR, the privacy and fidelity reports)
+read test, which nothing is chosen on. The split never depends on the job seed: held-out metrics of two
+jobs are comparable only if they are computed on the same images.
 """
 
 from __future__ import annotations
@@ -9,15 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-# Fixed seed for the train/held-out split, deliberately independent of TrainConfig.seed.
+# Fixed seed for the test split, deliberately independent of TrainConfig.seed; the validation split is cut
+# from what remains with VALIDATION_SEED. The test split is the one the two-way split of recipe 1 held out.
 SPLIT_SEED = 20240601
-HELDOUT_FRACTION = 0.2
-FINGERPRINT_FORMAT = "synthjobs-dataset-fingerprint/1"
+VALIDATION_SEED = SPLIT_SEED + 1
+HELDOUT_FRACTION = 0.2  # test share of every class (of data that comes unsplit)
+VALIDATION_FRACTION = 0.1  # validation share of every class, of all images (of the train part if pre-split)
+SPLIT_RECIPE = "synthjobs-split/2: stratified test 0.2 (seed 20240601), then validation 0.1 (seed 20240602)"
+FINGERPRINT_FORMAT = "synthjobs-dataset-fingerprint/2"
 
 
 class DatasetError(ValueError):
@@ -26,10 +34,12 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Flattened images in [0, 1] with integer labels, split into train and held-out parts.
+    """Flattened images in [0, 1] with integer labels, split into train, validation and test parts.
 
-    `train_x`/`test_x` are float32 (N, D) with D = C*H*W, each row an image flattened in (C, H, W) order;
-    `train_y`/`test_y` are int64 (N,).
+    `train_x`/`val_x`/`test_x` are float32 (N, D) with D = C*H*W, each row an image flattened in (C, H, W)
+    order; `train_y`/`val_y`/`test_y` are int64 (N,). Validation is what choices read (see the module doc);
+    it may be empty for a tiny dataset (every class of two images), and `choice_split` then falls back to
+    test.
     """
 
     train_x: torch.Tensor
@@ -38,6 +48,8 @@ class ImageDataset:
     test_y: torch.Tensor
     image_shape: tuple[int, int, int]  # (C, H, W)
     class_names: tuple[str, ...]
+    val_x: torch.Tensor = field(kw_only=True)
+    val_y: torch.Tensor = field(kw_only=True)
 
     @property
     def num_classes(self) -> int:
@@ -47,6 +59,19 @@ class ImageDataset:
     def input_dim(self) -> int:
         c, h, w = self.image_shape
         return c * h * w
+
+    def choice_split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the split choices read: validation, or test when validation is empty."""
+        return (self.val_x, self.val_y) if len(self.val_y) else (self.test_x, self.test_y)
+
+    def split_record(self) -> dict[str, Any]:
+        """The split sizes and recipe, as metrics.json and the model card record them."""
+        return {
+            "recipe": SPLIT_RECIPE,
+            "train": len(self.train_y),
+            "validation": len(self.val_y),
+            "test": len(self.test_y),
+        }
 
 
 def stratified_split(labels: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +91,32 @@ def stratified_split(labels: np.ndarray, heldout_fraction: float, seed: int) -> 
     return train_idx, test_idx
 
 
+def validation_split(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cut `fraction` of each class of `labels` (a train part) into validation: sorted (train, val) indices.
+
+    A class keeps at least one training image, so a class with a single image left has no validation image.
+    """
+    rng = np.random.default_rng(VALIDATION_SEED)
+    val_parts = [np.zeros(0, dtype=np.int64)]
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        n_val = min(len(idx) - 1, max(1, int(round(len(idx) * fraction))))
+        val_parts.append(rng.permutation(idx)[:n_val])
+    val_idx = np.sort(np.concatenate(val_parts))
+    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+
+
+def three_way_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, validation, test) indices of unsplit data (`SPLIT_RECIPE`), stratified by class.
+
+    Test is exactly the held-out part of the earlier two-way split; validation is VALIDATION_FRACTION of
+    each class of all images, cut from the rest.
+    """
+    rest, test_idx = stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED)
+    train_rel, val_rel = validation_split(labels[rest], VALIDATION_FRACTION / (1.0 - HELDOUT_FRACTION))
+    return rest[train_rel], rest[val_rel], test_idx
+
+
 def dataset_from_arrays(
     images: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None = None
 ) -> ImageDataset:
@@ -78,7 +129,8 @@ def dataset_from_arrays(
             images: one for each side of the split.
 
     Returns:
-        An ImageDataset whose held-out part is HELDOUT_FRACTION of each class (split seed SPLIT_SEED).
+        An ImageDataset split by `three_way_split`: test is HELDOUT_FRACTION of each class (split seed
+        SPLIT_SEED), validation VALIDATION_FRACTION (a class of two images has none).
 
     Raises:
         DatasetError: naming the first problem found (dtype, shape, lengths, label range, a class with fewer
@@ -95,8 +147,13 @@ def dataset_from_arrays(
             raise DatasetError(
                 f"class {name!r} has only 1 image; each class needs at least 2 (one is held out)"
             )
-    train_idx, test_idx = stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED)
-    return _build(nchw[train_idx], labels[train_idx], nchw[test_idx], labels[test_idx], names)
+    train_idx, val_idx, test_idx = three_way_split(labels)
+    return _build(
+        (nchw[train_idx], labels[train_idx]),
+        (nchw[val_idx], labels[val_idx]),
+        (nchw[test_idx], labels[test_idx]),
+        names,
+    )
 
 
 def dataset_from_splits(
@@ -107,6 +164,9 @@ def dataset_from_splits(
     class_names: Sequence[str],
 ) -> ImageDataset:
     """Like `dataset_from_arrays` for data that comes already split (an official test split is held out).
+
+    The official test split is the test split; validation is VALIDATION_FRACTION of each class of the train
+    part (`validation_split`).
 
     Raises:
         DatasetError: as `dataset_from_arrays`, or if the two parts differ in image shape.
@@ -125,32 +185,41 @@ def dataset_from_splits(
             f"{_shape_text(test_x.shape[1:])}"
         )
     names = _check_class_names(class_names, np.concatenate([train_y, test_y]))
-    return _build(train_x, train_y, test_x, test_y, names)
+    train_idx, val_idx = validation_split(train_y, VALIDATION_FRACTION)
+    return _build(
+        (train_x[train_idx], train_y[train_idx]),
+        (train_x[val_idx], train_y[val_idx]),
+        (test_x, test_y),
+        names,
+    )
 
 
 def fingerprint(data: ImageDataset) -> str:
     """Return a sha256 hex digest of exactly what training sees.
 
-    It covers the image shape, the class names, both splits' float32 pixels (exact bytes, little-endian) and
-    int64 labels, in split order. Loaders put images in a canonical order (an image folder is sorted by class
-    and file name), so the same data gives the same fingerprint however it was listed.
+    It covers the image shape, the class names, the three splits' float32 pixels (exact bytes,
+    little-endian) and int64 labels, in split order (train, validation, test). Loaders put images in a
+    canonical order (an image folder is sorted by class and file name), so the same data gives the same
+    fingerprint however it was listed.
     """
     digest = hashlib.sha256()
     header = {
         "format": FINGERPRINT_FORMAT,
         "image_shape": list(data.image_shape),
         "class_names": list(data.class_names),
-        "sizes": [len(data.train_y), len(data.test_y)],
+        "sizes": [len(data.train_y), len(data.val_y), len(data.test_y)],
     }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for tensor, dtype in (
         (data.train_x, "<f4"),
         (data.train_y, "<i8"),
+        (data.val_x, "<f4"),
+        (data.val_y, "<i8"),
         (data.test_x, "<f4"),
         (data.test_y, "<i8"),
     ):
         array = np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype, copy=False))
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.tobytes())  # (an empty validation split has no memoryview cast)
     return digest.hexdigest()
 
 
@@ -217,22 +286,25 @@ def _check_class_names(class_names: Sequence[str] | None, labels: np.ndarray) ->
     return names
 
 
-def _build(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, names: tuple[str, ...]
-) -> ImageDataset:
-    c, h, w = (int(v) for v in train_x.shape[1:])
+Part = tuple[np.ndarray, np.ndarray]  # uint8 (N, C, H, W) images and int64 (N,) labels
+
+
+def _build(train: Part, val: Part, test: Part, names: tuple[str, ...]) -> ImageDataset:
+    c, h, w = (int(v) for v in train[0].shape[1:])
     return ImageDataset(
-        train_x=_to_unit_float(train_x),
-        train_y=torch.from_numpy(np.ascontiguousarray(train_y)),
-        test_x=_to_unit_float(test_x),
-        test_y=torch.from_numpy(np.ascontiguousarray(test_y)),
+        train_x=_to_unit_float(train[0]),
+        train_y=torch.from_numpy(np.ascontiguousarray(train[1])),
+        test_x=_to_unit_float(test[0]),
+        test_y=torch.from_numpy(np.ascontiguousarray(test[1])),
         image_shape=(c, h, w),
         class_names=names,
+        val_x=_to_unit_float(val[0]),
+        val_y=torch.from_numpy(np.ascontiguousarray(val[1])),
     )
 
 
 def _to_unit_float(nchw: np.ndarray) -> torch.Tensor:
-    flat = torch.from_numpy(np.ascontiguousarray(nchw).reshape(len(nchw), -1))  # (N, C*H*W) uint8
+    flat = torch.from_numpy(np.ascontiguousarray(nchw).reshape(len(nchw), int(np.prod(nchw.shape[1:]))))
     return flat.to(torch.float32).div_(255.0)
 
 

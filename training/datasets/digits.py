@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.datasets.base import HELDOUT_FRACTION, SPLIT_SEED, ImageDataset, stratified_split
+from training.datasets.base import ImageDataset, three_way_split
 
 
 def load_digits_dataset(*, size: int = 8) -> ImageDataset:
@@ -14,14 +14,14 @@ def load_digits_dataset(*, size: int = 8) -> ImageDataset:
 
     Pixel values 0..16 are scaled to [0, 1] (by 1/16, not 1/255) so they can serve as Bernoulli targets.
     `size` > 8 upscales them bilinearly to size x size (e.g. 28, to exercise the conv body on real shapes
-    without downloading MNIST); the split is the same.
+    without downloading MNIST); the split (`three_way_split`) is the same.
     """
     from sklearn.datasets import load_digits  # lazy: only this loader needs scikit-learn
 
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float32) / 16.0  # (N, 8, 8)
     labels = np.asarray(bunch.target, dtype=np.int64)  # (N,)
-    train_idx, test_idx = stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED)
+    train_idx, val_idx, test_idx = three_way_split(labels)
     flat = torch.from_numpy(images.reshape(len(images), -1).copy())  # (N, 64)
     if size != 8:
         up = F.interpolate(torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear")
@@ -34,4 +34,6 @@ def load_digits_dataset(*, size: int = 8) -> ImageDataset:
         test_y=y[test_idx].contiguous(),
         image_shape=(1, size, size),
         class_names=tuple(str(i) for i in range(10)),
+        val_x=flat[val_idx].contiguous(),
+        val_y=y[val_idx].contiguous(),
     )

@@ -52,8 +52,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
     digest = fingerprint(data)
     ctx.event(
         "data",
-        f"loaded {describe(spec)}: {len(data.train_y)} train, {len(data.test_y)} held-out images",
-        {"fingerprint": digest, "image_shape": list(data.image_shape), "classes": len(data.class_names)},
+        f"loaded {describe(spec)}: {len(data.train_y)} train, {len(data.val_y)} validation, "
+        f"{len(data.test_y)} test images",
+        {
+            "fingerprint": digest,
+            "image_shape": list(data.image_shape),
+            "classes": len(data.class_names),
+            "splits": data.split_record(),
+        },
     )
     unchanged = _unchanged_data(ctx, digest)
     if unchanged is not None:
@@ -75,7 +81,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         classifier=classifier,
         device=ctx.device,
     )
-    metrics = _metrics(ctx, outcome, scores)
+    metrics = _metrics(ctx, outcome, scores, data)
     _report_privacy(ctx, scores)
     ctx.progress(0.95, "uploading", force=True)
     ctx.raise_if_stopped()
@@ -261,13 +267,15 @@ def _epoch_figures(m: EpochMetrics) -> str:
     return f"train loss {m.train_loss:.2f}, held-out -ELBO {heldout}"
 
 
-def _metrics(ctx: JobContext, outcome: TrainResult, scores: Scores) -> dict[str, Any]:
+def _metrics(ctx: JobContext, outcome: TrainResult, scores: Scores, data: ImageDataset) -> dict[str, Any]:
     """The model's metrics: its one set of `Scores` (what the promotion gate reads too) and training's own.
 
     `dp_epsilon_spent` is the accountant's epsilon after the last epoch of a DP-SGD run (None: not private).
+    `splits` records the split sizes and recipe: the reported figures read test, the gate validation.
     """
     return {
         **scores.to_metrics(),
+        "splits": data.split_record(),
         "dp_epsilon_spent": outcome.final.epsilon,
         "train_loss": outcome.final.train_loss,
         "epochs": outcome.final.epoch,
@@ -297,7 +305,9 @@ def _store(
         "class_names": list(data.class_names),
         "image_shape": list(data.image_shape),
         "train_size": len(data.train_y),
-        "heldout_size": len(data.test_y),
+        "heldout_size": len(data.test_y),  # the test split (kept under its old name for old readers)
+        "validation_size": len(data.val_y),
+        "splits": data.split_record(),
     }
     started = time.monotonic()
     checkpoint = save_checkpoint(
