@@ -32,6 +32,8 @@ def small() -> ImageDataset:
     return ImageDataset(
         train_x=digits.train_x[:300],
         train_y=digits.train_y[:300],
+        val_x=digits.val_x[:40],
+        val_y=digits.val_y[:40],
         test_x=digits.test_x[:80],
         test_y=digits.test_y[:80],
         image_shape=digits.image_shape,
@@ -110,6 +112,8 @@ def test_an_entry_of_other_data_is_not_reused(
     fewer = ImageDataset(
         train_x=small.train_x[:200],
         train_y=small.train_y[:200],
+        val_x=small.val_x,
+        val_y=small.val_y,
         test_x=small.test_x,
         test_y=small.test_y,
         image_shape=small.image_shape,
