@@ -82,7 +82,7 @@ class ShardIO:
             size += len(chunk)
             digest.update(chunk)
         self._spool.seek(0)
-        storage.put_stream(key, self._spool)
+        storage.put_stream(key, self._spool, sha256=digest.hexdigest())
         return size, digest.hexdigest()
 
     def close(self) -> None:
