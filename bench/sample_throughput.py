@@ -37,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=28, help="image size of the conv model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--redis-url", help="broker (default: the embedded SQLite broker)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the S3 / local overlap runs")
     p.add_argument("--quick", action="store_true", help="every size 10x smaller: a smoke run")
     p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections not to run")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: run one bare loop
@@ -115,6 +118,8 @@ def _shard(
     generator = shard_generator(spec["seed"], index)
     if spec["mode"] == "inplace":
         images = generate_inplace(loaded.model, labels, generator, 1.0, spec["device"])
+    elif spec["mode"] == "recipe-1":  # the decoder batch before GENERATION_RECIPE 2: 4096 whatever the size
+        images = generate(loaded.model, labels, generator=generator, device=device, batch_size=BATCH)
     else:  # "small-batch"
         images = generate(loaded.model, labels, generator=generator, device=device, batch_size=SMALL_BATCH)
     return images, labels.numpy()
@@ -296,6 +301,11 @@ class Run:
     cpu: float = float("nan")  # CPU seconds of the process(es) doing the work (the workers, for the service)
     note: str = ""
     sha256: dict[str, str] = field(default_factory=dict)  # a bare loop's shards, by index
+    shard_seconds: float = float("nan")  # a service job's time to its last shard (before the finalizer)
+
+    @property
+    def shard_rate(self) -> float:
+        return self.samples / self.shard_seconds
 
     @property
     def rate(self) -> float:
@@ -428,8 +438,11 @@ def service_run(
     workers: int = 1,
     worker_env: dict[str, str] | None = None,
     bare: Run | None = None,
-) -> Run:
-    """A sampling job on `workers` freshly started workers; peak memory of each, read before they stop."""
+    keep: bool = False,
+) -> Any:
+    """A sampling job on `workers` freshly started workers; peak memory of each, read before they stop.
+
+    Returns the run, or with `keep` (run, job) and the job's outputs are left for the caller to drop."""
     env = {"SYNTHJOBS_WORKER_PROCESSES": str(workers), **(worker_env or {})}
     pids = [common.start_worker(stack, env) for _ in range(workers)]
     ours = [*pids, stack.api.pid]
@@ -461,9 +474,17 @@ def service_run(
         same = [bare.sha256.get(str(s["index"])) == s["sha256"] for s in job["shards"]]
         note += f"; shards byte-identical to the bare loop's: {sum(same)}/{len(same)}"
     run = bench.add(Run(name, int(job["result"]["total"]), seconds, peaks, other_load, cpu, note + "]"))
+    run.shard_seconds = seconds - finalize
+    if keep:
+        return run, job
+    drop_outputs(stack, job)
+    return run
+
+
+def drop_outputs(stack: common.Stack, job: dict[str, Any]) -> None:
+    """Remove a local job's shards (a 10M job is 700 MB); S3's are moto's memory, gone with the server."""
     if job["result"]["output_uris"][0].startswith("file://"):
         shutil.rmtree(stack.stored_path(job["result"]["output_uris"][0]).parent, ignore_errors=True)
-    return run
 
 
 def train_model(stack: common.Stack, dataset: Any, epochs: int, architecture: str = "auto") -> dict[str, Any]:
@@ -614,39 +635,112 @@ def conv_runs(bench: Bench, stack: common.Stack, total: int) -> None:
     if "prototypes" in args.skip:
         bench.notes.append(f"{what}: service / bare loop = {ratio}")
         return
-    small = bare_run(
-        bench, f"bare loop, {what}, batch {SMALL_BATCH}", bench.spec(checkpoint, plan, "small-batch")
+    from training.sample import GENERATION_RECIPE, decoder_batch
+
+    batch = decoder_batch((1, args.size, args.size))
+    old = bare_run(
+        bench, f"bare loop, {what}, recipe 1 (batch {BATCH})", bench.spec(checkpoint, plan, "recipe-1")
     )
-    same = small.sha256 == before.sha256
+    same = old.sha256 == before.sha256
     bench.notes.append(
-        f"{what}: service / bare loop = {ratio}; decoding in batches of {SMALL_BATCH} instead of {BATCH}: "
-        f"{small.rate / before.rate:.2f}x (by CPU {small.cpu_rate / before.cpu_rate:.2f}x) the bare loop "
+        f"{what}: service / bare loop = {ratio}; the bare loop at recipe {GENERATION_RECIPE} (batch {batch}) "
+        f"is {before.rate / old.rate:.2f}x (by CPU {before.cpu_rate / old.cpu_rate:.2f}x) the bare loop at "
+        f"recipe 1 (batch {BATCH}); peak RSS {before.peak_mib[0]:.0f} vs {old.peak_mib[0]:.0f} MiB "
         f"(same bytes on this machine: {same})"
     )
 
 
-def s3_runs(bench: Bench) -> None:
+@contextmanager
+def stack_settings(stack: common.Stack) -> Iterator[Any]:
+    """The stack's Settings, read from its environment as a worker reads them."""
+    from synthjobs.settings import Settings
+
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        yield Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def finalizer_check(stack: common.Stack, job: dict[str, Any]) -> tuple[float, float]:
+    """Seconds of the finalizer's shard check now (one listing) and before (every shard read back, hashed)."""
+    from synthjobs.storage import open_storage
+    from worker.pipelines.sample import check_shards_stored
+
+    with stack_settings(stack) as settings:
+        storage = open_storage(settings)
+    rows = [{"index": s["index"], "key": s["key"], "bytes": s["bytes"]} for s in job["shards"]]
+    started = time.perf_counter()
+    check_shards_stored(storage, job["id"], rows)
+    listing = time.perf_counter() - started
+    started = time.perf_counter()
+    for row, shard in zip(rows, job["shards"], strict=True):
+        if storage.size_and_sha256(row["key"]) != (row["bytes"], shard["sha256"]):
+            raise RuntimeError(f"shard {row['index']} differs from its record")
+    return listing, time.perf_counter() - started
+
+
+def s3_runs(bench: Bench, local: common.Stack, local_model: dict[str, Any]) -> None:
+    """S3 (moto) next to the local folder, each with overlap off and on, interleaved over `--rounds`."""
     args = bench.args
     with common.s3_server("bench") as endpoint:
         options = {"device": args.device, "threads": args.threads, "broker_url": args.redis_url}
         home = bench.root / "s3"
         with common.running_stack(
             home, 0, storage_url="s3://bench/synthjobs", s3_endpoint=endpoint, **options
-        ) as stack:
-            model = train_model(stack, "digits", epochs=10)
-            print(f"\nS3 storage (moto's server, threads of this process), {args.small:,} samples:")
-            body = {
-                "model": model["id"],
-                "total": args.small,
-                "seed": args.seed,
-                "shard_size": args.shard_size,
-            }
-            run = service_run(bench, stack, "service, digits, 1 worker, S3", body)
-    if bench.small_local is not None:
-        local = bench.small_local
+        ) as s3:
+            s3_model = train_model(s3, "digits", epochs=10)
+            print(f"\nS3 storage (moto's server, threads of this process) and local, {args.small:,} samples:")
+            sides = {"local": (local, local_model), "S3": (s3, s3_model)}
+            rates: dict[tuple[str, str], list[Run]] = {}
+            checks: dict[str, list[tuple[float, float]]] = {}
+            for round_ in range(args.rounds):
+                order = ["0", "1"] if round_ % 2 == 0 else ["1", "0"]
+                for overlap in order:
+                    for name in ["local", "S3"] if round_ % 2 == 0 else ["S3", "local"]:
+                        stack, model = sides[name]
+                        body = {
+                            "model": model["id"],
+                            "total": args.small,
+                            "seed": args.seed,
+                            "shard_size": args.shard_size,
+                        }
+                        label = f"service, digits, {name}, overlap {'on' if overlap == '1' else 'off'}"
+                        env = {"SYNTHJOBS_SAMPLE_OVERLAP": overlap}
+                        run, job = service_run(bench, stack, label, body, worker_env=env, keep=True)
+                        rates.setdefault((name, overlap), []).append(run)
+                        checks.setdefault(name, []).append(finalizer_check(stack, job))
+                        drop_outputs(stack, job)
+
+    def mean_rate(name: str, overlap: str, cpu: bool = False, shards: bool = False) -> float:
+        runs = rates[(name, overlap)]
+        return sum(r.cpu_rate if cpu else r.shard_rate if shards else r.rate for r in runs) / len(runs)
+
+    for overlap in ("0", "1"):
+        on = "on" if overlap == "1" else "off"
+        wall = mean_rate("S3", overlap) / mean_rate("local", overlap)
+        phase = mean_rate("S3", overlap, shards=True) / mean_rate("local", overlap, shards=True)
         bench.notes.append(
-            f"S3 / local folder = {versus(run, local)} ({args.small:,} samples; moto's server runs in this "
-            "process: its CPU is not in the worker's)"
+            f"overlap {on}: S3 / local folder = {wall:.3f} by wall ({phase:.3f} to the last shard, before "
+            f"the finalizer), {mean_rate('S3', overlap, True) / mean_rate('local', overlap, True):.3f} by "
+            "worker CPU "
+            f"(mean of {args.rounds} interleaved rounds; moto's server runs in this process: its CPU is not "
+            "in the worker's)"
+        )
+    for name in ("local", "S3"):
+        phase = mean_rate(name, "1", shards=True) / mean_rate(name, "0", shards=True)
+        bench.notes.append(
+            f"{name}: overlap on / off = {mean_rate(name, '1') / mean_rate(name, '0'):.3f} by wall "
+            f"({phase:.3f} to the last shard), "
+            f"{mean_rate(name, '1', True) / mean_rate(name, '0', True):.3f} by worker CPU"
+        )
+        listing = sum(c[0] for c in checks[name]) / len(checks[name])
+        download = sum(c[1] for c in checks[name]) / len(checks[name])
+        bench.notes.append(
+            f"finalizer shard check, {name}, {args.small:,} samples: one listing {1e3 * listing:.1f} ms, "
+            f"every shard read back and hashed (before) {1e3 * download:.1f} ms"
         )
 
 
@@ -678,8 +772,8 @@ def main() -> None:
                 webdataset_runs(bench, stack, model)
             if "conv" not in args.skip:
                 conv_runs(bench, stack, args.conv_total)
-        if "s3" not in args.skip:
-            s3_runs(bench)
+            if "s3" not in args.skip:
+                s3_runs(bench, stack, model)
     rows = [
         [
             r.name,

@@ -193,6 +193,11 @@ class Settings(BaseSettings):
             "training (which the promotion gate compares) and a sampling job's quality tstr."
         ),
     )
+    sample_overlap: bool = Field(
+        default=True,
+        description="Encode and upload a shard on a background thread while its next images are generated "
+        "(same bytes either way; off runs every step on the task's thread).",
+    )
     tick_interval: float = Field(
         default=15, gt=0, description="Seconds between schedule ticks (synthjobs beat)."
     )

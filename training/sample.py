@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -148,6 +148,50 @@ def _to_images(flat: torch.Tensor, shape: tuple[int, int, int]) -> np.ndarray:
     c, h, w = shape
     images = flat.reshape(-1, c, h, w).numpy()
     return images[:, 0] if c == 1 else np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+
+
+# Output values per chunk of `generate_chunks` (1 MiB of uint8): a few decoder batches, so a shard has several
+# chunks for its encoding to overlap with, and handing one over costs little against generating it.
+CHUNK_VALUES = 1 << 20
+
+
+def chunk_size(image_shape: tuple[int, int, int]) -> int:
+    """Images per chunk for `image_shape`: a whole number of decoder batches, about CHUNK_VALUES values."""
+    c, h, w = image_shape
+    batch = decoder_batch(image_shape)
+    return batch * max(1, CHUNK_VALUES // (batch * c * h * w))
+
+
+def generate_chunks(
+    model: CVAE,
+    labels: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    device: str | torch.device = "cpu",
+    image_shape: tuple[int, int, int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[np.ndarray]:
+    """`generate`'s images for `labels`, yielded in order in chunks of `chunk_size` images.
+
+    Each chunk is a whole number of decoder batches drawn from the same `generator` in turn, so the chunks
+    put together are byte for byte what one `generate` call returns (the recipe's batches, the same
+    latents in the same order); the caller can encode a chunk while the next is generated.
+    """
+    shape = image_shape or model.image_shape
+    if shape is None:
+        raise ValueError("image_shape is unknown: pass image_shape or use a model with model.image_shape set")
+    step = chunk_size(shape)
+    for start in range(0, len(labels), step):
+        yield generate(
+            model,
+            labels[start : start + step],
+            generator=generator,
+            temperature=temperature,
+            device=device,
+            image_shape=shape,
+            should_stop=should_stop,
+        )
 
 
 def grid_png(

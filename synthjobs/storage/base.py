@@ -37,8 +37,19 @@ class Storage(Protocol):
         """Store `data` under `key` (overwriting) and return the object's URI."""
         ...
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
-        """Store a file-like object's content under `key` without holding it all in memory."""
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str = "application/octet-stream",
+        *,
+        sha256: str | None = None,
+    ) -> str:
+        """Store a file-like object's content under `key` without holding it all in memory.
+
+        `sha256`: the content's digest (hex) when the caller has it; a store that checks uploads (S3)
+        sends it as the checksum to verify instead of hashing the content once more.
+        """
         ...
 
     def get_bytes(self, key: str) -> bytes:

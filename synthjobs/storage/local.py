@@ -39,8 +39,15 @@ class LocalStorage:
             raise
         return self.uri(key)
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
-        path = self._path(key)
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str = "application/octet-stream",
+        *,
+        sha256: str | None = None,
+    ) -> str:
+        path = self._path(key)  # a local copy is not checked against `sha256`: no transfer to verify
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:

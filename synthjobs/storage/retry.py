@@ -44,12 +44,20 @@ class RetryingStorage:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         return self._retry(lambda: self.inner.put_bytes(key, data, content_type), what=f"writing {key}")
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str = "application/octet-stream",
+        *,
+        sha256: str | None = None,
+    ) -> str:
         start = stream.tell()
+        digest = {"sha256": sha256} if sha256 is not None else {}
 
         def put() -> str:
             stream.seek(start)  # a failed attempt may have consumed part of the stream
-            return self.inner.put_stream(key, stream, content_type)
+            return self.inner.put_stream(key, stream, content_type, **digest)
 
         return self._retry(put, what=f"writing {key}")
 

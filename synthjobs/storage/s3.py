@@ -13,6 +13,7 @@ may help.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 from collections.abc import Iterator
@@ -98,23 +99,35 @@ class S3Storage:
             )
         return self.uri(key)
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str = "application/octet-stream",
+        *,
+        sha256: str | None = None,
+    ) -> str:
         """Multipart upload for large objects (boto3's managed transfer), a single PUT for small ones.
 
-        Every part is sent with a SHA256 checksum that S3 verifies before it stores the part.
+        Every part is sent with a SHA256 checksum that S3 verifies before it stores the part. A small object
+        whose `sha256` the caller gives is sent with that digest as its checksum: S3 refuses a body that does
+        not match the caller's digest, and botocore does not hash the body a second time for it (over
+        plain HTTP it still hashes it once to sign the request).
         """
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
+        config = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES)
+        extra = {"ContentType": content_type, "ChecksumAlgorithm": "SHA256"}
+        if sha256 is not None and _remaining(stream) < MULTIPART_BYTES:  # one PUT: its checksum is the digest
+            extra = {
+                "ContentType": content_type,
+                "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode(),
+            }
         with self._call(f"could not write {self.uri(key)}"):
+            # S3 checks the body against the SHA256 sent with it and refuses a mismatch, so the sha256 the
+            # worker computed while writing is what S3 holds (no read-back).
             self.client.upload_fileobj(
-                _Unclosable(stream),
-                self.bucket,
-                self._full(key),
-                # S3 checks the body against botocore's SHA256 of what was sent and refuses a mismatch,
-                # so the sha256 the worker computed while writing is what S3 holds (no read-back).
-                ExtraArgs={"ContentType": content_type, "ChecksumAlgorithm": "SHA256"},
-                Config=config,
+                _Unclosable(stream), self.bucket, self._full(key), ExtraArgs=extra, Config=config
             )
         return self.uri(key)
 
@@ -216,6 +229,15 @@ class S3Storage:
 
 
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys per request
+MULTIPART_BYTES = 64 << 20  # objects from this size up are sent in parts of this size
+
+
+def _remaining(stream: IO[bytes]) -> int:
+    """Bytes from the stream's position to its end (the position is kept)."""
+    here = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(here)
+    return end - here
 
 
 class _Unclosable(io.RawIOBase):

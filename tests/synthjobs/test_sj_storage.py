@@ -443,3 +443,31 @@ def test_s3_delete_keys_goes_in_batches_and_leaves_nothing(
         storage.put_bytes(key, b"data")
     assert [k for k, _ in storage.delete_prefix("jobs/j1/")] == keys
     assert s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="pfx/jobs/j1/").get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("backend", ["s3", "retrying s3"])
+def test_s3_put_stream_sends_the_callers_sha256_as_the_checksum_s3_verifies(
+    s3_endpoint: str, s3_bucket: str, backend: str
+) -> None:
+    """AWS refuses a body whose x-amz-checksum-sha256 differs (moto stores it unchecked, so the header is
+    what is checked here): given the caller's digest, that digest is sent, not one botocore recomputed."""
+    import base64
+    import hashlib
+
+    s3 = open_storage(Settings(storage_url=f"s3://{s3_bucket}/prefix", s3_endpoint_url=s3_endpoint))
+    assert isinstance(s3, S3Storage)
+    sent: list[str | None] = []
+
+    def record(request, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        value = request.headers.get("x-amz-checksum-sha256")
+        sent.append(value.decode() if isinstance(value, bytes) else value)
+
+    s3.client.meta.events.register("before-send.s3.PutObject", record)
+    storage: Storage = RetryingStorage(s3) if backend == "retrying s3" else s3
+    body = b"shard bytes " * 1000
+    storage.put_stream(SHARD_KEY, io.BytesIO(body))  # no digest given: botocore computes it
+    storage.put_stream(SHARD_KEY, io.BytesIO(body), sha256=hashlib.sha256(body).hexdigest())
+    storage.put_stream(SHARD_KEY, io.BytesIO(body), sha256=hashlib.sha256(b"other").hexdigest())
+    expected = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert sent == [expected, expected, base64.b64encode(hashlib.sha256(b"other").digest()).decode()]
+    assert storage.get_bytes(SHARD_KEY) == body

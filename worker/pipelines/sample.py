@@ -2,21 +2,20 @@
 
 Shard `i` draws from a random stream seeded by (job seed, i) alone and is stored under
 `jobs/{job_id}/shard-{i:05d}.{npz|tar}`, written deterministically: a shard retried after a crash overwrites
-the same key with the same bytes. A worker holds at most one shard in memory (plus its encoded file,
-spooled to disk past 64 MB), so memory is bounded by the shard size, not the job size.
+the same key with the same bytes. A worker generates a shard in chunks and encodes each into the shard's file
+(spooled to disk past 64 MB) on a background thread while the next is generated (`shard_io`), so memory is
+bounded by the shard's file plus two chunks, not by the job size.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,15 +43,16 @@ from training.sample import (
     GenerationStopped,
     decoder_batch,
     generate,
+    generate_chunks,
     shard_generator,
     shard_permutation,
 )
 from worker.context import LeaseLost
-from worker.formats import EXTENSIONS, write_shard
+from worker.formats import EXTENSIONS
 from worker.pipelines.datasets import load_training_data
+from worker.pipelines.shard_io import ShardIO
 
 log = logging.getLogger(__name__)
-SPOOL_BYTES = 64 << 20
 _models: OrderedDict[tuple[str, str], LoadedCheckpoint] = OrderedDict()
 
 
@@ -69,6 +69,18 @@ def load_model(settings: Settings, storage: Storage, model_id: str, device: torc
     return _models[key]
 
 
+def shard_labels(params: dict[str, Any], index: int, counts: list[int]) -> torch.Tensor:
+    """The labels of shard `index`: in class order, or with `shuffle` in an order fixed by (seed, index).
+
+    The labels are permuted before generation, so no second copy of the images is made and a rerun gives
+    the same bytes.
+    """
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    if params.get("shuffle", False):  # jobs submitted before `shuffle` existed keep their class order
+        labels = labels[shard_permutation(int(params["seed"]), index, len(labels))]
+    return labels
+
+
 def generate_shard(
     loaded: LoadedCheckpoint,
     params: dict[str, Any],
@@ -77,15 +89,11 @@ def generate_shard(
     device: torch.device,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels of shard `index`, latents from (seed, index).
+    """The images and labels of shard `index` at once, latents from (seed, index) (`run_shard` streams them).
 
-    Labels are in class order, or with `shuffle` in an order fixed by (seed, index): the labels are permuted
-    before generation, so no second copy of the images is made and a rerun gives the same bytes.
     Raises LeaseLost when `should_stop` turns True between batches.
     """
-    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-    if params.get("shuffle", False):  # jobs submitted before `shuffle` existed keep their class order
-        labels = labels[shard_permutation(int(params["seed"]), index, len(labels))]
+    labels = shard_labels(params, index, counts)
     try:
         images = generate(
             loaded.model,
@@ -107,24 +115,25 @@ def score_subset(
 
     Counts, not accuracies, so the finalizer adds the shards' up (`ClassCounts`) into the job's figure.
     """
+    picks = subset_picks(loaded, len(labels), wanted)
+    return score_picked(loaded, images[picks], labels[picks], num_classes)
+
+
+def subset_picks(loaded: LoadedCheckpoint, n: int, wanted: int) -> np.ndarray:
+    """Indices of the evenly spaced subset of a shard's `n` images that its quality figure scores."""
+    if loaded.classifier is None or wanted <= 0 or n == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.linspace(0, n - 1, num=min(wanted, n)).round().astype(np.int64)
+
+
+def score_picked(
+    loaded: LoadedCheckpoint, images: np.ndarray, labels: np.ndarray, num_classes: int
+) -> dict[str, Any]:
+    """`score_subset`'s counts for the picked images and labels."""
     counts = ClassCounts.none(num_classes)
-    if loaded.classifier is not None and wanted > 0 and len(labels):
-        picks = np.linspace(0, len(labels) - 1, num=min(wanted, len(labels))).round().astype(np.int64)
-        counts = ClassCounts.of(loaded.classifier, images[picks], labels[picks], num_classes)
+    if loaded.classifier is not None and len(labels):
+        counts = ClassCounts.of(loaded.classifier, images, labels, num_classes)
     return {"scored": list(counts.scored), "correct": list(counts.correct)}
-
-
-def encode_shard(fmt: str, images: np.ndarray, labels: np.ndarray, prefix: str) -> tuple[IO[bytes], int, str]:
-    """The shard file (spooled to disk past 64 MB), its size and sha256."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned to the caller
-    write_shard(spool, fmt, images, labels, prefix)
-    spool.seek(0)
-    digest, size = hashlib.sha256(), 0
-    while chunk := spool.read(1 << 20):
-        size += len(chunk)
-        digest.update(chunk)
-    spool.seek(0)
-    return spool, size, digest.hexdigest()
 
 
 def run_shard(
@@ -137,9 +146,14 @@ def run_shard(
 ) -> dict[str, Any]:
     """Generate, encode and store one shard; return what `shards.complete_shard` records.
 
-    `lost` is polled between decoder batches and before each later step: once it is True (another worker
-    or the reconciler took the shard over), LeaseLost is raised and nothing is written; the new owner
-    writes the shard.
+    The shard is generated chunk by chunk; with `settings.sample_overlap` each chunk is encoded on the
+    shard's I/O thread while the next is generated, and the file is hashed and uploaded there while the
+    quality subset is scored (`shard_io`). The bytes are the same either way. This returns only once the
+    storage has confirmed the upload; an error on the I/O thread is raised here as itself.
+
+    `lost` is polled between decoder batches and before the upload: once it is True (another worker or the
+    reconciler took the shard over), LeaseLost is raised and nothing is written; the new owner writes the
+    shard.
     """
 
     def check() -> None:
@@ -149,18 +163,43 @@ def run_shard(
     started = time.monotonic()
     loaded = load_model(settings, storage, params["model_id"], device)
     counts = list(shard.per_class["counts"])
-    images, labels = generate_shard(loaded, params, shard.index, counts, device, should_stop=lost)
-    check()
+    labels = shard_labels(params, shard.index, counts)
+    label_array = labels.numpy().astype(np.int64)
     total = sum(params["counts"])
     wanted = math.ceil(int(params.get("quality_samples", 2000)) * shard.count / total) if total else 0
-    quality = score_subset(loaded, images, labels, wanted, len(counts))
-    check()
+    picks = subset_picks(loaded, len(label_array), wanted)
+    picked: list[np.ndarray] = []
     fmt = params.get("format", "npz")
     key = shards.shard_key(shard.job_id, shard.index, EXTENSIONS[fmt])
-    spool, size, sha256 = encode_shard(fmt, images, labels, f"{shard.job_id[:8]}-{shard.index:05d}")
-    with spool:
+    image_shape = tuple(loaded.image_shape)
+    one_image = image_shape[1:] if image_shape[0] == 1 else (*image_shape[1:], image_shape[0])
+    prefix = f"{shard.job_id[:8]}-{shard.index:05d}"
+    with ShardIO(fmt, label_array, one_image, prefix, overlap=settings.sample_overlap) as shard_file:
+        start = 0
+        try:
+            for images in generate_chunks(
+                loaded.model,
+                labels,
+                generator=shard_generator(int(params["seed"]), shard.index),
+                temperature=float(params.get("temperature", 1.0)),
+                device=device,
+                should_stop=lost,
+            ):
+                inside = picks[(picks >= start) & (picks < start + len(images))]
+                picked.append(images[inside - start])  # a copy: the chunk itself goes to the I/O thread
+                shard_file.add(images)
+                start += len(images)
+        except GenerationStopped as exc:
+            raise LeaseLost(f"shard {shard.index}: {exc}") from exc
         check()
-        storage.put_stream(key, spool)
+        stored = shard_file.upload(storage, key)
+        quality = score_picked(
+            loaded,
+            np.concatenate(picked) if picked else np.empty((0, *one_image), np.uint8),
+            label_array[picks],
+            len(counts),
+        )
+        size, sha256 = stored.result()
     return {
         "key": key,
         "sha256": sha256,
