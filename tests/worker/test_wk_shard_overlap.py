@@ -133,7 +133,14 @@ class _FailingUpload(LocalStorage):
         super().__init__(root)
         self.error, self.calls = error, 0
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream") -> str:
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str = "application/octet-stream",
+        *,
+        sha256: str | None = None,
+    ) -> str:
         self.calls += 1
         self.put_bytes(key, stream.read(1000))
         raise self.error
