@@ -61,5 +61,5 @@ def test_bombs_and_oversized_models_fail_readably_on_the_real_stack(
     }
     with pytest.raises(JobFailed) as failed:
         stack.client.wait(stack.client.submit_train(body)["id"], timeout=120, poll=0.2)
-    assert "model would have 6.7e7 parameters" in failed.value.job["error"]
+    assert "model would have 6.8e7 parameters" in failed.value.job["error"]  # latent 16, the retuned default
     assert "limit is 1e7" in failed.value.job["error"]
