@@ -16,8 +16,9 @@ import torch
 from synthjobs.ledger import jobs
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import JobKind, JobState
-from synthjobs.settings import Settings, get_settings
+from synthjobs.settings import Settings
 from synthjobs.storage.local import LocalStorage
+from tests.support.worker_settings import worker_settings
 from training.checkpoint import load_checkpoint
 from training.data import ImageDataset, fingerprint, load_digits_dataset
 from worker.pipelines import classifier_cache
@@ -125,20 +126,12 @@ def test_an_entry_of_other_data_is_not_reused(
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_url: str) -> Iterator[Settings]:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(f"SYNTHJOBS_{name.upper()}", raising=False)
-    env = {
-        "HOME": str(tmp_path / "home"),
-        "DATABASE_URL": postgres_url,
-        "STORAGE_URL": (tmp_path / "store").as_uri(),
-        "DEVICE": "cpu",
-        "TSTR_SAMPLES_PER_CLASS": "50",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(f"SYNTHJOBS_{name}", value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+    yield from worker_settings(
+        monkeypatch,
+        tmp_path,
+        postgres_url,
+        TSTR_SAMPLES_PER_CLASS="50",
+    )
 
 
 def test_a_second_training_job_on_the_same_data_reuses_the_classifier_with_identical_results(

@@ -23,8 +23,9 @@ from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.registry import register_model
 from synthjobs.ledger.tables import Job, JobKind, JobShard, JobState, ShardState, utcnow
 from synthjobs.rules import sampling
-from synthjobs.settings import Settings, get_settings
+from synthjobs.settings import Settings
 from synthjobs.storage.local import LocalStorage
+from tests.support.worker_settings import worker_settings
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig
 from training.model import build_model
@@ -37,22 +38,14 @@ DIGITS = [str(i) for i in range(10)]
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_url: str) -> Iterator[Settings]:
     """The worker's settings, from the environment as a worker process reads them; a short lease."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(f"SYNTHJOBS_{name.upper()}", raising=False)
-    env = {
-        "HOME": str(tmp_path / "home"),
-        "DATABASE_URL": postgres_url,
-        "STORAGE_URL": (tmp_path / "store").as_uri(),
-        "LEASE_SECONDS": "0.6",  # renewed every 0.2 s
-        "DEVICE": "cpu",
-        "PROGRESS_INTERVAL": "0",
-        "CHECKPOINT_MIN_INTERVAL": "3600",  # checkpoints wait for a stop (flush) or the last epoch
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(f"SYNTHJOBS_{name}", value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+    yield from worker_settings(
+        monkeypatch,
+        tmp_path,
+        postgres_url,
+        LEASE_SECONDS="0.6",  # renewed every 0.2 s
+        PROGRESS_INTERVAL="0",
+        CHECKPOINT_MIN_INTERVAL="3600",  # checkpoints wait for a stop (flush) or the last epoch
+    )
 
 
 def _storage(settings: Settings) -> LocalStorage:

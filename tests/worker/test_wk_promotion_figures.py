@@ -15,8 +15,9 @@ import torch
 from synthjobs.ledger import jobs, registry
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.tables import JobKind, JobState
-from synthjobs.settings import Settings, get_settings
+from synthjobs.settings import Settings
 from synthjobs.storage.local import LocalStorage
+from tests.support.worker_settings import worker_settings
 from training.checkpoint import load_checkpoint
 from training.evaluate import evaluation_classifier, figures_of, score_model
 from worker.pipelines.datasets import load_training_data
@@ -28,21 +29,13 @@ DIGITS = {"kind": "builtin", "name": "digits"}
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_url: str) -> Iterator[Settings]:
     """The worker's settings, from the environment as a worker process reads them."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(f"SYNTHJOBS_{name.upper()}", raising=False)
-    env = {
-        "HOME": str(tmp_path / "home"),
-        "DATABASE_URL": postgres_url,
-        "STORAGE_URL": (tmp_path / "store").as_uri(),
-        "DEVICE": "cpu",
-        "PROGRESS_INTERVAL": "0",
-        "TSTR_SAMPLES_PER_CLASS": str(SAMPLES_PER_CLASS),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(f"SYNTHJOBS_{name}", value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+    yield from worker_settings(
+        monkeypatch,
+        tmp_path,
+        postgres_url,
+        PROGRESS_INTERVAL="0",
+        TSTR_SAMPLES_PER_CLASS=str(SAMPLES_PER_CLASS),
+    )
 
 
 def _train(settings: Settings, *, seed: int, epochs: int) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.registry import register_model
 from synthjobs.ledger.tables import JobShard, JobState, ShardState
 from synthjobs.rules import sampling
-from synthjobs.settings import Settings, get_settings
+from synthjobs.settings import Settings
 from synthjobs.storage.local import LocalStorage
+from tests.support.worker_settings import worker_settings
 from training.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.model import build_model
@@ -174,20 +175,12 @@ def test_an_encoding_error_on_the_io_thread_is_raised_by_run_shard(
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_url: str) -> Iterator[Settings]:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(f"SYNTHJOBS_{name.upper()}", raising=False)
-    env = {
-        "HOME": str(tmp_path / "home"),
-        "DATABASE_URL": postgres_url,
-        "STORAGE_URL": (tmp_path / "store").as_uri(),
-        "DEVICE": "cpu",
-        "MAX_ATTEMPTS": "3",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(f"SYNTHJOBS_{name}", value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+    yield from worker_settings(
+        monkeypatch,
+        tmp_path,
+        postgres_url,
+        MAX_ATTEMPTS="3",
+    )
 
 
 def _sampling_job(settings: Settings) -> tuple[str, dict[str, Any]]:
