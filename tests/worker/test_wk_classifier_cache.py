@@ -126,12 +126,7 @@ def test_an_entry_of_other_data_is_not_reused(
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_url: str) -> Iterator[Settings]:
-    yield from worker_settings(
-        monkeypatch,
-        tmp_path,
-        postgres_url,
-        TSTR_SAMPLES_PER_CLASS="50",
-    )
+    yield from worker_settings(monkeypatch, tmp_path, postgres_url, TSTR_SAMPLES_PER_CLASS="50")
 
 
 def test_a_second_training_job_on_the_same_data_reuses_the_classifier_with_identical_results(

@@ -175,12 +175,7 @@ def test_an_encoding_error_on_the_io_thread_is_raised_by_run_shard(
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_url: str) -> Iterator[Settings]:
-    yield from worker_settings(
-        monkeypatch,
-        tmp_path,
-        postgres_url,
-        MAX_ATTEMPTS="3",
-    )
+    yield from worker_settings(monkeypatch, tmp_path, postgres_url, MAX_ATTEMPTS="3")
 
 
 def _sampling_job(settings: Settings) -> tuple[str, dict[str, Any]]:
