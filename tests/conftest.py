@@ -153,6 +153,11 @@ def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
 
 StackFactory = Callable[..., Stack]
 
+# A test's workers skip the start-up warm-up (worker.warmup): it is ~3 s of CPU per worker, paid in a
+# background thread against the test itself on two cores, and most test workers never train. The warm-up has
+# its own tests (tests/worker/test_wk_warmup.py); a test can turn it back on through extra_env.
+TEST_STACK_ENV = {"SYNTHJOBS_WORKER_WARM_UP": "0"}
+
 
 @pytest.fixture
 def start_stack(tmp_path: Path) -> Iterator[StackFactory]:
@@ -166,7 +171,8 @@ def start_stack(tmp_path: Path) -> Iterator[StackFactory]:
     def start(*, workers: int = 1, extra_env: dict[str, str] | None = None, **urls: str | None) -> Stack:
         home = tmp_path / f"home{len(started)}"
         try:
-            stack = start_stack_in(home, workers=workers, extra=extra_env, **urls)
+            extra = {**TEST_STACK_ENV, **(extra_env or {})}
+            stack = start_stack_in(home, workers=workers, extra=extra, **urls)
         except RuntimeError as exc:
             pytest.fail(str(exc))
         started.append(stack)
