@@ -102,10 +102,13 @@ def begin_deletion(session: Session, job_id: str, *, tenant: str | None = None) 
 def may_still_write(session: Session, job: Job, grace_seconds: float) -> bool:
     """Whether a worker may still add objects under the job's prefixes.
 
-    A sampling job's shard in flight holds a live lease. A training worker stops at the next batch after it
-    notices its cancel (its lease renewal fails) and then records a `stopped` event; until that event, a
-    training job cancelled while it ran is given `grace_seconds` (a lease) from its end, in case its worker
-    died instead.
+    A sampling job's shard in flight holds a lease, and counts as a writer until `grace_seconds` past its
+    expiry: a worker whose renewal came late (a busy database, a starved thread) is not stopped by that and
+    still uploads, so a lapsed lease alone does not prove the shard will not land.
+
+    A training worker stops at the next batch after it notices its cancel (its lease renewal fails) and
+    then records a `stopped` event; until that event, a training job cancelled while it ran is given
+    `grace_seconds` (a lease) from its end, in case its worker died instead.
     """
     if job.state in IN_FLIGHT:
         return True
@@ -116,7 +119,7 @@ def may_still_write(session: Session, job: Job, grace_seconds: float) -> bool:
             .where(
                 JobShard.job_id == job.id,
                 JobShard.state == ShardState.RUNNING.value,
-                JobShard.lease_expires_at >= utcnow(),
+                JobShard.lease_expires_at >= utcnow() - timedelta(seconds=grace_seconds),
             )
         )
         return bool(live)

@@ -12,7 +12,7 @@ from synthjobs.errors import DeletionRefused
 from synthjobs.ledger import deletion, jobs, shards
 from synthjobs.ledger.db import session_scope
 from synthjobs.ledger.registry import model_id_for_job, register_model
-from synthjobs.ledger.tables import Dataset, Job, JobKind, JobState, utcnow
+from synthjobs.ledger.tables import Dataset, Job, JobKind, JobShard, JobState, utcnow
 from synthjobs.storage.local import LocalStorage
 
 
@@ -91,6 +91,29 @@ def test_a_shard_still_being_written_keeps_the_deletion_pending_until_it_lands(
         job = jobs.get_job(session, job_id)
         assert job.deleted_at is not None and job.result is not None and "left_behind" not in job.result
     assert storage.list_keys(f"jobs/{job_id}/") == []
+
+
+def test_a_shard_whose_lease_just_lapsed_still_counts_as_a_writer_for_a_lease_more(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A renewal late by a moment (a busy database, a starved thread) does not stop the worker: it still
+    uploads. Marking the job deleted in that moment let the shard land after `deleted_at`."""
+    storage = LocalStorage(tmp_path / "store")
+    job_id = _sampling_job(database_url, 1)
+    with session_scope(database_url) as session:
+        assert shards.claim_shard(session, job_id, 0, "w1", 60, 5) is not None
+        deletion.begin_deletion(session, job_id, tenant="acme")
+    lapsed = update(JobShard).where(JobShard.job_id == job_id)
+    with session_scope(database_url) as session:
+        session.execute(lapsed.values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    with session_scope(database_url) as session:
+        deletion.finish_deletion(session, storage, job_id, grace_seconds=30)
+        assert jobs.get_job(session, job_id).deleted_at is None, "its worker may still be uploading"
+    with session_scope(database_url) as session:
+        session.execute(lapsed.values(lease_expires_at=utcnow() - timedelta(seconds=31)))
+    with session_scope(database_url) as session:
+        deletion.finish_deletion(session, storage, job_id, grace_seconds=30)
+        assert jobs.get_job(session, job_id).deleted_at is not None, "a lease past its grace: the worker died"
 
 
 def test_cancel_leaves_the_written_shards_listed_in_the_result(database_url: str) -> None:
