@@ -51,6 +51,7 @@ from synthjobs.broker.queue import make_sender  # noqa: E402
 from synthjobs.ledger import db, dispatch, jobs, shards  # noqa: E402
 from synthjobs.ledger.retry import in_transaction  # noqa: E402
 from synthjobs.ledger.tables import JobState  # noqa: E402
+from synthjobs.rules import tenant_policy  # noqa: E402
 from synthjobs.rules.kinds import SAMPLE  # noqa: E402
 from synthjobs.settings import Settings  # noqa: E402
 
@@ -195,7 +196,7 @@ def run_unit(
             url,
             lambda s: (
                 shards.complete_shard(s, job_id, index, name, **outcome),
-                dispatch.release_next(s, settings.shard_window, settings.tenant_weights),
+                dispatch.release_next(s, settings.shard_window, tenant_policy.weights(settings)),
             ),
             what="recording",
         )
