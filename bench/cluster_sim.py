@@ -47,7 +47,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from synthjobs.broker.dispatch import dispatch_shards, publish_released  # noqa: E402
-from synthjobs.broker.queue import make_sender  # noqa: E402
+from synthjobs.broker.queue import SAMPLE_SHARD_TASK, make_sender, queue_for  # noqa: E402
 from synthjobs.ledger import db, dispatch, jobs, shards  # noqa: E402
 from synthjobs.ledger.retry import in_transaction  # noqa: E402
 from synthjobs.ledger.tables import JobState  # noqa: E402
@@ -146,9 +146,10 @@ def simulated_worker(
 
     sender = make_sender(settings)
     client = redis.Redis.from_url(args.broker)
+    queue = queue_for(SAMPLE_SHARD_TASK, settings)  # the sampling lane, where the dispatcher publishes
     while not stop.is_set():
         t0 = time.perf_counter()
-        popped = client.brpop([settings.queue], timeout=1)
+        popped = client.brpop([queue], timeout=1)
         if popped is None:
             tally.phases["idle (empty pop)"].append(time.perf_counter() - t0)
             continue
