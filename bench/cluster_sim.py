@@ -429,6 +429,9 @@ def table(args: argparse.Namespace) -> None:
     results = [run_one(w, args) for w in parse_workers(args)]
     if args.old_path:
         results.append(run_one(max(parse_workers(args)), args, old_path=True))
+    idle = [f"{r['workers']} workers ({r['path']})" for r in results if not r["rate"]]
+    if idle:  # a table of zeros reads like a figure; it means the simulation is not wired to the service
+        sys.exit(f"no unit completed in: {', '.join(idle)}: do the workers pop the queue shards go to?")
     print(
         f"unit = {args.unit_ms:.0f} ms sleep; {args.seconds:.0f} s per run; "
         f"history {args.history} DONE shards; "
