@@ -28,7 +28,7 @@ from api.deps import (
     TenantDep,
 )
 from api.errors import field_error
-from api.quota import QuotaGuard, check_storage
+from api.quota import QuotaGuard
 from api.schemas import JobOut, NotifyIn
 from synthjobs.broker.dispatch import dispatch_shards
 from synthjobs.broker.queue import enqueue_job
@@ -89,13 +89,13 @@ def submit(kind: str, build: Build, at: Submission, notify: NotifyIn | None = No
     check_notify(notify, at.settings)
     at.quota.check(at.session, at.tenant)
     if not spec.plans_output:
-        check_storage(at.session, at.tenant, at.settings)
+        at.quota.check_storage(at.session, at.tenant)
     try:
         params = build()
     except InvalidRequest as exc:
         raise HTTPException(422, field_error(exc.loc, str(exc), exc.kind)) from exc
     if spec.plans_output:
-        check_storage(at.session, at.tenant, at.settings, int(params["planned_bytes"]))
+        at.quota.check_storage(at.session, at.tenant, int(params["planned_bytes"]))
     columns = notify_columns(notify.url, notify.events) if notify is not None else {}
     if spec.sharded:
         job, _ = create_sampling_job(at.session, params, tenant=at.tenant, kind=kind)
@@ -106,7 +106,7 @@ def submit(kind: str, build: Build, at: Submission, notify: NotifyIn | None = No
     secret = columns.get("notify_secret")
     if (earlier := _commit(at, job.id)) is not None:
         return earlier
-    at.quota.record(at.tenant)
+    at.quota.record(at.tenant, int(job.reserved_bytes or 0))
     if spec.sharded:
         dispatch_shards(at.sender, at.settings)  # its first shards, if the window has room
     else:

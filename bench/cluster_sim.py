@@ -47,10 +47,11 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from synthjobs.broker.dispatch import dispatch_shards, publish_released  # noqa: E402
-from synthjobs.broker.queue import make_sender  # noqa: E402
+from synthjobs.broker.queue import SAMPLE_SHARD_TASK, make_sender, queue_for  # noqa: E402
 from synthjobs.ledger import db, dispatch, jobs, shards  # noqa: E402
 from synthjobs.ledger.retry import in_transaction  # noqa: E402
 from synthjobs.ledger.tables import JobState  # noqa: E402
+from synthjobs.rules import tenant_policy  # noqa: E402
 from synthjobs.rules.kinds import SAMPLE  # noqa: E402
 from synthjobs.settings import Settings  # noqa: E402
 
@@ -145,9 +146,10 @@ def simulated_worker(
 
     sender = make_sender(settings)
     client = redis.Redis.from_url(args.broker)
+    queue = queue_for(SAMPLE_SHARD_TASK, settings)  # the sampling lane, where the dispatcher publishes
     while not stop.is_set():
         t0 = time.perf_counter()
-        popped = client.brpop([settings.queue], timeout=1)
+        popped = client.brpop([queue], timeout=1)
         if popped is None:
             tally.phases["idle (empty pop)"].append(time.perf_counter() - t0)
             continue
@@ -195,7 +197,7 @@ def run_unit(
             url,
             lambda s: (
                 shards.complete_shard(s, job_id, index, name, **outcome),
-                dispatch.release_next(s, settings.shard_window, settings.tenant_weights),
+                dispatch.release_next(s, settings.shard_window, tenant_policy.weights(settings)),
             ),
             what="recording",
         )
@@ -427,6 +429,9 @@ def table(args: argparse.Namespace) -> None:
     results = [run_one(w, args) for w in parse_workers(args)]
     if args.old_path:
         results.append(run_one(max(parse_workers(args)), args, old_path=True))
+    idle = [f"{r['workers']} workers ({r['path']})" for r in results if not r["rate"]]
+    if idle:  # a table of zeros reads like a figure; it means the simulation is not wired to the service
+        sys.exit(f"no unit completed in: {', '.join(idle)}: do the workers pop the queue shards go to?")
     print(
         f"unit = {args.unit_ms:.0f} ms sleep; {args.seconds:.0f} s per run; "
         f"history {args.history} DONE shards; "

@@ -4,7 +4,8 @@ Everything runs in this one process run, on the same device, from the same check
 
 - bare loop: a fresh Python process (like a fresh worker) loads the trained model's checkpoint with
   `training.checkpoint.load_checkpoint`, generates every shard of the same request with
-  `worker.pipelines.sample.generate_shard` (labels in class order, latents from (seed, shard)) and writes it
+  `worker.pipelines.sample.generate_shard` (labels shuffled as the API's default `shuffle` has them, latents
+  from (seed, shard)) and writes it
   with `worker.formats.write_shard` to local disk. Only the shard loop is timed. It runs before and after the
   service; the ratio uses the mean. Its npz shards are checked byte for byte against the service's (sha256);
 - service: a sampling job through the API, the broker and freshly started Celery worker(s) (solo pool),
@@ -113,7 +114,9 @@ def _shard(
 
     counts = spec["plan"][index]
     if spec["mode"] == "loop":
-        return generate_shard(loaded, {"seed": spec["seed"], "temperature": 1.0}, index, counts, device)
+        # `shuffle` as the service's jobs have it (the API's default): the same labels, so the same bytes.
+        params = {"seed": spec["seed"], "temperature": 1.0, "shuffle": True}
+        return generate_shard(loaded, params, index, counts, device)
     labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
     generator = shard_generator(spec["seed"], index)
     if spec["mode"] == "inplace":

@@ -56,20 +56,7 @@ def create_job(session: Session, kind: str, params: dict[str, Any], *, tenant: s
     Its priority (`rules.fair_share`) is the params' own, so a schedule's stored params carry theirs.
     Ids and timestamps are set here, not by a flush, so the job and its event go out in the caller's commit.
     """
-    now = utcnow()
-    job = Job(
-        id=new_id(),
-        kind=str(kind),
-        state=JobState.QUEUED.value,
-        params=params,
-        phase="queued",
-        tenant=tenant,
-        priority=str(params.get("priority") or DEFAULT_PRIORITY),
-        progress=0.0,
-        attempts=0,
-        created_at=now,
-        updated_at=now,
-    )
+    job = _new_job(kind, params, tenant)
     session.add(job)
     add_event(session, job.id, "submitted", f"{kind} job submitted")
     return job
@@ -127,7 +114,12 @@ def insert_job(
 
 
 def _new_job(kind: str, params: dict[str, Any], tenant: str) -> Job:
-    """A QUEUED job with every column set (ids and timestamps here, not at flush), not added to a session."""
+    """A QUEUED job, not added to a session: ids and timestamps set here, not at flush.
+
+    Columns that start empty are left unset (reading one gives None): a flush then writes SQL NULL, and
+    `insert_job` leaves them out of its row, so both paths write the same rows; an explicit None on a JSON
+    column (`result`) would be flushed as JSON null instead.
+    """
     now = utcnow()
     return Job(
         id=new_id(),
@@ -139,18 +131,8 @@ def _new_job(kind: str, params: dict[str, Any], tenant: str) -> Job:
         priority=str(params.get("priority") or DEFAULT_PRIORITY),
         progress=0.0,
         attempts=0,
-        error=None,
-        error_code=None,
-        result=None,
-        worker=None,
-        lease_expires_at=None,
-        finalizer=None,
         created_at=now,
         updated_at=now,
-        started_at=None,
-        finished_at=None,
-        delete_requested_at=None,
-        deleted_at=None,
         output_bytes=0,
         reserved_bytes=0,
     )
