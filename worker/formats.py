@@ -37,25 +37,13 @@ def write_webdataset(stream: IO[bytes], images: np.ndarray, labels: np.ndarray, 
     empty names, mtime 0), built from a header template: a `tarfile` member cost 47-88 us against 8-11 us of
     PNG encoding (bench/README.md).
     """
-    written = _write_members(stream, images, labels, prefix, 0)
+    written = 0
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        key = f"{prefix}-{i:07d}"
+        written += _write_member(stream, f"{key}.png", encode_png(image))
+        written += _write_member(stream, f"{key}.cls", str(int(label)).encode())
     written += 2 * tarfile.BLOCKSIZE  # the end-of-archive marker, then padding to a whole record (20 blocks)
     stream.write(b"\0" * (2 * tarfile.BLOCKSIZE + (-written % tarfile.RECORDSIZE)))
-
-
-def _write_members(stream: IO[bytes], images: np.ndarray, labels: np.ndarray, prefix: str, first: int) -> int:
-    """Write the `{key}.png` + `{key}.cls` members of `images` (keys numbered from `first`) in one write.
-
-    One `write` per call, not three per member: a member is ~10 us of PNG encoding, and six small writes
-    per image into a SpooledTemporaryFile (Python-level `write` and rollover check each) cost as much again.
-    """
-    parts: list[bytes] = []
-    for i, (image, label) in enumerate(zip(images, labels, strict=True), start=first):
-        key = f"{prefix}-{i:07d}"
-        parts += _member(f"{key}.png", encode_png(image))
-        parts += _member(f"{key}.cls", str(int(label)).encode())
-    body = b"".join(parts)
-    stream.write(body)
-    return len(body)
 
 
 def _ustar_template() -> bytearray:
@@ -74,8 +62,8 @@ _HEADER[_CHKSUM] = b" " * 8
 _HEADER_SUM = sum(_HEADER)  # of the constant fields; name and size digits are added per member
 
 
-def _member(name: str, payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """One regular-file member: its header, payload and padding to a whole block."""
+def _write_member(stream: IO[bytes], name: str, payload: bytes) -> int:
+    """Write one regular-file member (header, payload, padding); return the bytes written."""
     encoded = name.encode()
     if len(encoded) > 100:
         raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
@@ -85,10 +73,11 @@ def _member(name: str, payload: bytes) -> tuple[bytes, bytes, bytes]:
     header[_SIZE] = size
     checksum = _HEADER_SUM - 12 * 32 + sum(size) + sum(encoded)
     header[_CHKSUM] = b"%06o\0 " % checksum
-    return bytes(header), payload, _PADDING[: -len(payload) % tarfile.BLOCKSIZE]
-
-
-_PADDING = bytes(tarfile.BLOCKSIZE)
+    stream.write(header)
+    stream.write(payload)
+    padding = -len(payload) % tarfile.BLOCKSIZE
+    stream.write(b"\0" * padding)
+    return tarfile.BLOCKSIZE + len(payload) + padding
 
 
 # Writes one shard's images and labels to a stream; `prefix` names its members where a format has keys.
@@ -175,9 +164,11 @@ class _WebdatasetEncoder:
     def add(self, images: np.ndarray) -> None:
         if len(images) > len(self._labels) - self._next:
             raise ValueError(f"{len(images)} images added, {len(self._labels) - self._next} expected")
-        labels = self._labels[self._next : self._next + len(images)]
-        self._written += _write_members(self._stream, images, labels, self._prefix, self._next)
-        self._next += len(images)
+        for image in images:
+            key, label = f"{self._prefix}-{self._next:07d}", self._labels[self._next]
+            self._written += _write_member(self._stream, f"{key}.png", encode_png(image))
+            self._written += _write_member(self._stream, f"{key}.cls", str(int(label)).encode())
+            self._next += 1
 
     def close(self) -> None:
         if self._next != len(self._labels):
