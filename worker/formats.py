@@ -6,6 +6,7 @@ writers fix every timestamp and owner, so a shard retried after a crash is byte-
 
 from __future__ import annotations
 
+import io
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -164,11 +165,15 @@ class _WebdatasetEncoder:
     def add(self, images: np.ndarray) -> None:
         if len(images) > len(self._labels) - self._next:
             raise ValueError(f"{len(images)} images added, {len(self._labels) - self._next} expected")
+        # The chunk's members in one write: six small writes per image into the worker's spool (a
+        # SpooledTemporaryFile: a Python-level `write` and a rollover check each) cost as much as the PNGs.
+        chunk = io.BytesIO()
         for image in images:
             key, label = f"{self._prefix}-{self._next:07d}", self._labels[self._next]
-            self._written += _write_member(self._stream, f"{key}.png", encode_png(image))
-            self._written += _write_member(self._stream, f"{key}.cls", str(int(label)).encode())
+            self._written += _write_member(chunk, f"{key}.png", encode_png(image))
+            self._written += _write_member(chunk, f"{key}.cls", str(int(label)).encode())
             self._next += 1
+        self._stream.write(chunk.getbuffer())
 
     def close(self) -> None:
         if self._next != len(self._labels):
