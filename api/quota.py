@@ -53,8 +53,11 @@ class QuotaGuard:
             return
         with self._lock:
             cached = self._stored.get(tenant)
-        fresh = cached is not None and time.monotonic() - cached[0] < REFRESH_SECONDS
-        if fresh and cached is not None and cached[1] + max(needed, 1) <= EXACT_ABOVE * limit:
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < REFRESH_SECONDS
+            and cached[1] + max(needed, 1) <= EXACT_ABOVE * limit
+        ):
             return
         used = check_storage(session, tenant, self.settings, needed)
         with self._lock:

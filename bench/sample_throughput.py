@@ -5,9 +5,9 @@ Everything runs in this one process run, on the same device, from the same check
 - bare loop: a fresh Python process (like a fresh worker) loads the trained model's checkpoint with
   `training.checkpoint.load_checkpoint`, generates every shard of the same request with
   `worker.pipelines.sample.generate_shard` (labels shuffled as the API's default `shuffle` has them, latents
-  from (seed, shard)) and writes it
-  with `worker.formats.write_shard` to local disk. Only the shard loop is timed. It runs before and after the
-  service; the ratio uses the mean. Its npz shards are checked byte for byte against the service's (sha256);
+  from (seed, shard)) and writes it with `worker.formats.write_shard` to local disk. Only the shard loop is
+  timed. It runs before and after the service; the ratio uses the mean. Its npz shards are checked byte for
+  byte against the service's (sha256);
 - service: a sampling job through the API, the broker and freshly started Celery worker(s) (solo pool),
   into storage. Throughput = samples / (finished_at - started_at) of the job: from the first shard claimed
   to the manifest written, so per-shard SQL, broker round trips, sha256, quality scoring and the finalizer

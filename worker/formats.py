@@ -165,8 +165,9 @@ class _WebdatasetEncoder:
     def add(self, images: np.ndarray) -> None:
         if len(images) > len(self._labels) - self._next:
             raise ValueError(f"{len(images)} images added, {len(self._labels) - self._next} expected")
-        # The chunk's members in one write: six small writes per image into the worker's spool (a
-        # SpooledTemporaryFile: a Python-level `write` and a rollover check each) cost as much as the PNGs.
+        # The chunk's members in one write, not six small ones per image into the worker's spool (a
+        # SpooledTemporaryFile: a Python-level `write` and a rollover check each): run_shard 0.65-0.68 ->
+        # 0.70-0.72 of the bare loop on in-memory shards (bench/run_shard_inprocess.py).
         chunk = io.BytesIO()
         for image in images:
             key, label = f"{self._prefix}-{self._next:07d}", self._labels[self._next]
