@@ -13,6 +13,7 @@ from typing import IO, Protocol
 from urllib.parse import unquote, urlparse
 
 from synthjobs.errors import InvalidKey
+from synthjobs.storage.staged import StagedObject
 
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -50,6 +51,19 @@ class Storage(Protocol):
         `sha256`: the content's digest (hex) when the caller has it; a store that checks uploads (S3)
         sends it as the checksum to verify instead of hashing the content once more.
         """
+        ...
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> StagedObject:
+        """A file to write the object under `key` into, stored by its `commit` (`storage.staged`).
+
+        Nothing is visible under `key` before the commit; the file is written once, where the store can
+        take it without another copy (a local folder renames it into place).
+        """
+        ...
+
+    def sweep_partials(self, prefix: str, older_than: float) -> int:
+        """Remove what staged objects under `prefix`, untouched for `older_than` seconds, left (writers
+        killed mid-write); returns how many. The stores that leave nothing behind return 0."""
         ...
 
     def get_bytes(self, key: str) -> bytes:

@@ -6,11 +6,13 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
 from synthjobs.storage.base import key_under, uri_under, validate_key, validate_prefix
+from synthjobs.storage.staged import PARTIAL_PREFIX
 
 
 class LocalStorage:
@@ -29,7 +31,7 @@ class LocalStorage:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -49,7 +51,7 @@ class LocalStorage:
     ) -> str:
         path = self._path(key)  # a local copy is not checked against `sha256`: no transfer to verify
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 shutil.copyfileobj(stream, handle, 1 << 20)
@@ -58,6 +60,31 @@ class LocalStorage:
             Path(tmp).unlink(missing_ok=True)
             raise
         return self.uri(key)
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> LocalStage:
+        """The object's file, written in place beside its key and renamed into place by `commit`."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return LocalStage(path, self.uri(key))
+
+    def sweep_partials(self, prefix: str, older_than: float) -> int:
+        """Remove the `.tmp-` files under `prefix` untouched for `older_than` seconds: what writers killed
+        mid-write left (a live writer touches its file every chunk). Returns how many were removed."""
+        cutoff, removed = time.time() - older_than, 0
+        for partial in self._partials(validate_prefix(prefix)):
+            try:
+                if partial.stat().st_mtime <= cutoff:
+                    partial.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # committed or aborted meanwhile
+        return removed
+
+    def _partials(self, prefix: str) -> list[Path]:
+        base = self.root / prefix.strip("/")
+        if not base.resolve().is_relative_to(self.root) or not base.is_dir():
+            return []
+        return [p for p in base.rglob(f"{PARTIAL_PREFIX}*") if p.is_file()]
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -96,7 +123,7 @@ class LocalStorage:
         if not base.exists():
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-        return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
+        return sorted(k for k in keys if not Path(k).name.startswith(PARTIAL_PREFIX))
 
     def list_objects(self, prefix: str) -> list[tuple[str, int]]:
         out = []
@@ -116,6 +143,8 @@ class LocalStorage:
         folder = validate_prefix(prefix)
         removed = self.list_objects(folder)
         self.delete_keys([key for key, _ in removed])
+        for partial in self._partials(folder):  # left by writers killed mid-write: nobody commits them now
+            partial.unlink(missing_ok=True)
         base = self.root / folder.rstrip("/")
         if base.is_dir():  # empty folders left behind, deepest first
             for directory in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
@@ -137,6 +166,27 @@ class LocalStorage:
             probe.unlink()
         except OSError as exc:
             raise StorageError(f"local storage {self.root} is not writable: {exc}") from exc
+
+
+class LocalStage:
+    """An object being written into a hidden file beside its key (`synthjobs.storage.staged`)."""
+
+    def __init__(self, path: Path, uri: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
+        self.file: IO[bytes] = os.fdopen(fd, "w+b")
+        self._tmp, self._path, self._uri = Path(tmp), path, uri
+
+    def commit(self, sha256: str | None = None) -> str:
+        """Rename the file into place (a local copy has no transfer to verify against `sha256`)."""
+        if not self.file.closed:
+            self.file.close()
+        os.replace(self._tmp, self._path)
+        return self._uri
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _remove_empty(directory: Path) -> None:

@@ -16,6 +16,7 @@ from typing import IO, TypeVar
 from synthjobs.retry import retry_transient
 from synthjobs.storage.base import Storage
 from synthjobs.storage.s3 import S3Storage
+from synthjobs.storage.staged import RetriedStage, StagedObject
 
 T = TypeVar("T")
 
@@ -60,6 +61,17 @@ class RetryingStorage:
             return self.inner.put_stream(key, stream, content_type, **digest)
 
         return self._retry(put, what=f"writing {key}")
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> StagedObject:
+        staged = self._retry(lambda: self.inner.stage(key, content_type), what=f"staging {key}")
+        if self.retries_inside:
+            return staged
+        return RetriedStage(staged, lambda commit, what: self._retry(commit, what=what), key)
+
+    def sweep_partials(self, prefix: str, older_than: float) -> int:
+        return self._retry(
+            lambda: self.inner.sweep_partials(prefix, older_than), what=f"sweeping partials under {prefix}"
+        )
 
     def get_bytes(self, key: str) -> bytes:
         return self._retry(lambda: self.inner.get_bytes(key), what=f"reading {key}")

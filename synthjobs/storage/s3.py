@@ -24,6 +24,7 @@ from typing import IO, Any
 from synthjobs.errors import ObjectNotFound, StorageError
 from synthjobs.settings import Settings
 from synthjobs.storage.base import key_under, uri_under, validate_key, validate_prefix
+from synthjobs.storage.staged import SpooledStage
 
 
 class S3Storage:
@@ -130,6 +131,16 @@ class S3Storage:
                 _Unclosable(stream), self.bucket, self._full(key), ExtraArgs=extra, Config=config
             )
         return self.uri(key)
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> SpooledStage:
+        """A local spool, sent by `put_stream` (with the writer's sha256 as its checksum) at commit."""
+        validate_key(key)
+        return SpooledStage(lambda stream, sha256: self.put_stream(key, stream, content_type, sha256=sha256))
+
+    def sweep_partials(self, prefix: str, older_than: float) -> int:
+        """Nothing to sweep: a staged object is a local spool until its upload, which S3 makes atomic."""
+        validate_prefix(prefix)
+        return 0
 
     def get_bytes(self, key: str) -> bytes:
         with self._call(f"could not read {self.uri(key)}", missing=f"no object {self.uri(key)}"):

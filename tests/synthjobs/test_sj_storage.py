@@ -471,3 +471,109 @@ def test_s3_put_stream_sends_the_callers_sha256_as_the_checksum_s3_verifies(
     expected = base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert sent == [expected, expected, base64.b64encode(hashlib.sha256(b"other").digest()).decode()]
     assert storage.get_bytes(SHARD_KEY) == body
+
+
+# --- staged objects: written in place, visible only once committed ------------------------------------------
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_staged_object_is_invisible_until_committed_then_stored(storage: Storage, wrapped: bool) -> None:
+    store: Storage = RetryingStorage(storage) if wrapped else storage
+    staged = store.stage(SHARD_KEY)
+    staged.file.write(b"header" + b"x" * 100)
+    staged.file.seek(0)
+    staged.file.write(b"HEADER")  # a format that patches what it wrote (zip) may seek back
+    staged.file.seek(0, io.SEEK_END)
+    assert store.list_keys("jobs") == [] and not store.exists(SHARD_KEY)
+    assert staged.commit() == store.uri(SHARD_KEY)
+    assert store.get_bytes(SHARD_KEY) == b"HEADER" + b"x" * 100
+    staged.abort()  # after a commit: nothing to drop
+    assert store.list_objects("jobs") == [(SHARD_KEY, 106)]
+
+
+def test_an_aborted_staged_object_leaves_nothing_and_keeps_the_object_before_it(storage: Storage) -> None:
+    storage.put_bytes(SHARD_KEY, b"first attempt")
+    staged = storage.stage(SHARD_KEY)
+    staged.file.write(b"half a retry")
+    staged.abort()
+    assert storage.get_bytes(SHARD_KEY) == b"first attempt"
+    assert storage.list_keys("jobs") == [SHARD_KEY]
+
+
+def test_local_staged_object_is_written_beside_its_key_and_renamed(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    staged = storage.stage(SHARD_KEY)
+    staged.file.write(b"abc")
+    staged.file.flush()
+    partials = list((tmp_path / SHARD_KEY).parent.glob(".tmp-*"))
+    assert len(partials) == 1 and partials[0].read_bytes() == b"abc"  # in place: no copy at commit
+    staged.commit()
+    assert list(tmp_path.rglob(".tmp-*")) == [] and (tmp_path / SHARD_KEY).read_bytes() == b"abc"
+
+
+def test_local_sweep_removes_only_partials_left_long_enough(tmp_path: Path) -> None:
+    import os
+    import time
+
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes(SHARD_KEY, b"done")
+    left = storage.stage(SHARD_KEY)  # a writer killed mid-write: never committed nor aborted
+    left.file.write(b"partial")
+    left.file.flush()
+    live = storage.stage("jobs/767f0800-ec24-461e-8448-78a4d54787cb/shard-00002.npz")
+    live.file.write(b"being written")
+    live.file.flush()
+    (old,) = [p for p in tmp_path.rglob(".tmp-*") if p.read_bytes() == b"partial"]
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    other_job = storage.stage("jobs/other/shard-00000.npz")
+    other_job.file.write(b"another job's")
+    other_job.file.flush()
+    assert storage.sweep_partials("jobs/767f0800-ec24-461e-8448-78a4d54787cb/", older_than=600) == 1
+    assert not old.exists() and storage.get_bytes(SHARD_KEY) == b"done"
+    live.commit()  # a live writer's file was spared
+    assert storage.list_keys("jobs/767f0800-ec24-461e-8448-78a4d54787cb") == [
+        SHARD_KEY,
+        "jobs/767f0800-ec24-461e-8448-78a4d54787cb/shard-00002.npz",
+    ]
+    assert len(list((tmp_path / "jobs/other").glob(".tmp-*"))) == 1
+
+
+def test_local_delete_prefix_removes_partials_and_the_folder(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes(SHARD_KEY, b"done")
+    left = storage.stage("jobs/767f0800-ec24-461e-8448-78a4d54787cb/shard-00002.npz")
+    left.file.write(b"partial of a killed writer")
+    left.file.flush()
+    removed = storage.delete_prefix("jobs/767f0800-ec24-461e-8448-78a4d54787cb/")
+    assert removed == [(SHARD_KEY, 4)]
+    assert not (tmp_path / "jobs/767f0800-ec24-461e-8448-78a4d54787cb").exists()
+
+
+@pytest.mark.parametrize("storage", ["s3"], indirect=True)
+def test_s3_sweep_has_nothing_to_remove(storage: Storage) -> None:
+    staged = storage.stage(SHARD_KEY)
+    staged.file.write(b"x")
+    assert storage.sweep_partials("jobs/", older_than=0) == 0
+    staged.abort()
+    assert storage.list_keys("jobs") == []
+
+
+def test_retrying_storage_retries_a_local_commit_that_failed_transiently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthjobs.storage import local
+
+    slept: list[float] = []
+    monkeypatch.setattr(retry.time, "sleep", slept.append)
+    real_replace, failures = local.os.replace, [TimeoutError("NFS server not responding")]
+
+    def flaky_replace(src: str, dst: str) -> None:
+        if failures:
+            raise failures.pop()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(local.os, "replace", flaky_replace)
+    staged = RetryingStorage(LocalStorage(tmp_path), attempts=3, deadline=5).stage(SHARD_KEY)
+    staged.file.write(b"shard")
+    staged.commit()
+    assert (tmp_path / SHARD_KEY).read_bytes() == b"shard" and len(slept) == 1

@@ -28,6 +28,7 @@ from synthjobs.ledger.tables import JobShard, JobState, ShardState
 from synthjobs.rules import sampling
 from synthjobs.settings import Settings
 from synthjobs.storage.local import LocalStorage
+from synthjobs.storage.staged import PARTIAL_PREFIX, SpooledStage
 from tests.support.worker_settings import worker_settings
 from training.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
@@ -128,11 +129,15 @@ def test_shard_bytes_are_the_same_with_overlap_on_and_off(
 
 
 class _FailingUpload(LocalStorage):
-    """Writes part of the shard under its key, then fails the upload (a connection dropped mid-body)."""
+    """Stages shards as S3 does (a spool sent at commit), then writes part of one under its key and fails
+    the upload (a connection dropped mid-body)."""
 
     def __init__(self, root: Path, error: Exception) -> None:
         super().__init__(root)
         self.error, self.calls = error, 0
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> SpooledStage:
+        return SpooledStage(lambda stream, sha256: self.put_stream(key, stream, sha256=sha256))
 
     def put_stream(
         self,
@@ -157,6 +162,49 @@ def test_an_upload_error_on_the_io_thread_is_raised_by_run_shard(
     assert _io_threads() == []
 
 
+class _FailingRename(LocalStorage):
+    """A local folder whose rename into place fails (a full or read-only disk at the last step)."""
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> Any:
+        staged = super().stage(key, content_type)
+
+        def commit(sha256: str | None = None) -> str:
+            staged.file.close()
+            raise StorageError("rename refused", transient=True)
+
+        staged.commit = commit  # type: ignore[method-assign]
+        return staged
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_shard_whose_commit_fails_leaves_no_partial_file_in_the_store(
+    loaded: LoadedCheckpoint, tmp_path: Path, overlap: bool
+) -> None:
+    storage = _FailingRename(tmp_path / "store")
+    with pytest.raises(StorageError, match="rename refused"):
+        _run(loaded, tmp_path, storage, "webdataset", overlap=overlap)
+    assert list((tmp_path / "store").rglob("*")) == [p for p in (tmp_path / "store").rglob("*") if p.is_dir()]
+    assert _io_threads() == []
+
+
+def test_a_shard_is_written_in_place_and_renamed_into_the_local_store(
+    loaded: LoadedCheckpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    storage = LocalStorage(tmp_path / "store")
+    real_add = sample_pipeline.ShardIO.add
+
+    def add(self: Any, images: np.ndarray) -> None:
+        real_add(self, images)
+        seen.extend(p.name for p in (tmp_path / "store").rglob(f"{PARTIAL_PREFIX}*"))
+
+    monkeypatch.setattr(sample_pipeline.ShardIO, "add", add)
+    outcome = _run(loaded, tmp_path, storage, "webdataset", overlap=False)["outcome"]
+    assert seen, "the shard's file is written inside the store, beside its key"
+    assert storage.list_keys("jobs") == [outcome["key"]]
+    assert list((tmp_path / "store").rglob(f"{PARTIAL_PREFIX}*")) == []
+
+
 def test_an_encoding_error_on_the_io_thread_is_raised_by_run_shard(
     loaded: LoadedCheckpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +216,7 @@ def test_an_encoding_error_on_the_io_thread_is_raised_by_run_shard(
     with pytest.raises(RuntimeError, match="png encoder broke"):
         _run(loaded, tmp_path, storage, "webdataset", overlap=True)
     assert storage.list_keys("jobs") == [] and _io_threads() == []
+    assert list((tmp_path / "store").rglob(f"{PARTIAL_PREFIX}*")) == []
 
 
 # --- through the task: the shard's state transitions on a real ledger -------------------------------------

@@ -2,9 +2,10 @@
 
 Shard `i` draws from a random stream seeded by (job seed, i) alone and is stored under
 `jobs/{job_id}/shard-{i:05d}.{npz|tar}`, written deterministically: a shard retried after a crash overwrites
-the same key with the same bytes. A worker generates a shard in chunks and encodes each into the shard's file
-(spooled to disk past 64 MB) on a background thread while the next is generated (`shard_io`), so memory is
-bounded by the shard's file plus two chunks, not by the job size.
+the same key with the same bytes. A worker generates a shard in chunks and encodes each into the shard's file,
+written in place in the store (`Storage.stage`: renamed into place in a local folder, a spool sent at the
+end for S3), on a background thread while the next is generated (`shard_io`), so memory is bounded
+by two chunks (plus the S3 spool), not by the job size.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ def run_shard(
     image_shape = tuple(loaded.image_shape)
     one_image = image_shape[1:] if image_shape[0] == 1 else (*image_shape[1:], image_shape[0])
     prefix = f"{shard.job_id[:8]}-{shard.index:05d}"
-    with ShardIO(fmt, label_array, one_image, prefix, overlap=settings.sample_overlap) as shard_file:
+    overlap = settings.sample_overlap
+    with ShardIO(storage.stage(key), fmt, label_array, one_image, prefix, overlap=overlap) as shard_file:
         start = 0
         try:
             for images in generate_chunks(
@@ -192,7 +194,7 @@ def run_shard(
         except GenerationStopped as exc:
             raise LeaseLost(f"shard {shard.index}: {exc}") from exc
         check()
-        stored = shard_file.upload(storage, key)
+        stored = shard_file.upload()
         quality = score_picked(
             loaded,
             np.concatenate(picked) if picked else np.empty((0, *one_image), np.uint8),
@@ -219,6 +221,10 @@ def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.de
         params = dict(job.params)
         rows = [_shard_record(s) for s in shards.list_shards(session, job_id)]
     check_shards_stored(storage, job_id, rows)
+    # Every shard is DONE, so a partial file older than a lease is a killed attempt's: nobody commits it.
+    swept = storage.sweep_partials(f"jobs/{job_id}/", older_than=settings.lease_seconds)
+    if swept:
+        log.info("job %s: removed %d partial shard files left by stopped workers", job_id, swept)
     loaded = load_model(settings, storage, params["model_id"], device)
     names = list(loaded.class_names)
     produced = [sum(r["per_class"][c] for r in rows) for c in range(len(names))]
