@@ -9,6 +9,7 @@ from pathlib import Path
 
 import botocore.endpoint
 import pytest
+from pydantic import SecretStr
 
 from synthjobs import retry
 from synthjobs.devtools import processes
@@ -577,3 +578,19 @@ def test_retrying_storage_retries_a_local_commit_that_failed_transiently(
     staged.file.write(b"shard")
     staged.commit()
     assert (tmp_path / SHARD_KEY).read_bytes() == b"shard" and len(slept) == 1
+
+
+def test_s3_storages_of_the_same_settings_share_one_client_and_other_settings_get_their_own(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    settings = Settings(storage_url=f"s3://{s3_bucket}/prefix", s3_endpoint_url=s3_endpoint)
+    first, second = open_storage(settings), open_storage(settings)
+    assert isinstance(first, S3Storage) and isinstance(second, S3Storage)
+    assert first.client is second.client  # a worker opens its storage per shard: no new client each time
+    fewer = open_storage(settings, s3_max_attempts=2)
+    other = {"s3_access_key_id": SecretStr("other-key"), "s3_secret_access_key": SecretStr("other-secret")}
+    keyed = open_storage(settings.model_copy(update=other))
+    assert isinstance(fewer, S3Storage) and isinstance(keyed, S3Storage)
+    assert len({id(first.client), id(fewer.client), id(keyed.client)}) == 3
+    first.put_bytes(SHARD_KEY, b"shared")
+    assert second.get_bytes(SHARD_KEY) == b"shared"
