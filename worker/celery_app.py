@@ -10,7 +10,13 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    setup_logging,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from synthjobs.broker.queue import celery_config
 from synthjobs.logs import configure_logging, secrets_of
@@ -43,6 +49,15 @@ def _shutting_down(**_: Any) -> None:
 
     log.info("shutdown requested: running jobs will checkpoint and be handed back")
     SHUTTING_DOWN.set()
+
+
+@worker_shutdown.connect
+def _drain_handoff(**_: Any) -> None:
+    """The last shard's tail (its upload and its DONE) ends before the process does (`worker.handoff`)."""
+    from worker.handoff import HANDOFF
+
+    if not HANDOFF.drain(timeout=get_settings().lease_seconds):
+        log.warning("a shard's tail was still running at exit; the reconciler requeues it at lease expiry")
 
 
 @worker_ready.connect

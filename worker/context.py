@@ -54,13 +54,20 @@ class LeaseKeeper:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="lease", daemon=True)
 
-    def __enter__(self) -> LeaseKeeper:
+    def start(self) -> None:
         self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing (from any thread: a shard's tail stops its lease once it is recorded)."""
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=10)
+        self.stop()
 
     def _beat(self) -> None:
         while not self._done.wait(self.settings.lease_seconds / 3):

@@ -27,6 +27,7 @@ from synthjobs.broker.queue import (
     SAMPLE_SHARD_TASK,
     TICK_TASK,
     TRAIN_TASK,
+    enqueue_finalizer,
     enqueue_job,
     enqueue_shards,
 )
@@ -51,6 +52,7 @@ from synthjobs.storage.base import Storage
 from synthjobs.storage.retry import RetryingStorage
 from worker.celery_app import app
 from worker.context import HandBack, JobCancelled, JobContext, LeaseKeeper, LeaseLost
+from worker.handoff import HANDOFF
 from worker.pipelines import sample as sample_pipeline
 from worker.pipelines import train as train_pipeline
 from worker.runtime import SHUTTING_DOWN, configure_torch, select_device
@@ -279,14 +281,48 @@ def sample_shard(job_id: str, shard: int) -> None:
 
 
 def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker: str) -> None:
-    job_id, shard, url = row.job_id, row.index, settings.resolved_database_url()
+    """Produce the shard here; record it (its tail) here too, or with `sample_overlap` on the hand-off
+    thread while this worker's next task runs (`worker.handoff`)."""
+    job_id, shard = row.job_id, row.index
     storage, device = RetryingStorage(open_storage(settings)), select_device(settings.device)
     lease = LeaseKeeper(
         settings, lambda s: shards.renew_shard_lease(s, job_id, shard, worker, settings.lease_seconds)
     )
+    lease.start()
     try:
-        with lease:
-            outcome = sample_pipeline.run_shard(row, params, settings, storage, device, lambda: lease.lost)
+        produced = sample_pipeline.produce_shard(row, params, settings, storage, device, lambda: lease.lost)
+    except BaseException as exc:
+        lease.stop()
+        _shard_stopped(settings, row, worker, exc)
+        return
+    deferred = settings.sample_overlap
+    tail = lambda: _finish_shard(row, produced, lease, settings, worker, deferred=deferred)  # noqa: E731
+    if deferred:
+        HANDOFF.submit(tail)
+    else:
+        tail()
+
+
+def _finish_shard(
+    row: JobShard,
+    produced: sample_pipeline.ProducedShard,
+    lease: LeaseKeeper,
+    settings: Settings,
+    worker: str,
+    *,
+    deferred: bool,
+) -> None:
+    """Wait for the upload, then record the shard DONE and release the next units; finalize after the last.
+
+    A deferred tail sends the finalizer as a task (the one the reconciler sends) instead of running it on
+    the hand-off thread, beside the worker's next task.
+    """
+    job_id, shard, url = row.job_id, row.index, settings.resolved_database_url()
+    try:
+        try:
+            outcome = produced.finish()
+        finally:
+            lease.stop()
         if lease.lost:
             raise LeaseLost(f"shard {shard} was taken over during its upload")
         recorded, released = in_transaction(
@@ -294,17 +330,29 @@ def _run_shard(row: JobShard, params: dict[str, Any], settings: Settings, worker
             lambda s: _complete_and_release(s, job_id, shard, worker, outcome, settings),
             what="recording a shard",
         )
-    except LeaseLost as exc:
-        # Another worker (or the reconciler) owns the shard now: record nothing, retry nothing.
-        log.warning("shard %s of job %s: %s; stopped, leaving it to its new owner", shard, job_id, exc)
-        return
-    except Exception as exc:  # noqa: BLE001 - a failing shard must never take the worker down
-        _shard_failed(settings, job_id, shard, worker, row.attempts, exc)
-        dispatch_shards(app, settings)
+    except BaseException as exc:
+        _shard_stopped(settings, row, worker, exc)
         return
     publish_released(app, released, settings)  # the next unit is queued before this worker asks again
-    if recorded:
+    if recorded and deferred:
+        enqueue_finalizer(app, job_id, settings)
+    elif recorded:
         finalize_sample(job_id)
+
+
+def _shard_stopped(settings: Settings, row: JobShard, worker: str, exc: BaseException) -> None:
+    """A shard that did not get recorded: lost to another owner (nothing to do) or failed (retry or fail)."""
+    if isinstance(exc, LeaseLost):
+        # Another worker (or the reconciler) owns the shard now: record nothing, retry nothing.
+        log.warning(
+            "shard %s of job %s: %s; stopped, leaving it to its new owner", row.index, row.job_id, exc
+        )
+        return
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: the worker is going down; the lease expires
+    # A failing shard must never take the worker down.
+    _shard_failed(settings, row.job_id, row.index, worker, row.attempts, exc)
+    dispatch_shards(app, settings)
 
 
 def _complete_and_release(

@@ -123,6 +123,7 @@ def test_shard_taken_over_mid_generation_stops_without_writing_or_marking_it(set
     loaded.model.sample = counting_sample  # type: ignore[method-assign]
     try:
         tasks._run_shard(row, params, settings, "first-worker:1")
+        assert tasks.HANDOFF.drain(timeout=60)
     finally:
         del loaded.model.sample
 

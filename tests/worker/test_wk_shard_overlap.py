@@ -269,7 +269,16 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     monkeypatch.setattr(tasks, "dispatch_shards", lambda app, s: sent.append(("dispatch", None)))
     monkeypatch.setattr(tasks, "publish_released", lambda app, released, s: sent.append(("released", None)))
     monkeypatch.setattr(tasks, "finalize_sample", lambda job_id: sent.append(("finalize", job_id)))
+    monkeypatch.setattr(tasks, "enqueue_finalizer", lambda app, job_id, s: sent.append(("finalize", job_id)))
     return sent
+
+
+def _run_task(settings: Settings, job_id: str, params: dict[str, Any], worker: str) -> None:
+    """The shard task's body, then its tail (on the hand-off thread with overlap on) to its end."""
+    from worker import tasks
+
+    tasks._run_shard(_claim(settings, job_id, worker), params, settings, worker)
+    assert tasks.HANDOFF.drain(timeout=60)
 
 
 def _shard_row(settings: Settings, job_id: str) -> tuple[JobShard, str]:
@@ -288,7 +297,7 @@ def test_a_failed_upload_gives_the_shard_back_and_the_retry_overwrites_its_key(
     root = Path(settings.resolved_storage_url().removeprefix("file://"))
     failing = _FailingUpload(root, RuntimeError("connection reset mid-upload"))
     monkeypatch.setattr(tasks, "open_storage", lambda s: failing)
-    tasks._run_shard(_claim(settings, job_id, "first:1"), params, settings, "first:1")
+    _run_task(settings, job_id, params, "first:1")
 
     row, state = _shard_row(settings, job_id)
     assert failing.calls == 1 and _io_threads() == []
@@ -299,7 +308,7 @@ def test_a_failed_upload_gives_the_shard_back_and_the_retry_overwrites_its_key(
     assert ("retry", [0]) in published
 
     monkeypatch.setattr(tasks, "open_storage", lambda s: LocalStorage(root))
-    tasks._run_shard(_claim(settings, job_id, "second:1"), params, settings, "second:1")
+    _run_task(settings, job_id, params, "second:1")
     row, _ = _shard_row(settings, job_id)
     assert (row.state, row.worker) == (ShardState.DONE.value, "second:1")
     data = LocalStorage(root).get_bytes(row.key or "")
@@ -322,7 +331,7 @@ def test_an_upload_failing_on_every_attempt_fails_the_shard_and_its_job(
     failing = _FailingUpload(root, RuntimeError("the output bucket hung up"))
     monkeypatch.setattr(tasks, "open_storage", lambda s: failing)
     for attempt in range(1, settings.max_attempts + 1):
-        tasks._run_shard(_claim(settings, job_id, f"w{attempt}:1"), params, settings, f"w{attempt}:1")
+        _run_task(settings, job_id, params, f"w{attempt}:1")
 
     row, state = _shard_row(settings, job_id)
     assert failing.calls == settings.max_attempts and _io_threads() == []
@@ -331,3 +340,62 @@ def test_an_upload_failing_on_every_attempt_fails_the_shard_and_its_job(
     reference = row.error.split("reference ")[1].split(")")[0]
     logged = [r for r in caplog.records if reference in r.getMessage()]
     assert logged and logged[0].exc_info and "the output bucket hung up" in str(logged[0].exc_info[1])
+
+
+class _HeldCommit(LocalStorage):
+    """A local folder whose commits wait for `release`: an upload still on the wire."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.release, self.committing = threading.Event(), threading.Event()
+
+    def stage(self, key: str, content_type: str = "application/octet-stream") -> Any:
+        staged = super().stage(key, content_type)
+        commit = staged.commit
+
+        def held(sha256: str | None = None) -> str:
+            self.committing.set()
+            assert self.release.wait(30), "the test never released the upload"
+            return commit(sha256)
+
+        staged.commit = held  # type: ignore[method-assign]
+        return staged
+
+
+def test_with_overlap_the_task_returns_during_its_upload_and_the_shard_is_done_only_after_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, published: list[tuple[str, Any]]
+) -> None:
+    from synthjobs.ledger import deletion
+    from worker import tasks
+
+    job_id, params = _sampling_job(settings)
+    held = _HeldCommit(Path(settings.resolved_storage_url().removeprefix("file://")))
+    monkeypatch.setattr(tasks, "open_storage", lambda s: held)
+    tasks._run_shard(
+        _claim(settings, job_id, "w:1"), params, settings, "w:1"
+    )  # returns: its tail is handed off
+    try:
+        assert held.committing.wait(30)
+        row, _ = _shard_row(settings, job_id)
+        assert (row.state, row.worker, row.key) == (ShardState.RUNNING.value, "w:1", None)
+        assert held.list_keys(f"jobs/{job_id}") == [] and published == []
+        with session_scope(settings.resolved_database_url()) as session:  # a deletion waits for it
+            assert deletion.may_still_write(session, jobs.get_job(session, job_id), grace_seconds=0)
+    finally:
+        held.release.set()
+    assert tasks.HANDOFF.drain(timeout=60)
+    row, _ = _shard_row(settings, job_id)
+    assert row.state == ShardState.DONE.value and held.list_keys(f"jobs/{job_id}") == [row.key]
+    assert ("finalize", job_id) in published  # its only shard: the finalizer is sent as a task
+
+
+def test_with_overlap_off_the_task_records_its_shard_before_it_returns(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, published: list[tuple[str, Any]]
+) -> None:
+    from worker import tasks
+
+    job_id, params = _sampling_job(settings)
+    inline = settings.model_copy(update={"sample_overlap": False})
+    tasks._run_shard(_claim(inline, job_id, "w:1"), params, inline, "w:1")
+    row, _ = _shard_row(settings, job_id)
+    assert row.state == ShardState.DONE.value and ("finalize", job_id) in published

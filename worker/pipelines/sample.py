@@ -16,6 +16,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -147,20 +149,63 @@ def run_shard(
 ) -> dict[str, Any]:
     """Generate, encode and store one shard; return what `shards.complete_shard` records.
 
+    `produce_shard` then its `finish`, on the caller's thread (the worker's task may run `finish` on its
+    hand-off thread instead: `worker.handoff`).
+    """
+    return produce_shard(shard, params, settings, storage, device, lost).finish()
+
+
+@dataclass
+class ProducedShard:
+    """A shard generated and encoded, its upload under way on its I/O thread (or done, overlap off)."""
+
+    key: str
+    shard_file: ShardIO
+    stored: Future[tuple[int, str]]
+    quality: dict[str, Any]
+    started: float
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the storage to confirm the upload; what `shards.complete_shard` records.
+
+        Raises the upload's error as itself; the shard's file is dropped unless it was committed.
+        """
+        try:
+            size, sha256 = self.stored.result()
+        finally:
+            self.shard_file.close()
+        return {
+            "key": self.key,
+            "sha256": sha256,
+            "size": size,
+            "seconds": time.monotonic() - self.started,
+            "quality": self.quality,
+        }
+
+    def abandon(self) -> None:
+        """Stop the upload's thread and drop the file (the shard was lost before it was recorded)."""
+        self.shard_file.close()
+
+
+def produce_shard(
+    shard: JobShard,
+    params: dict[str, Any],
+    settings: Settings,
+    storage: Storage,
+    device: torch.device,
+    lost: Callable[[], bool] = lambda: False,
+) -> ProducedShard:
+    """Generate and encode one shard, start its upload and score its quality subset.
+
     The shard is generated chunk by chunk; with `settings.sample_overlap` each chunk is encoded on the
-    shard's I/O thread while the next is generated, and the file is hashed and uploaded there while the
-    quality subset is scored (`shard_io`). The bytes are the same either way. This returns only once the
-    storage has confirmed the upload; an error on the I/O thread is raised here as itself.
+    shard's I/O thread while the next is generated, and the file is finished and committed there while the
+    quality subset is scored (`shard_io`). The bytes are the same either way. The upload is confirmed only
+    by `ProducedShard.finish`; an error on the I/O thread is raised there (or here) as itself.
 
     `lost` is polled between decoder batches and before the upload: once it is True (another worker or the
     reconciler took the shard over), LeaseLost is raised and nothing is written; the new owner writes the
     shard.
     """
-
-    def check() -> None:
-        if lost():
-            raise LeaseLost(f"shard {shard.index} of job {shard.job_id} was taken over")
-
     started = time.monotonic()
     loaded = load_model(settings, storage, params["model_id"], device)
     counts = list(shard.per_class["counts"])
@@ -176,7 +221,8 @@ def run_shard(
     one_image = image_shape[1:] if image_shape[0] == 1 else (*image_shape[1:], image_shape[0])
     prefix = f"{shard.job_id[:8]}-{shard.index:05d}"
     overlap = settings.sample_overlap
-    with ShardIO(storage.stage(key), fmt, label_array, one_image, prefix, overlap=overlap) as shard_file:
+    shard_file = ShardIO(storage.stage(key), fmt, label_array, one_image, prefix, overlap=overlap)
+    try:
         start = 0
         try:
             for images in generate_chunks(
@@ -193,7 +239,8 @@ def run_shard(
                 start += len(images)
         except GenerationStopped as exc:
             raise LeaseLost(f"shard {shard.index}: {exc}") from exc
-        check()
+        if lost():
+            raise LeaseLost(f"shard {shard.index} of job {shard.job_id} was taken over")
         stored = shard_file.upload()
         quality = score_picked(
             loaded,
@@ -201,14 +248,10 @@ def run_shard(
             label_array[picks],
             len(counts),
         )
-        size, sha256 = stored.result()
-    return {
-        "key": key,
-        "sha256": sha256,
-        "size": size,
-        "seconds": time.monotonic() - started,
-        "quality": quality,
-    }
+    except BaseException:
+        shard_file.close()
+        raise
+    return ProducedShard(key, shard_file, stored, quality, started)
 
 
 def finalize(job_id: str, settings: Settings, storage: Storage, device: torch.device) -> dict[str, Any]:
