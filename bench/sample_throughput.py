@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--redis-url", help="broker (default: the embedded SQLite broker)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the S3 / local overlap runs")
+    p.add_argument(
+        "--warm",
+        action="store_true",
+        help="S3 / local runs on a warm worker: each timed job follows a one-shard job on the same worker",
+    )
     p.add_argument("--quick", action="store_true", help="every size 10x smaller: a smoke run")
     p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections not to run")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: run one bare loop
@@ -442,16 +447,23 @@ def service_run(
     worker_env: dict[str, str] | None = None,
     bare: Run | None = None,
     keep: bool = False,
+    warm: dict[str, Any] | None = None,
 ) -> Any:
     """A sampling job on `workers` freshly started workers; peak memory of each, read before they stop.
 
+    With `warm`, that job runs first on the same workers, untimed: the timed job then finds them warm (its
+    imports, storage client and model loaded), as a long-lived worker is.
     Returns the run, or with `keep` (run, job) and the job's outputs are left for the caller to drop."""
     env = {"SYNTHJOBS_WORKER_PROCESSES": str(workers), **(worker_env or {})}
     pids = [common.start_worker(stack, env) for _ in range(workers)]
+    if warm is not None:
+        drop_outputs(stack, common.wait_job(stack, stack.client.submit_sample(warm)["id"]))
     ours = [*pids, stack.api.pid]
     cpu_before = {pid: common.cpu_seconds(pid) for pid in pids}
     load = common.OtherLoad(lambda: sum(common.cpu_seconds(p) for p in ours) + common.own_cpu_seconds())
+    own = common.own_cpu_seconds()
     job = common.wait_job(stack, stack.client.submit_sample(body)["id"])
+    own = common.own_cpu_seconds() - own  # this process: polling, and moto's server when the stack is on S3
     other_load = load.cores()
     peaks = [common.peak_rss_mib(pid) for pid in pids]
     cpu = sum(common.cpu_seconds(pid) - cpu_before[pid] for pid in pids)
@@ -471,7 +483,8 @@ def service_run(
     note = (
         f"[{len(rows)} shards, per worker {per_worker}, all claimed by the started workers' pids; per shard "
         f"{1e3 * in_shards / len(rows):.1f} ms in run_shard + {1e3 * outside / len(rows):.1f} ms outside it; "
-        f"finalizer {finalize:.2f} s; worker CPU {cpu:.1f} s; queued before the first claim {queued:.1f} s"
+        f"finalizer {finalize:.2f} s; worker CPU {cpu:.1f} s; this process's CPU {own:.2f} s (polling, and "
+        f"moto's server on S3); queued before the first claim {queued:.1f} s"
     )
     if bare is not None and body.get("format", "npz") == "npz":
         same = [bare.sha256.get(str(s["index"])) == s["sha256"] for s in job["shards"]]
@@ -712,7 +725,13 @@ def s3_runs(bench: Bench, local: common.Stack, local_model: dict[str, Any]) -> N
                         }
                         label = f"service, digits, {name}, overlap {'on' if overlap == '1' else 'off'}"
                         env = {"SYNTHJOBS_SAMPLE_OVERLAP": overlap}
-                        run, job = service_run(bench, stack, label, body, worker_env=env, keep=True)
+                        warm = None
+                        if args.warm:  # one shard of another seed first, on the same worker
+                            warm = {**body, "total": args.shard_size, "seed": args.seed + 1}
+                            label += ", warm worker"
+                        run, job = service_run(
+                            bench, stack, label, body, worker_env=env, keep=True, warm=warm
+                        )
                         rates.setdefault((name, overlap), []).append(run)
                         checks.setdefault(name, []).append(finalizer_check(stack, job))
                         drop_outputs(stack, job)
