@@ -12,7 +12,7 @@ from typing import IO
 
 from synthjobs.errors import InvalidKey, ObjectNotFound, StorageError
 from synthjobs.storage.base import key_under, uri_under, validate_key, validate_prefix
-from synthjobs.storage.staged import PARTIAL_PREFIX
+from synthjobs.storage.staged import PARTIAL_PREFIX, WRITE_SLICE, write_sliced
 
 
 class LocalStorage:
@@ -34,7 +34,7 @@ class LocalStorage:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                write_sliced(handle, data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -54,7 +54,7 @@ class LocalStorage:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
-                shutil.copyfileobj(stream, handle, 1 << 20)
+                shutil.copyfileobj(stream, handle, WRITE_SLICE)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -594,3 +594,19 @@ def test_s3_storages_of_the_same_settings_share_one_client_and_other_settings_ge
     assert len({id(first.client), id(fewer.client), id(keyed.client)}) == 3
     first.put_bytes(SHARD_KEY, b"shared")
     assert second.get_bytes(SHARD_KEY) == b"shared"
+
+
+def test_write_sliced_writes_every_byte_in_slices_no_bigger_than_the_limit() -> None:
+    from synthjobs.storage.staged import WRITE_SLICE, write_sliced
+
+    class Recording(io.BytesIO):
+        sizes: list[int] = []
+
+        def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+            self.sizes.append(len(data))
+            return super().write(data)
+
+    data = bytes(range(256)) * (3 * WRITE_SLICE // 256 + 7)
+    out = Recording()
+    assert write_sliced(out, memoryview(data)) == len(data)
+    assert out.getvalue() == data and max(out.sizes) <= WRITE_SLICE and len(out.sizes) == 4

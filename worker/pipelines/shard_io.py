@@ -30,7 +30,7 @@ from typing import IO, Any, TypeVar, cast
 
 import numpy as np
 
-from synthjobs.storage.staged import StagedObject
+from synthjobs.storage.staged import StagedObject, write_sliced
 from worker.formats import open_encoder
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,12 @@ class HashingFile(io.RawIOBase):
         return False
 
     def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
         at = self._file.tell()
-        written = self._file.write(data)
+        written = write_sliced(self._file, view)  # big writes are slow here (`storage.staged.WRITE_SLICE`)
         if not self._stale:
             if at == self._hashed:
-                self._digest.update(data)
+                self._digest.update(view)
                 self._hashed += written
             else:
                 self._stale = True  # an overwrite (or a gap): the digest no longer matches the file
