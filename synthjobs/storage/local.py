@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -29,17 +30,7 @@ class LocalStorage:
         return path
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                write_sliced(handle, data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.uri(key)
+        return self._put(key, lambda handle: write_sliced(handle, data))
 
     def put_stream(
         self,
@@ -49,20 +40,24 @@ class LocalStorage:
         *,
         sha256: str | None = None,
     ) -> str:
-        path = self._path(key)  # a local copy is not checked against `sha256`: no transfer to verify
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
+        # a local copy is not checked against `sha256`: no transfer to verify
+        return self._put(key, lambda handle: shutil.copyfileobj(stream, handle, WRITE_SLICE))
+
+    def _put(self, key: str, write: Callable[[IO[bytes]], object]) -> str:
+        """Write an object through its staged file, renamed into place only once it is whole."""
+        staged = self._stage(key)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                shutil.copyfileobj(stream, handle, WRITE_SLICE)
-            os.replace(tmp, path)
+            write(staged.file)
+            return staged.commit()
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            staged.abort()
             raise
-        return self.uri(key)
 
     def stage(self, key: str, content_type: str = "application/octet-stream") -> LocalStage:
         """The object's file, written in place beside its key and renamed into place by `commit`."""
+        return self._stage(key)
+
+    def _stage(self, key: str) -> LocalStage:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         return LocalStage(path, self.uri(key))

@@ -182,10 +182,6 @@ class ProducedShard:
             "quality": self.quality,
         }
 
-    def abandon(self) -> None:
-        """Stop the upload's thread and drop the file (the shard was lost before it was recorded)."""
-        self.shard_file.close()
-
 
 def produce_shard(
     shard: JobShard,

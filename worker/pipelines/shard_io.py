@@ -25,7 +25,6 @@ import io
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import TracebackType
 from typing import IO, Any, TypeVar, cast
 
 import numpy as np
@@ -144,7 +143,6 @@ class ShardIO:
         self._encoder.close()
         self._closed_file = True
         size, sha256 = self._file.sha256()
-        self._staged.file.flush()
         self._staged.commit(sha256)
         self._committed = True
         return size, sha256
@@ -162,11 +160,3 @@ class ShardIO:
         finally:
             if not self._committed:
                 self._staged.abort()
-
-    def __enter__(self) -> ShardIO:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
